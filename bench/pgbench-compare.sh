@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# pgbench-compare.sh — read-only pgbench TPS comparison, all in one run:
+#
+#   * direct PostgreSQL 15
+#   * PgBouncer    (pool_mode = transaction, default_pool_size = $POOL)
+#   * HeliosProxy  (mode = "transaction",    server_connections = $POOL)
+#
+# for each pgbench protocol mode (simple, extended, prepared). The three
+# targets are run back to back for each mode so that they see the same machine
+# state. A failing pgbench run (non-zero exit, e.g. PgBouncer < 1.21 does not
+# support prepared statements in transaction mode) is reported as `error`.
+#
+# Everything (PostgreSQL cluster, PgBouncer, HeliosProxy) lives in a temp dir
+# on free loopback ports and is torn down on exit.
+#
+# Environment knobs (defaults in brackets):
+#   CLIENTS [50]         pgbench clients (-c)
+#   THREADS [2]          pgbench threads (-j)
+#   DURATION [10]        seconds per pgbench run (-T)
+#   POOL [10]            server connections per pooler
+#   SCALE [10]           pgbench -i scale factor
+#   WARMUP [3]           seconds of direct warm-up before measuring (0 = off)
+#   MODES ["simple extended prepared"]
+#   HELIOSPROXY_BIN [<repo>/target/release/heliosproxy] (built if missing)
+#   EXTRA_HELIOS_CONFIG  TOML text appended to the HeliosProxy config
+#   SKIP_HELIOS [0]      1 = do not build/run HeliosProxy (column says `skipped`)
+#   PGBOUNCER_BIN [/usr/sbin/pgbouncer]
+#   PG_BINDIR [$(pg_config --bindir)]
+#   BENCH_USER [postgres, else nobody]  unprivileged user used when run as root
+#   KEEP_TMP [0]         1 = keep the temp dir (logs, configs) for inspection
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings --
+CLIENTS=${CLIENTS:-50}
+THREADS=${THREADS:-2}
+DURATION=${DURATION:-10}
+POOL=${POOL:-10}
+SCALE=${SCALE:-10}
+WARMUP=${WARMUP:-3}
+MODES=${MODES:-"simple extended prepared"}
+SKIP_HELIOS=${SKIP_HELIOS:-0}
+EXTRA_HELIOS_CONFIG=${EXTRA_HELIOS_CONFIG:-}
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+KEEP_TMP=${KEEP_TMP:-0}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(dirname "$SCRIPT_DIR")
+
+HELIOS_BIN=${HELIOSPROXY_BIN:-$REPO_ROOT/target/release/heliosproxy}
+# A relative HELIOSPROXY_BIN is relative to the caller's cwd; make it absolute
+# because we cd into the temp dir later.
+[[ $HELIOS_BIN == /* ]] || HELIOS_BIN="$PWD/$HELIOS_BIN"
+
+# Benchmark plumbing, not a TLS/GSS test: same plain connection for every target.
+export PGSSLMODE=disable PGGSSENCMODE=disable
+unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGPASSWORD PGSERVICE PGOPTIONS
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ------------------------------------------------------------ prerequisites --
+# PostgreSQL server binaries are not on PATH on Debian; find the bin dir that
+# actually contains initdb.
+find_pg_bindir() {
+    local d
+    for d in "${PG_BINDIR:-}" "$(pg_config --bindir 2>/dev/null || true)" /usr/lib/postgresql/15/bin; do
+        if [[ -n $d && -x $d/initdb && -x $d/pgbench ]]; then
+            echo "$d"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if ! PGBIN=$(find_pg_bindir) || [[ ! -x $PGBOUNCER_BIN ]]; then
+    if [[ $EUID -ne 0 ]]; then
+        die "PostgreSQL 15 server binaries and/or $PGBOUNCER_BIN are missing; install them with: sudo apt-get install -y postgresql-15 pgbouncer"
+    fi
+    log "installing postgresql-15 and pgbouncer with apt-get"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-15 pgbouncer
+    PGBIN=$(find_pg_bindir) || die "PostgreSQL server binaries still not found after install"
+    [[ -x $PGBOUNCER_BIN ]] || die "$PGBOUNCER_BIN still not found after install"
+fi
+
+# PostgreSQL (and, by convention, PgBouncer) refuse to run as root: use an
+# unprivileged account for every server process in that case.
+if [[ $EUID -eq 0 ]]; then
+    if [[ -n ${BENCH_USER:-} ]]; then
+        RUN_USER=$BENCH_USER
+    elif id -u postgres >/dev/null 2>&1; then
+        RUN_USER=postgres
+    else
+        RUN_USER=nobody
+    fi
+    id -u "$RUN_USER" >/dev/null 2>&1 || die "user $RUN_USER does not exist"
+    command -v runuser >/dev/null || die "runuser (util-linux) is required when running as root"
+    as_user() { runuser -u "$RUN_USER" -- "$@"; }
+else
+    RUN_USER=$(id -un)
+    as_user() { "$@"; }
+fi
+
+# HeliosProxy: build it (release) if the binary is not there yet.
+if [[ $SKIP_HELIOS != 1 && ! -x $HELIOS_BIN ]]; then
+    command -v cargo >/dev/null || die "$HELIOS_BIN not found and cargo is not installed (set HELIOSPROXY_BIN or SKIP_HELIOS=1)"
+    log "building HeliosProxy: cargo build --release -p heliosproxy"
+    (cd "$REPO_ROOT" && cargo build --release -p heliosproxy)
+    [[ -x $HELIOS_BIN ]] || die "build finished but $HELIOS_BIN does not exist (set HELIOSPROXY_BIN)"
+fi
+
+# ------------------------------------------------------------- temp dir ------
+TMP=$(mktemp -d /tmp/pgbench-compare.XXXXXX)
+chmod 755 "$TMP"
+PGDATA_DIR=$TMP/pgdata
+SOCK_DIR=$TMP/sock
+PGBOUNCER_PID=""
+HELIOS_PID=""
+PG_STARTED=0
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    if [[ -n $HELIOS_PID ]]; then
+        kill "$HELIOS_PID" 2>/dev/null && wait "$HELIOS_PID" 2>/dev/null
+    fi
+    if [[ -n $PGBOUNCER_PID ]]; then
+        kill "$PGBOUNCER_PID" 2>/dev/null
+        for _ in {1..50}; do kill -0 "$PGBOUNCER_PID" 2>/dev/null || break; sleep 0.1; done
+    fi
+    if [[ $PG_STARTED == 1 ]]; then
+        as_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
+    fi
+    if [[ $KEEP_TMP == 1 ]]; then
+        log "kept temp dir $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Processes started via runuser inherit our cwd; make sure it is accessible.
+cd "$TMP"
+
+# Pick a free TCP port on 127.0.0.1, below the default ephemeral range
+# (32768+) so pgbench's own client sockets cannot collide with it.
+USED_PORTS=" "
+port_in_use() {
+    if command -v ss >/dev/null; then
+        [[ -n $(ss -Htan "( sport = :$1 )" 2>/dev/null) ]]
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+# free_port VAR: store a free port in VAR (no subshell, so USED_PORTS persists).
+free_port() {
+    local -n _port_out=$1
+    local p
+    for _ in {1..200}; do
+        p=$((20000 + RANDOM % 12000))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        port_in_use "$p" && continue
+        USED_PORTS+="$p "
+        _port_out=$p
+        return 0
+    done
+    die "could not find a free port"
+}
+free_port PG_PORT
+free_port BOUNCER_PORT
+free_port HELIOS_PORT
+free_port HELIOS_ADMIN_PORT
+
+# Wait until something speaks the PostgreSQL protocol on 127.0.0.1:$1.
+wait_ready() {
+    local port=$1 pid=${2:-} i
+    for i in {1..40}; do
+        if "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -t 1; then
+            return 0
+        fi
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1 # process died
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+# ------------------------------------------------------------- PostgreSQL ----
+log "PostgreSQL: $("$PGBIN/postgres" --version) in $TMP (user $RUN_USER, port $PG_PORT)"
+mkdir -p "$SOCK_DIR"
+chown -R "$RUN_USER:" "$TMP"
+
+as_user "$PGBIN/initdb" -D "$PGDATA_DIR" -A trust -U postgres -E UTF8 --no-locale --no-sync \
+    >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
+
+cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
+
+# --- pgbench-compare.sh ---
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$SOCK_DIR'
+max_connections = 200
+shared_buffers = 128MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+
+PG_STARTED=1
+as_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$TMP/postgres.log" -w -t 60 start >/dev/null \
+    || { tail -n 20 "$TMP/postgres.log" >&2; die "PostgreSQL failed to start"; }
+
+log "pgbench -i -s $SCALE"
+"$PGBIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres \
+    >"$TMP/pgbench-init.log" 2>&1 || { cat "$TMP/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# --------------------------------------------------------------- PgBouncer ---
+echo '"postgres" ""' >"$TMP/userlist.txt"
+cat >"$TMP/pgbouncer.ini" <<EOF
+[databases]
+postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 1000
+logfile = $TMP/pgbouncer.log
+pidfile = $TMP/pgbouncer.pid
+EOF
+chown "$RUN_USER:" "$TMP/userlist.txt" "$TMP/pgbouncer.ini"
+
+BOUNCER_OK=0
+log "PgBouncer: $("$PGBOUNCER_BIN" --version | head -n1) on port $BOUNCER_PORT"
+# -d: daemonize; the real pid is read back from the pidfile.
+if as_user "$PGBOUNCER_BIN" -d "$TMP/pgbouncer.ini" >"$TMP/pgbouncer.out" 2>&1; then
+    for _ in {1..50}; do [[ -s $TMP/pgbouncer.pid ]] && break; sleep 0.1; done
+    PGBOUNCER_PID=$(cat "$TMP/pgbouncer.pid" 2>/dev/null || true)
+    if [[ -n $PGBOUNCER_PID ]] && wait_ready "$BOUNCER_PORT" "$PGBOUNCER_PID"; then
+        BOUNCER_OK=1
+    fi
+fi
+if [[ $BOUNCER_OK != 1 ]]; then
+    log "PgBouncer failed to start; its column will say 'error'"
+    tail -n 20 "$TMP/pgbouncer.out" "$TMP/pgbouncer.log" >&2 2>/dev/null || true
+fi
+
+# ------------------------------------------------------------- HeliosProxy ---
+HELIOS_OK=0
+if [[ $SKIP_HELIOS == 1 ]]; then
+    log "HeliosProxy: skipped (SKIP_HELIOS=1)"
+else
+    cat >"$TMP/heliosproxy.toml" <<EOF
+listen_address = "127.0.0.1:$HELIOS_PORT"
+admin_address = "127.0.0.1:$HELIOS_ADMIN_PORT"
+
+[pool]
+mode = "transaction"
+max_connections = 1000
+server_connections = $POOL
+
+[auth]
+method = "trust"
+
+[[nodes]]
+name = "primary"
+host = "127.0.0.1"
+port = $PG_PORT
+role = "primary"
+EOF
+    if [[ -n $EXTRA_HELIOS_CONFIG ]]; then
+        printf '\n# --- EXTRA_HELIOS_CONFIG ---\n%s\n' "$EXTRA_HELIOS_CONFIG" >>"$TMP/heliosproxy.toml"
+    fi
+
+    log "HeliosProxy: $HELIOS_BIN on port $HELIOS_PORT"
+    # HeliosProxy may run as root; $! is the proxy itself.
+    "$HELIOS_BIN" --config "$TMP/heliosproxy.toml" >"$TMP/heliosproxy.log" 2>&1 &
+    HELIOS_PID=$!
+    if wait_ready "$HELIOS_PORT" "$HELIOS_PID"; then
+        HELIOS_OK=1
+    else
+        log "HeliosProxy failed to become ready; its column will say 'error'"
+        tail -n 20 "$TMP/heliosproxy.log" >&2 || true
+    fi
+fi
+
+# ------------------------------------------------------------- benchmark -----
+declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$BOUNCER_PORT [heliosproxy]=$HELIOS_PORT)
+declare -A RESULT
+
+# run_pgbench TARGET MODE -> prints TPS, or `error`.
+run_pgbench() {
+    local target=$1 mode=$2 out=$TMP/pgbench-$1-$2.log tps
+    if timeout -k 5 $((DURATION + 60)) \
+        "$PGBIN/pgbench" -S -n -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M "$mode" \
+        -h 127.0.0.1 -p "${PORT[$target]}" -U postgres postgres >"$out" 2>&1; then
+        tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
+        if [[ -n $tps ]]; then
+            echo "$tps"
+            return 0
+        fi
+    fi
+    # Show why it failed (first error line), but keep going.
+    log "  $target/$mode failed: $(grep -m1 -iE 'error|fatal|abort' "$out" || tail -n1 "$out")"
+    echo error
+}
+
+if [[ $WARMUP -gt 0 ]]; then
+    log "warm-up: ${WARMUP}s direct"
+    "$PGBIN/pgbench" -S -n -c "$CLIENTS" -j "$THREADS" -T "$WARMUP" \
+        -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres >/dev/null 2>&1 || true
+fi
+
+log "running: -S -c $CLIENTS -j $THREADS -T $DURATION, pool size $POOL, modes: $MODES"
+for mode in $MODES; do
+    for target in direct pgbouncer heliosproxy; do
+        if [[ $target == heliosproxy && $SKIP_HELIOS == 1 ]]; then
+            RESULT[$target,$mode]=skipped
+        elif [[ ($target == pgbouncer && $BOUNCER_OK != 1) || ($target == heliosproxy && $HELIOS_OK != 1) ]]; then
+            RESULT[$target,$mode]=error
+        else
+            RESULT[$target,$mode]=$(run_pgbench "$target" "$mode")
+        fi
+        log "  $mode / $target: ${RESULT[$target,$mode]}"
+    done
+done
+
+# ----------------------------------------------------------------- report ----
+# fmt_tps X: one decimal for numbers, pass words (error/skipped) through.
+fmt_tps() { awk -v x="$1" 'BEGIN { if (x ~ /^[0-9.]+$/) printf "%.1f", x; else printf "%s", x }'; }
+# ratio A B: A/B with 2 decimals, `-` if either side is not a number.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b
+        else printf "-"
+    }'
+}
+
+echo
+echo "pgbench -S (read-only), scale $SCALE, $CLIENTS clients, $THREADS threads, ${DURATION}s per run," \
+    "pool size $POOL, $(nproc) CPUs"
+fmt='%-9s | %12s | %13s | %15s | %16s | %13s | %16s\n'
+printf "$fmt" mode "direct TPS" "PgBouncer TPS" "HeliosProxy TPS" "Helios/PgBouncer" "Helios/direct" "PgBouncer/direct"
+printf "$fmt" --------- ------------ ------------- --------------- ---------------- ------------- ----------------
+for mode in $MODES; do
+    d=${RESULT[direct,$mode]} b=${RESULT[pgbouncer,$mode]} h=${RESULT[heliosproxy,$mode]}
+    printf "$fmt" "$mode" "$(fmt_tps "$d")" "$(fmt_tps "$b")" "$(fmt_tps "$h")" \
+        "$(ratio "$h" "$b")" "$(ratio "$h" "$d")" "$(ratio "$b" "$d")"
+done

@@ -1,0 +1,487 @@
+//! Typed, strict configuration (`heliosproxy.toml`).
+//!
+//! Unknown keys are refused, defaults live in one place ([`Default`] impls below), and
+//! [`Config::validate`] reports every semantic problem at once, each with its key path.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors found while loading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why, including the key path.
+        message: String,
+    },
+    /// The values parsed but are inconsistent; every problem is listed.
+    #[error("{path}: invalid configuration:\n{}", .problems.join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// One line per problem, each starting with the key path.
+        problems: Vec<String>,
+    },
+}
+
+/// The whole proxy configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where clients connect (`host:port`).
+    pub listen_address: String,
+    /// Where the admin API listens (`host:port`).
+    pub admin_address: String,
+    /// Pooling.
+    pub pool: PoolConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
+    /// TLS towards clients.
+    pub tls: TlsConfig,
+    /// TLS towards backends.
+    pub backend_tls: BackendTlsConfig,
+    /// Protocol limits.
+    pub limits: LimitsConfig,
+    /// Backend nodes.
+    pub nodes: Vec<NodeConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_address: "127.0.0.1:6432".into(),
+            admin_address: "127.0.0.1:9090".into(),
+            pool: PoolConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
+            backend_tls: BackendTlsConfig::default(),
+            limits: LimitsConfig::default(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+/// When a client gives its server connection back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// The client keeps one server connection for its whole session.
+    Session,
+    /// The server connection returns to the pool after each transaction.
+    Transaction,
+    /// The server connection returns after each statement; transaction blocks are refused.
+    Statement,
+}
+
+/// `[pool]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Pooling mode.
+    pub mode: PoolMode,
+    /// Maximum simultaneous client connections.
+    pub max_connections: usize,
+    /// Maximum server connections per (node, database, user).
+    pub server_connections: usize,
+    /// How long a client waits for a server connection before it gets an error.
+    pub checkout_timeout_ms: u64,
+    /// Idle server connections older than this are closed.
+    pub idle_timeout_s: u64,
+    /// Server connections are closed after this lifetime (when idle).
+    pub server_lifetime_s: u64,
+    /// An idle connection unused for longer than this is checked for liveness before reuse.
+    pub health_check_after_ms: u64,
+    /// Timeout for establishing a server connection (TCP + TLS + auth).
+    pub connect_timeout_ms: u64,
+    /// Server-side prepared statements kept per server connection before they are dropped.
+    pub max_prepared_statements: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            mode: PoolMode::Transaction,
+            max_connections: 1000,
+            server_connections: 20,
+            checkout_timeout_ms: 5000,
+            idle_timeout_s: 600,
+            server_lifetime_s: 3600,
+            health_check_after_ms: 1000,
+            connect_timeout_ms: 5000,
+            max_prepared_statements: 1000,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The checkout timeout as a [`Duration`].
+    pub fn checkout_timeout(&self) -> Duration {
+        Duration::from_millis(self.checkout_timeout_ms)
+    }
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    /// No password is asked.
+    Trust,
+    /// Cleartext password (only sensible over TLS).
+    Password,
+    /// MD5 challenge.
+    Md5,
+    /// SCRAM-SHA-256 (the default).
+    ScramSha256,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Method asked of clients.
+    pub method: AuthMethod,
+    /// PgBouncer-style users file: lines of `"user" "secret"` where the secret is a
+    /// plaintext password, an `md5…` hash or a `SCRAM-SHA-256$…` verifier.
+    pub users_file: Option<PathBuf>,
+    /// With `method = "password"`: check the client's password by logging in to the backend
+    /// with it, and use it for that user's server connections.
+    pub passthrough: bool,
+    /// Password used for server connections of users the users file has no plaintext for.
+    pub server_password: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            method: AuthMethod::ScramSha256,
+            users_file: None,
+            passthrough: false,
+            server_password: None,
+        }
+    }
+}
+
+/// Whether clients may, or must, use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientTlsMode {
+    /// Refuse TLS.
+    Disable,
+    /// Offer TLS when a certificate is configured.
+    Allow,
+    /// Refuse clients that do not use TLS.
+    Require,
+}
+
+/// `[tls]`: TLS towards clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Mode.
+    pub mode: ClientTlsMode,
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            mode: ClientTlsMode::Allow,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+/// libpq-like `sslmode` for backend connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendSslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without certificate checks.
+    Prefer,
+    /// TLS always, without certificate checks.
+    Require,
+    /// TLS always, certificate chain and host name verified against `ca`.
+    VerifyFull,
+}
+
+/// `[backend_tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendTlsConfig {
+    /// Mode.
+    pub sslmode: BackendSslMode,
+    /// PEM CA bundle for `verify-full`.
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for BackendTlsConfig {
+    fn default() -> Self {
+        BackendTlsConfig {
+            sslmode: BackendSslMode::Disable,
+            ca: None,
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest message a client may send, in bytes.
+    pub max_client_message_bytes: usize,
+    /// How long a new client may take to finish startup and authentication.
+    pub client_login_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_client_message_bytes: 64 << 20,
+            client_login_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// The role a node is expected to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Accepts writes.
+    Primary,
+    /// Read-only standby.
+    Replica,
+}
+
+/// `[[nodes]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Unique name.
+    pub name: String,
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Expected role.
+    #[serde(default = "default_role")]
+    pub role: NodeRole,
+    /// Free-form tags used by routing policies.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_role() -> NodeRole {
+    NodeRole::Primary
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Parses TOML text without semantic validation; the error names the key path.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path.is_empty() || path == "." {
+                inner
+            } else {
+                format!("key `{path}`: {inner}")
+            }
+        })
+    }
+
+    /// Returns every semantic problem, each prefixed by its key path; empty when valid.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.listen_address.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "listen_address: `{}` is not a host:port socket address",
+                self.listen_address
+            ));
+        }
+        if self.admin_address.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "admin_address: `{}` is not a host:port socket address",
+                self.admin_address
+            ));
+        }
+        if self.pool.max_connections == 0 {
+            problems.push("pool.max_connections: must be at least 1".into());
+        }
+        if self.pool.server_connections == 0 {
+            problems.push("pool.server_connections: must be at least 1".into());
+        }
+        if self.pool.checkout_timeout_ms == 0 {
+            problems.push("pool.checkout_timeout_ms: must be at least 1".into());
+        }
+        if self.limits.max_client_message_bytes < 1024 {
+            problems.push("limits.max_client_message_bytes: must be at least 1024".into());
+        }
+        if self.nodes.is_empty() {
+            problems.push("nodes: at least one [[nodes]] entry is required".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.name.is_empty() {
+                problems.push(format!("nodes[{i}].name: must not be empty"));
+            } else if !names.insert(node.name.as_str()) {
+                problems.push(format!("nodes[{i}].name: `{}` is used twice", node.name));
+            }
+            if node.host.is_empty() {
+                problems.push(format!("nodes[{i}].host: must not be empty"));
+            }
+            if node.port == 0 {
+                problems.push(format!("nodes[{i}].port: must not be 0"));
+            }
+        }
+        if !self.nodes.is_empty() && !self.nodes.iter().any(|n| n.role == NodeRole::Primary) {
+            problems.push("nodes: no node has role = \"primary\"".into());
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => problems.push("tls.key: required when tls.cert is set".into()),
+            (None, Some(_)) => problems.push("tls.cert: required when tls.key is set".into()),
+            (None, None) if self.tls.mode == ClientTlsMode::Require => {
+                problems.push("tls.mode: \"require\" needs tls.cert and tls.key".into())
+            }
+            _ => {}
+        }
+        if self.backend_tls.sslmode == BackendSslMode::VerifyFull && self.backend_tls.ca.is_none()
+        {
+            problems.push("backend_tls.ca: required when sslmode = \"verify-full\"".into());
+        }
+        if self.auth.passthrough && self.auth.method != AuthMethod::Password {
+            problems.push(
+                "auth.passthrough: needs auth.method = \"password\" (the proxy must see the password to pass it on)"
+                    .into(),
+            );
+        }
+        if matches!(self.auth.method, AuthMethod::Md5 | AuthMethod::ScramSha256)
+            && self.auth.users_file.is_none()
+        {
+            problems.push(format!(
+                "auth.users_file: required with auth.method = \"{}\"",
+                self.auth.method.as_str()
+            ));
+        }
+        if self.auth.method == AuthMethod::Password
+            && !self.auth.passthrough
+            && self.auth.users_file.is_none()
+        {
+            problems.push(
+                "auth.users_file: required with auth.method = \"password\" unless auth.passthrough = true"
+                    .into(),
+            );
+        }
+        problems
+    }
+
+    /// The first node whose configured role is primary.
+    pub fn primary(&self) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.role == NodeRole::Primary)
+    }
+}
+
+impl AuthMethod {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Trust => "trust",
+            AuthMethod::Password => "password",
+            AuthMethod::Md5 => "md5",
+            AuthMethod::ScramSha256 => "scram-sha-256",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[nodes]]
+        name = "pg"
+        host = "127.0.0.1"
+        port = 5432
+        [auth]
+        method = "trust"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.listen_address, "127.0.0.1:6432");
+        assert_eq!(c.admin_address, "127.0.0.1:9090");
+        assert_eq!(c.pool.mode, PoolMode::Transaction);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_path() {
+        let err = Config::parse("[pool]\nmode = \"session\"\nmax_conections = 5\n").unwrap_err();
+        assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("pool"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_key() {
+        let err = Config::parse("[pool]\nmode = \"sessions\"\n").unwrap_err();
+        assert!(err.contains("pool.mode"), "{err}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let c = Config::parse(
+            "listen_address = \"nope\"\n[pool]\nserver_connections = 0\n[auth]\nmethod = \"md5\"\n",
+        )
+        .unwrap();
+        let problems = c.validate();
+        assert!(problems.iter().any(|p| p.starts_with("listen_address")));
+        assert!(problems.iter().any(|p| p.starts_with("pool.server_connections")));
+        assert!(problems.iter().any(|p| p.starts_with("nodes")));
+        assert!(problems.iter().any(|p| p.starts_with("auth.users_file")));
+    }
+}

@@ -1,0 +1,218 @@
+//! Server connection pools, one per (node, database, user): lazy creation up to the limit,
+//! reuse, liveness checks for connections that sat idle, expiry, and lock-free counters.
+
+pub mod server;
+pub mod slots;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+
+pub use server::{ConnectTarget, ServerConn, ServerError};
+pub use slots::{Acquired, MetricsSnapshot, PoolMetrics, Slots, Timeout};
+
+use crate::config::PoolConfig;
+
+/// Identifies a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// Node name.
+    pub node: String,
+    /// Database.
+    pub database: String,
+    /// Backend user.
+    pub user: String,
+}
+
+/// Why a checkout failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// Every connection stayed busy for the whole checkout timeout.
+    #[error("no server connection became available within {} ms (pool.server_connections = {limit})", .waited.as_millis())]
+    Exhausted {
+        /// How long the client waited.
+        waited: Duration,
+        /// The pool size.
+        limit: usize,
+    },
+    /// A new connection could not be opened.
+    #[error(transparent)]
+    Connect(#[from] ServerError),
+}
+
+/// A pool of server connections for one (node, database, user).
+pub struct Pool {
+    /// Which pool.
+    pub key: PoolKey,
+    target: Arc<ConnectTarget>,
+    password: RwLock<Option<String>>,
+    slots: Slots<ServerConn>,
+    params: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    checkout_timeout: Duration,
+    health_check_after: Duration,
+}
+
+/// A server connection lent to one client; give it back with [`Pool::release`] or
+/// [`Pool::discard`].
+pub struct Checkout {
+    /// The connection.
+    pub conn: ServerConn,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    /// Creates an empty pool.
+    pub fn new(key: PoolKey, target: Arc<ConnectTarget>, password: Option<String>, config: &PoolConfig) -> Self {
+        Pool {
+            key,
+            target,
+            password: RwLock::new(password),
+            slots: Slots::new(config.server_connections),
+            params: Mutex::new(None),
+            checkout_timeout: config.checkout_timeout(),
+            health_check_after: Duration::from_millis(config.health_check_after_ms),
+        }
+    }
+
+    /// The node this pool connects to.
+    pub fn target(&self) -> &Arc<ConnectTarget> {
+        &self.target
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.slots.metrics.snapshot()
+    }
+
+    /// Connections lent out right now.
+    pub fn in_use(&self) -> usize {
+        self.slots.in_use()
+    }
+
+    /// Idle connections right now.
+    pub fn idle(&self) -> usize {
+        self.slots.idle_count()
+    }
+
+    /// Sets the password used for new server connections (pass-through authentication).
+    pub fn set_password(&self, password: &str) {
+        *self.password.write().expect("password lock") = Some(password.to_owned());
+    }
+
+    /// Opens a connection outside the pool's accounting (used to verify pass-through logins).
+    pub async fn connect_with(&self, password: Option<&str>) -> Result<ServerConn, ServerError> {
+        ServerConn::connect(self.target.clone(), &self.key.user, &self.key.database, password).await
+    }
+
+    /// Lends a connection: an idle one that is still alive, or a new one.
+    pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
+        let started = Instant::now();
+        let mut acquired = self.slots.acquire(self.checkout_timeout).await.map_err(|_| CheckoutError::Exhausted {
+            waited: started.elapsed(),
+            limit: self.slots.limit(),
+        })?;
+        loop {
+            match acquired {
+                Acquired::Idle(conn, permit) => {
+                    if conn.last_used.elapsed() < self.health_check_after || conn.looks_alive() {
+                        return Ok(Checkout { conn, permit });
+                    }
+                    self.slots.metrics.record_health_check_failure();
+                    self.slots.metrics.record_closed();
+                    drop(conn);
+                    acquired = Acquired::Vacant(permit);
+                }
+                Acquired::Vacant(permit) => {
+                    let password = self.password.read().expect("password lock").clone();
+                    let conn = self.connect_with(password.as_deref()).await?;
+                    self.slots.metrics.record_created();
+                    self.remember_params(&conn);
+                    return Ok(Checkout { conn, permit });
+                }
+            }
+        }
+    }
+
+    /// Returns a healthy, idle connection for reuse.
+    pub fn release(&self, mut checkout: Checkout) {
+        checkout.conn.last_used = Instant::now();
+        self.slots.release(checkout.conn, checkout.permit);
+    }
+
+    /// Closes a connection that must not be reused and frees its slot.
+    pub fn discard(&self, checkout: Checkout) {
+        self.slots.metrics.record_closed();
+        drop(checkout);
+    }
+
+    fn remember_params(&self, conn: &ServerConn) {
+        let mut params = self.params.lock().expect("params lock");
+        if params.is_none() {
+            *params = Some(Arc::new(conn.params.clone()));
+        }
+    }
+
+    /// The `ParameterStatus` values a server of this pool reports at login; opens a connection
+    /// the first time to learn them (and to check that the backend accepts this login).
+    pub async fn server_params(&self) -> Result<Arc<Vec<(String, String)>>, CheckoutError> {
+        if let Some(p) = self.params.lock().expect("params lock").clone() {
+            return Ok(p);
+        }
+        let checkout = self.checkout().await?;
+        self.release(checkout);
+        Ok(self.params.lock().expect("params lock").clone().unwrap_or_default())
+    }
+
+    /// Closes idle connections past their idle timeout or lifetime.
+    pub fn close_expired(&self, idle_timeout: Duration, lifetime: Duration) -> usize {
+        let expired = self
+            .slots
+            .take_expired(|c| c.last_used.elapsed() >= idle_timeout || c.created.elapsed() >= lifetime);
+        for _ in &expired {
+            self.slots.metrics.record_closed();
+        }
+        expired.len()
+    }
+}
+
+/// Every pool of the process, created on first use.
+pub struct Pools {
+    pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
+    config: PoolConfig,
+}
+
+impl Pools {
+    /// An empty registry.
+    pub fn new(config: PoolConfig) -> Self {
+        Pools {
+            pools: RwLock::new(HashMap::new()),
+            config,
+        }
+    }
+
+    /// The pool for `key`, created with `password` when it does not exist yet.
+    pub fn get_or_create(&self, key: PoolKey, target: &Arc<ConnectTarget>, password: Option<String>) -> Arc<Pool> {
+        if let Some(p) = self.pools.read().expect("pools lock").get(&key) {
+            return p.clone();
+        }
+        let mut pools = self.pools.write().expect("pools lock");
+        pools
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Pool::new(key, target.clone(), password, &self.config)))
+            .clone()
+    }
+
+    /// All pools.
+    pub fn all(&self) -> Vec<Arc<Pool>> {
+        self.pools.read().expect("pools lock").values().cloned().collect()
+    }
+
+    /// Closes expired idle connections in every pool.
+    pub fn close_expired(&self) -> usize {
+        let idle = Duration::from_secs(self.config.idle_timeout_s);
+        let life = Duration::from_secs(self.config.server_lifetime_s);
+        self.all().iter().map(|p| p.close_expired(idle, life)).sum()
+    }
+}

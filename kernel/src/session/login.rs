@@ -1,0 +1,319 @@
+//! The startup handshake: TLS negotiation, cancel requests, client authentication, choosing
+//! the pool, and the greeting (`AuthenticationOk`, `ParameterStatus`, `BackendKeyData`,
+//! `ReadyForQuery`).
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::cancel::Registration;
+use super::state::SessionState;
+use super::{SessionError, fatal};
+use crate::config::{AuthMethod, ClientTlsMode};
+use crate::pool::{CheckoutError, Pool, PoolKey, ServerError};
+use crate::server::Shared;
+use crate::wire::auth::{self, ScramServer, ScramVerifier, Secret};
+use crate::wire::frame::{read_cstr, read_i32, split_message};
+use crate::wire::messages::{self, sqlstate};
+use crate::wire::startup::{MAX_STARTUP_LEN, StartupPacket, parse_startup};
+use crate::wire::stream::Stream;
+
+/// A client that passed login.
+pub struct LoggedIn {
+    /// Its socket.
+    pub stream: Stream,
+    /// Bytes the client already sent after its last login message.
+    pub leftover: BytesMut,
+    /// Login user.
+    pub user: String,
+    /// Database.
+    pub database: String,
+    /// The pool its queries use.
+    pub pool: Arc<Pool>,
+    /// Its session state as implied by startup parameters.
+    pub state: SessionState,
+    /// Its cancel key.
+    pub cancel: Registration,
+}
+
+/// Runs the startup phase. `Ok(None)` means the connection was a cancel request or ended
+/// politely; errors have already been reported to the client.
+pub async fn login(shared: &Arc<Shared>, mut stream: Stream, has_slot: bool) -> Result<Option<LoggedIn>, SessionError> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let params = loop {
+        let packet = loop {
+            match parse_startup(&buf) {
+                Ok(Some((packet, used))) => {
+                    buf.advance(used);
+                    break packet;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    fatal(&mut stream, sqlstate::PROTOCOL_VIOLATION, &format!("invalid startup packet: {e}")).await;
+                    return Err(SessionError::Protocol(e.to_string()));
+                }
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok(None);
+            }
+            if buf.len() > MAX_STARTUP_LEN + 16 {
+                return Err(SessionError::Protocol("startup packet too long".into()));
+            }
+        };
+        match packet {
+            StartupPacket::SslRequest => {
+                if !buf.is_empty() {
+                    // Bytes sent before the TLS handshake could be injected by a man in the middle.
+                    fatal(&mut stream, sqlstate::PROTOCOL_VIOLATION, "unencrypted data after SSL request").await;
+                    return Err(SessionError::Protocol("data after SSLRequest".into()));
+                }
+                stream = match (shared.tls.as_ref(), stream) {
+                    (Some(acceptor), Stream::Plain(tcp)) => {
+                        tcp_write(&tcp, b"S").await?;
+                        let tls = acceptor.accept(tcp).await?;
+                        Stream::ServerTls(Box::new(tls))
+                    }
+                    (_, mut other) => {
+                        other.write_all(b"N").await?;
+                        other
+                    }
+                };
+            }
+            StartupPacket::GssEncRequest => stream.write_all(b"N").await?,
+            StartupPacket::Cancel { pid, secret } => {
+                shared.cancels.cancel((pid, secret)).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup { params } => break params,
+        }
+    };
+    if !has_slot {
+        let msg = format!(
+            "sorry, too many clients already (pool.max_connections = {})",
+            shared.config.pool.max_connections
+        );
+        fatal(&mut stream, sqlstate::TOO_MANY_CONNECTIONS, &msg).await;
+        return Err(SessionError::Refused(msg));
+    }
+    if shared.config.tls.mode == ClientTlsMode::Require && !stream.is_tls() {
+        let msg = "TLS is required: connect with sslmode=require";
+        fatal(&mut stream, sqlstate::INVALID_AUTHORIZATION, msg).await;
+        return Err(SessionError::Refused(msg.into()));
+    }
+    if StartupPacket::param(&params, "replication").is_some_and(|v| v != "false" && v != "0") {
+        let msg = "replication connections are not supported by the proxy";
+        fatal(&mut stream, sqlstate::FEATURE_NOT_SUPPORTED, msg).await;
+        return Err(SessionError::Refused(msg.into()));
+    }
+    let Some(user) = StartupPacket::param(&params, "user").map(str::to_owned) else {
+        let msg = "no PostgreSQL user name specified in startup packet";
+        fatal(&mut stream, sqlstate::INVALID_AUTHORIZATION, msg).await;
+        return Err(SessionError::Refused(msg.into()));
+    };
+    let database = StartupPacket::param(&params, "database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user)
+        .to_owned();
+
+    let password = authenticate(shared, &mut stream, &mut buf, &user).await?;
+    let server_password = password
+        .clone()
+        .filter(|_| shared.config.auth.passthrough)
+        .or_else(|| shared.users.get(&user).and_then(|s| s.plaintext().map(str::to_owned)))
+        .or_else(|| shared.config.auth.server_password.clone());
+    let key = PoolKey {
+        node: shared.primary.node.clone(),
+        database: database.clone(),
+        user: user.clone(),
+    };
+    let pool = shared.pools.get_or_create(key, &shared.primary, server_password.clone());
+    if shared.config.auth.passthrough {
+        // The backend is the judge of the password; remember it for this user's pool.
+        let pw = password.clone().unwrap_or_default();
+        if let Err(e) = pool.connect_with(Some(&pw)).await {
+            report_server_error(&mut stream, &e).await;
+            return Err(SessionError::Refused(e.to_string()));
+        }
+        pool.set_password(&pw);
+    }
+    let server_params = match pool.server_params().await {
+        Ok(p) => p,
+        Err(CheckoutError::Connect(e)) => {
+            report_server_error(&mut stream, &e).await;
+            return Err(SessionError::Refused(e.to_string()));
+        }
+        Err(e) => {
+            fatal(&mut stream, sqlstate::TOO_MANY_CONNECTIONS, &e.to_string()).await;
+            return Err(SessionError::Refused(e.to_string()));
+        }
+    };
+
+    let cancel = shared.cancels.register();
+    let mut out = Vec::with_capacity(512);
+    messages::authentication(&mut out, 0, &[]);
+    for (name, value) in server_params.iter() {
+        let client_value = params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        messages::parameter_status(&mut out, name, client_value.unwrap_or(value));
+    }
+    messages::backend_key_data(&mut out, cancel.key.0, cancel.key.1);
+    messages::ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await?;
+    Ok(Some(LoggedIn {
+        stream,
+        leftover: buf,
+        user,
+        database,
+        pool,
+        state: SessionState::from_startup(&params, &server_params),
+        cancel,
+    }))
+}
+
+async fn tcp_write(tcp: &tokio::net::TcpStream, data: &[u8]) -> std::io::Result<()> {
+    let mut written = 0;
+    while written < data.len() {
+        tcp.writable().await?;
+        match tcp.try_write(&data[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Tells the client why the backend refused, keeping the backend's SQLSTATE when there is one.
+async fn report_server_error(stream: &mut Stream, e: &ServerError) {
+    match e {
+        ServerError::Rejected(f) => fatal(stream, &f.code, &f.message).await,
+        other => fatal(stream, sqlstate::CANNOT_CONNECT, &other.to_string()).await,
+    }
+}
+
+/// Authenticates the client; returns the cleartext password when the method revealed it.
+async fn authenticate(
+    shared: &Shared,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    user: &str,
+) -> Result<Option<String>, SessionError> {
+    let secret = shared.users.get(user);
+    let failed = || format!("password authentication failed for user \"{user}\"");
+    let ok = match shared.config.auth.method {
+        AuthMethod::Trust => return Ok(None),
+        AuthMethod::Password => {
+            send_auth(stream, 3, &[]).await?;
+            let body = read_password(stream, buf).await?;
+            let (pw, _) = read_cstr(&body, "PasswordMessage").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let pw = String::from_utf8_lossy(pw).into_owned();
+            if shared.config.auth.passthrough {
+                return Ok(Some(pw));
+            }
+            if secret.is_some_and(|s| auth::verify_cleartext(s, user, &pw)) {
+                return Ok(Some(pw));
+            }
+            false
+        }
+        AuthMethod::Md5 => {
+            let mut salt = [0u8; 4];
+            rand::rng().fill_bytes(&mut salt);
+            send_auth(stream, 5, &salt).await?;
+            let body = read_password(stream, buf).await?;
+            let (resp, _) = read_cstr(&body, "PasswordMessage").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            secret.is_some_and(|s| auth::verify_md5(s, user, salt, resp))
+        }
+        AuthMethod::ScramSha256 => {
+            // Unknown users (and md5-only secrets) get a mock exchange so a client cannot tell
+            // them apart from a wrong password.
+            let verifier = secret.and_then(auth::scram_verifier_for);
+            let known = verifier.is_some();
+            let verifier = verifier.unwrap_or_else(|| {
+                let mut salt = [0u8; 16];
+                rand::rng().fill_bytes(&mut salt);
+                ScramVerifier::from_password(&format!("{:x}", rand::rng().next_u64()), &salt, 4096)
+            });
+            send_auth(stream, 10, ScramServer::MECHANISMS).await?;
+            let body = read_password(stream, buf).await?;
+            let (mechanism, rest) = read_cstr(&body, "SASLInitialResponse").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            if mechanism != b"SCRAM-SHA-256" {
+                let msg = "client selected an invalid SASL authentication mechanism";
+                fatal(stream, sqlstate::PROTOCOL_VIOLATION, msg).await;
+                return Err(SessionError::Protocol(msg.into()));
+            }
+            let (len, data) = read_i32(rest, "SASLInitialResponse").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            if len < 0 || len as usize != data.len() {
+                fatal(stream, sqlstate::PROTOCOL_VIOLATION, "malformed SASLInitialResponse").await;
+                return Err(SessionError::Protocol("malformed SASLInitialResponse".into()));
+            }
+            let (server, server_first) = match ScramServer::start(verifier, data) {
+                Ok(x) => x,
+                Err(e) => {
+                    fatal(stream, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
+                    return Err(SessionError::Protocol(e.to_string()));
+                }
+            };
+            send_auth(stream, 11, server_first.as_bytes()).await?;
+            let body = read_password(stream, buf).await?;
+            match server.finish(&body) {
+                Ok(server_final) if known => {
+                    send_auth(stream, 12, server_final.as_bytes()).await?;
+                    true
+                }
+                Ok(_) | Err(auth::AuthError::WrongPassword) => false,
+                Err(e) => {
+                    fatal(stream, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
+                    return Err(SessionError::Protocol(e.to_string()));
+                }
+            }
+        }
+    };
+    if ok {
+        Ok(None)
+    } else {
+        fatal(stream, sqlstate::INVALID_PASSWORD, &failed()).await;
+        Err(SessionError::Refused(failed()))
+    }
+}
+
+async fn send_auth(stream: &mut Stream, code: i32, extra: &[u8]) -> Result<(), SessionError> {
+    let mut out = Vec::with_capacity(16 + extra.len());
+    messages::authentication(&mut out, code, extra);
+    stream.write_all(&out).await?;
+    Ok(())
+}
+
+/// Reads one `PasswordMessage`-family (`p`) message body during login.
+async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<Vec<u8>, SessionError> {
+    loop {
+        match split_message(buf, MAX_STARTUP_LEN) {
+            Ok(Some((b'p', body))) => {
+                let body = body.to_vec();
+                buf.advance(5 + body.len());
+                return Ok(body);
+            }
+            Ok(Some((other, _))) => {
+                let msg = format!("expected a password message, got message type '{}'", other as char);
+                fatal(stream, sqlstate::PROTOCOL_VIOLATION, &msg).await;
+                return Err(SessionError::Protocol(msg));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                fatal(stream, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
+                return Err(SessionError::Protocol(e.to_string()));
+            }
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(SessionError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+}
+
+/// Parses a users file into a lookup table.
+pub fn load_users(text: &str) -> Result<std::collections::HashMap<String, Secret>, String> {
+    Ok(auth::parse_users_file(text)?.into_iter().collect())
+}

@@ -1,0 +1,73 @@
+//! Client sessions: the startup handshake and login ([`login`]), then the query loop
+//! ([`relay`]) that lends server connections according to the pooling mode.
+
+pub mod cancel;
+pub mod login;
+pub mod relay;
+pub mod state;
+pub mod statements;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::server::Shared;
+use crate::wire::messages::{self, sqlstate};
+use crate::wire::stream::Stream;
+
+/// Why a session ended early; what the client was told is in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client's socket failed or closed.
+    #[error("client I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// Login was refused.
+    #[error("login refused: {0}")]
+    Refused(String),
+    /// The client took too long to log in.
+    #[error("login timed out")]
+    LoginTimeout,
+}
+
+/// Serves one accepted client connection until it ends. `permit` is `None` when the client
+/// exceeds `pool.max_connections`; it is then told so after its startup packet.
+pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, permit: Option<OwnedSemaphorePermit>) {
+    let _ = tcp.set_nodelay(true);
+    let login_timeout = std::time::Duration::from_millis(shared.config.limits.client_login_timeout_ms);
+    let login = tokio::time::timeout(login_timeout, login::login(&shared, Stream::Plain(tcp), permit.is_some())).await;
+    let session = match login {
+        Ok(Ok(Some(session))) => session,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "{e}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "client did not finish login within {login_timeout:?}");
+            return;
+        }
+    };
+    tracing::debug!(%peer, user = %session.user, database = %session.database, "client logged in");
+    let result = relay::Relay::new(shared, session).run().await;
+    drop(permit);
+    if let Err(e) = result {
+        tracing::debug!(%peer, "session ended: {e}");
+    }
+}
+
+/// Sends a `FATAL` error and closes the connection.
+pub(crate) async fn fatal(stream: &mut Stream, code: &str, message: &str) {
+    let mut out = Vec::new();
+    messages::error_response(&mut out, "FATAL", code, message);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The SQLSTATE for a protocol violation, re-exported for the submodules.
+pub(crate) const PROTOCOL_VIOLATION: &str = sqlstate::PROTOCOL_VIOLATION;

@@ -1,0 +1,754 @@
+//! The query loop of one client session.
+//!
+//! Client messages are forwarded to a server connection borrowed from the pool when the first
+//! message that needs one arrives; in transaction and statement mode the connection goes back
+//! as soon as the server reports `ReadyForQuery` idle with nothing outstanding. A queue of
+//! expected responses, in the order the server will send them, lets the relay answer some
+//! messages itself (`ParseComplete` for statements the server already has, `CloseComplete`,
+//! errors) at exactly the position the client expects them, and hide the responses to
+//! messages the proxy injected. Server bytes that need no change are forwarded untouched.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::login::LoggedIn;
+use super::state::{Effect, PRISTINE, SessionState};
+use super::statements::{ClientStatements, Prepared};
+use super::{PROTOCOL_VIOLATION, SessionError, fatal};
+use crate::config::PoolMode;
+use crate::pool::{Checkout, CheckoutError, Pool};
+use crate::server::Shared;
+use crate::sql::{opens_transaction, session_effect, split_statements};
+use crate::wire::WireError;
+use crate::wire::frame::peek_header;
+use crate::wire::messages::{self, BindRef, ParseRef, TargetRef, sqlstate};
+use crate::wire::stream::Stream;
+
+use super::cancel::Registration;
+use crate::pool::server::MAX_SERVER_MESSAGE;
+
+/// What the server will answer to a message already sent (or what the relay answers itself).
+#[derive(Debug)]
+enum Expect {
+    /// `ParseComplete`; hidden from the client when the proxy injected the `Parse`.
+    Parse { hidden: bool, hash: u64 },
+    /// `BindComplete`.
+    Bind,
+    /// `ParameterDescription` then `RowDescription` or `NoData`.
+    Describe,
+    /// Rows then `CommandComplete`, `EmptyQueryResponse` or `PortalSuspended`.
+    Execute { effect: Option<Effect> },
+    /// `CloseComplete`.
+    Close,
+    /// `ReadyForQuery` after an extended-protocol batch.
+    Sync,
+    /// Everything up to `ReadyForQuery` for a simple query; the session-state effect of each
+    /// statement in order, when any statement has one.
+    Query { effects: Option<Box<VecDeque<Option<Effect>>>> },
+    /// `FunctionCallResponse` then `ReadyForQuery`.
+    FunctionCall,
+    /// A message the proxy sends itself when this position is reached.
+    Synthetic(Synthetic),
+}
+
+#[derive(Debug)]
+enum Synthetic {
+    ParseComplete,
+    CloseComplete,
+    ReadyForQuery,
+    Error(&'static str, String),
+}
+
+/// The session's query loop and everything it owns.
+pub struct Relay {
+    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+    mode: PoolMode,
+    client: Stream,
+    cbuf: BytesMut,
+    cout: Vec<u8>,
+    server: Option<Checkout>,
+    sout: Vec<u8>,
+    queue: VecDeque<Expect>,
+    stmts: ClientStatements,
+    state: SessionState,
+    status: u8,
+    in_copy: bool,
+    skip_until_sync: bool,
+    rollback_after_flush: bool,
+    cancel: Registration,
+    max_message: usize,
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Relay {
+    /// Prepares the loop for a client that passed login.
+    pub fn new(shared: Arc<Shared>, login: LoggedIn) -> Self {
+        let mut cbuf = login.leftover;
+        cbuf.reserve(READ_CHUNK);
+        Relay {
+            mode: shared.config.pool.mode,
+            max_message: shared.config.limits.max_client_message_bytes,
+            shared,
+            pool: login.pool,
+            client: login.stream,
+            cbuf,
+            cout: Vec::with_capacity(READ_CHUNK),
+            server: None,
+            sout: Vec::with_capacity(1024),
+            queue: VecDeque::with_capacity(16),
+            stmts: ClientStatements::default(),
+            state: login.state,
+            status: b'I',
+            in_copy: false,
+            skip_until_sync: false,
+            rollback_after_flush: false,
+            cancel: login.cancel,
+        }
+    }
+
+    /// Runs until the client leaves; the server connection is cleaned up and returned.
+    pub async fn run(mut self) -> Result<(), SessionError> {
+        let result = self.serve().await;
+        self.finish().await;
+        result
+    }
+
+    async fn serve(&mut self) -> Result<(), SessionError> {
+        if !self.cbuf.is_empty() && !self.on_client_data().await? {
+            return Ok(());
+        }
+        loop {
+            if self.cbuf.capacity() - self.cbuf.len() < 1024 {
+                self.cbuf.reserve(READ_CHUNK);
+            }
+            let event = match self.server.as_mut() {
+                Some(s) => {
+                    let rbuf = &mut s.conn.rbuf;
+                    if rbuf.capacity() - rbuf.len() < 1024 {
+                        rbuf.reserve(READ_CHUNK);
+                    }
+                    tokio::select! {
+                        r = s.conn.stream.read_buf(rbuf) => Event::Server(r),
+                        r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                    }
+                }
+                None => Event::Client(self.client.read_buf(&mut self.cbuf).await),
+            };
+            match event {
+                Event::Client(Ok(0)) => return Ok(()),
+                Event::Client(Ok(_)) => {
+                    if !self.on_client_data().await? {
+                        return Ok(());
+                    }
+                }
+                Event::Client(Err(e)) => return Err(e.into()),
+                Event::Server(Ok(0)) => return self.server_lost("server closed the connection").await,
+                Event::Server(Err(e)) => return self.server_lost(&e.to_string()).await,
+                Event::Server(Ok(_)) => self.on_server_data().await?,
+            }
+        }
+    }
+
+    // ----- client → server -------------------------------------------------------------
+
+    /// Handles every complete client message; returns `false` when the client terminated.
+    async fn on_client_data(&mut self) -> Result<bool, SessionError> {
+        let mut buf = std::mem::take(&mut self.cbuf);
+        let mut pos = 0;
+        let mut keep_going = true;
+        loop {
+            let header = match peek_header(&buf[pos..], self.max_message) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    let code = match e {
+                        WireError::TooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                        _ => PROTOCOL_VIOLATION,
+                    };
+                    self.flush_client().await?;
+                    fatal(&mut self.client, code, &format!("invalid message from client: {e}")).await;
+                    return Err(SessionError::Protocol(e.to_string()));
+                }
+            };
+            if buf.len() - pos < header.total {
+                buf.reserve(header.total - (buf.len() - pos));
+                break;
+            }
+            let msg = &buf[pos..pos + header.total];
+            pos += header.total;
+            match self.on_client_message(header.tag, msg).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    keep_going = false;
+                    break;
+                }
+                Err(e) => {
+                    self.flush_client().await?;
+                    fatal(&mut self.client, PROTOCOL_VIOLATION, &e.to_string()).await;
+                    return Err(e);
+                }
+            }
+            self.emit_synthetics();
+        }
+        buf.advance(pos);
+        self.cbuf = buf;
+        self.flush_server().await?;
+        self.flush_client().await?;
+        self.maybe_release().await;
+        Ok(keep_going)
+    }
+
+    /// Handles one client message; `Ok(false)` on `Terminate`.
+    async fn on_client_message(&mut self, tag: u8, msg: &[u8]) -> Result<bool, SessionError> {
+        let body = &msg[5..];
+        let bad = |e: WireError| SessionError::Protocol(e.to_string());
+        if self.skip_until_sync {
+            match tag {
+                b'S' => {
+                    self.skip_until_sync = false;
+                    self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                }
+                b'X' => return Ok(false),
+                _ => {}
+            }
+            return Ok(true);
+        }
+        match tag {
+            b'Q' => {
+                let sql = messages::query_text(body).map_err(bad)?;
+                let sql = std::str::from_utf8(sql).unwrap_or("");
+                if self.mode == PoolMode::Statement && opens_transaction(sql) {
+                    self.refuse_in_statement_mode();
+                    return Ok(true);
+                }
+                let effects = query_effects(sql);
+                if self.attach(true).await {
+                    self.sout.extend_from_slice(msg);
+                    self.queue.push_back(Expect::Query { effects });
+                }
+            }
+            b'P' => {
+                let parse = ParseRef::parse(body).map_err(bad)?;
+                let prepared = self.stmts.define(&parse);
+                if self.attach(false).await {
+                    let server = &mut self.server.as_mut().expect("attached").conn;
+                    if server.prepared.contains(&prepared.hash) {
+                        self.queue.push_back(Expect::Synthetic(Synthetic::ParseComplete));
+                    } else {
+                        prepared.encode_parse(&mut self.sout);
+                        server.prepared.insert(prepared.hash);
+                        self.queue.push_back(Expect::Parse {
+                            hidden: false,
+                            hash: prepared.hash,
+                        });
+                    }
+                }
+            }
+            b'B' => {
+                let bind = BindRef::parse(body).map_err(bad)?;
+                let prepared = self.stmts.get(bind.statement).cloned();
+                if self.attach(false).await {
+                    match prepared {
+                        Some(p) => {
+                            self.ensure_prepared(&p);
+                            bind.encode_renamed(&mut self.sout, &p.server_name);
+                            self.stmts.bind_portal(bind.portal, &p);
+                        }
+                        // Unknown to us: let the server report it in its own words.
+                        None => self.sout.extend_from_slice(msg),
+                    }
+                    self.queue.push_back(Expect::Bind);
+                }
+            }
+            b'D' => {
+                let target = TargetRef::parse(body, "Describe").map_err(bad)?;
+                let prepared = (target.kind == b'S')
+                    .then(|| self.stmts.get(target.name).cloned())
+                    .flatten();
+                if self.attach(false).await {
+                    match prepared {
+                        Some(p) => {
+                            self.ensure_prepared(&p);
+                            target.encode_renamed(&mut self.sout, b'D', &p.server_name);
+                        }
+                        None => self.sout.extend_from_slice(msg),
+                    }
+                    self.queue.push_back(Expect::Describe);
+                }
+            }
+            b'E' => {
+                let portal = messages::execute_portal(body).map_err(bad)?;
+                let effect = self.stmts.portal_effect(portal);
+                if self.attach(false).await {
+                    self.sout.extend_from_slice(msg);
+                    self.queue.push_back(Expect::Execute { effect });
+                }
+            }
+            b'C' => {
+                let target = TargetRef::parse(body, "Close").map_err(bad)?;
+                if target.kind == b'S' {
+                    // Server-side statements are shared and cached; only the client's name goes.
+                    self.stmts.remove(target.name);
+                    self.queue.push_back(Expect::Synthetic(Synthetic::CloseComplete));
+                } else if self.attach(false).await {
+                    self.sout.extend_from_slice(msg);
+                    self.queue.push_back(Expect::Close);
+                }
+            }
+            b'S' => {
+                if self.server.is_none() {
+                    self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                } else {
+                    self.sout.extend_from_slice(msg);
+                    self.queue.push_back(Expect::Sync);
+                }
+            }
+            b'H' | b'd' | b'c' | b'f' => {
+                // Flush and COPY data only mean something to a server already in use.
+                if self.server.is_some() {
+                    self.sout.extend_from_slice(msg);
+                }
+            }
+            b'F' => {
+                if self.attach(true).await {
+                    self.sout.extend_from_slice(msg);
+                    self.queue.push_back(Expect::FunctionCall);
+                }
+            }
+            b'X' => return Ok(false),
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "invalid frontend message type '{}'",
+                    other.escape_ascii()
+                )));
+            }
+        }
+        Ok(true)
+    }
+
+    fn refuse_in_statement_mode(&mut self) {
+        self.queue.push_back(Expect::Synthetic(Synthetic::Error(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "transaction blocks are not allowed in statement pooling mode".into(),
+        )));
+        self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+    }
+
+    /// Makes sure the attached server has `p`, injecting a hidden `Parse` when it lacks it.
+    fn ensure_prepared(&mut self, p: &Prepared) {
+        let server = &mut self.server.as_mut().expect("attached").conn;
+        if server.prepared.insert(p.hash) {
+            p.encode_parse(&mut self.sout);
+            self.queue.push_back(Expect::Parse {
+                hidden: true,
+                hash: p.hash,
+            });
+        }
+    }
+
+    /// Borrows a server connection when none is attached. On failure the client is told, and
+    /// the rest of its batch is skipped up to `Sync` (`ends_batch` for simple queries, which
+    /// get their `ReadyForQuery` at once). Returns whether a server is attached.
+    async fn attach(&mut self, ends_batch: bool) -> bool {
+        if self.server.is_some() {
+            return true;
+        }
+        match self.checkout().await {
+            Ok(checkout) => {
+                self.cancel.slot.attach(&checkout.conn.target, checkout.conn.key);
+                self.server = Some(checkout);
+                true
+            }
+            Err(e) => {
+                let code = match &e {
+                    CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
+                    CheckoutError::Connect(_) => sqlstate::CANNOT_CONNECT,
+                };
+                tracing::warn!(pool = ?self.pool.key, "checkout failed: {e}");
+                self.queue
+                    .push_back(Expect::Synthetic(Synthetic::Error(code, e.to_string())));
+                if ends_batch {
+                    self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                } else {
+                    self.skip_until_sync = true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Checks a connection out and brings it to this client's session state.
+    async fn checkout(&mut self) -> Result<Checkout, CheckoutError> {
+        let mut checkout = self.pool.checkout().await?;
+        let conn = &mut checkout.conn;
+        let limit = self.shared.config.pool.max_prepared_statements;
+        let mut sql = String::new();
+        if conn.prepared.len() > limit {
+            sql.push_str("DEALLOCATE ALL;");
+        }
+        if conn.state_hash != self.state.hash() {
+            sql.push_str(&self.state.restore_sql(conn.state_hash));
+        }
+        if sql.is_empty() {
+            return Ok(checkout);
+        }
+        match conn.run_internal(&sql).await {
+            Ok((None, b'I')) => {
+                if sql.starts_with("DEALLOCATE ALL;") {
+                    conn.prepared.clear();
+                }
+                conn.state_hash = self.state.hash();
+                Ok(checkout)
+            }
+            Ok((err, _)) => {
+                // Could not bring the connection to this client's state; it must not be
+                // reused by anyone with assumptions about it.
+                let why = err.map(|e| e.message).unwrap_or_else(|| "unexpected transaction state".into());
+                tracing::warn!("restoring session state failed: {why}");
+                self.pool.discard(checkout);
+                Err(CheckoutError::Connect(crate::pool::ServerError::Protocol {
+                    node: self.pool.key.node.clone(),
+                    what: format!("restoring session state failed: {why}"),
+                }))
+            }
+            Err(e) => {
+                self.pool.discard(checkout);
+                Err(e.into())
+            }
+        }
+    }
+
+    // ----- server → client -------------------------------------------------------------
+
+    async fn on_server_data(&mut self) -> Result<(), SessionError> {
+        let mut buf = {
+            let server = self.server.as_mut().expect("attached");
+            std::mem::take(&mut server.conn.rbuf)
+        };
+        let mut pos = 0;
+        // The run of forwarded bytes not yet copied: buf[run_start..pos].
+        let mut run_start = 0;
+        let mut protocol_error = None;
+        loop {
+            let header = match peek_header(&buf[pos..], MAX_SERVER_MESSAGE) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => {
+                    protocol_error = Some(e);
+                    break;
+                }
+            };
+            if buf.len() - pos < header.total {
+                buf.reserve(header.total - (buf.len() - pos));
+                break;
+            }
+            let forward = self.on_server_message(header.tag, &buf[pos + 5..pos + header.total]);
+            if !forward {
+                self.cout.extend_from_slice(&buf[run_start..pos]);
+                run_start = pos + header.total;
+            }
+            pos += header.total;
+            if matches!(self.queue.front(), Some(Expect::Synthetic(_))) || self.rollback_after_flush {
+                self.cout.extend_from_slice(&buf[run_start..pos]);
+                run_start = pos;
+                self.emit_synthetics();
+                if self.rollback_after_flush {
+                    self.replace_ready_in_statement_mode();
+                }
+            }
+        }
+        if self.cout.is_empty() {
+            self.client.write_all(&buf[run_start..pos]).await?;
+        } else {
+            self.cout.extend_from_slice(&buf[run_start..pos]);
+            self.flush_client().await?;
+        }
+        buf.advance(pos);
+        if let Some(server) = self.server.as_mut() {
+            server.conn.rbuf = buf;
+        }
+        if let Some(e) = protocol_error {
+            return self.server_lost(&format!("protocol error from server: {e}")).await;
+        }
+        if std::mem::take(&mut self.rollback_after_flush) {
+            self.rollback_statement_mode().await?;
+        }
+        self.maybe_release().await;
+        Ok(())
+    }
+
+    /// Updates the queue and session state for one server message; returns whether the
+    /// client sees it.
+    fn on_server_message(&mut self, tag: u8, body: &[u8]) -> bool {
+        match tag {
+            b'N' | b'A' | b'S' => true,
+            b'Z' => {
+                let status = body.first().copied().unwrap_or(b'I');
+                self.status = status;
+                if matches!(
+                    self.queue.front(),
+                    Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)
+                ) {
+                    self.queue.pop_front();
+                }
+                self.in_copy = false;
+                if let Some(hash) = self.state.on_ready(status)
+                    && let Some(s) = self.server.as_mut()
+                {
+                    s.conn.state_hash = hash;
+                }
+                if self.mode == PoolMode::Statement && status != b'I' {
+                    self.rollback_after_flush = true;
+                    return false;
+                }
+                true
+            }
+            b'E' => {
+                self.in_copy = false;
+                match self.queue.front() {
+                    Some(Expect::Query { .. } | Expect::FunctionCall) => {}
+                    _ => {
+                        // The server skips everything up to the next Sync.
+                        while let Some(front) = self.queue.front() {
+                            match front {
+                                Expect::Sync | Expect::Query { .. } | Expect::FunctionCall => break,
+                                Expect::Parse { hash, .. } => {
+                                    let hash = *hash;
+                                    if let Some(s) = self.server.as_mut() {
+                                        s.conn.prepared.remove(&hash);
+                                    }
+                                }
+                                _ => {}
+                            }
+                            self.queue.pop_front();
+                        }
+                    }
+                }
+                true
+            }
+            b'C' => {
+                let tag_text = body.strip_suffix(&[0]).unwrap_or(body);
+                match tag_text {
+                    b"ROLLBACK" => self.state.saw_rollback(),
+                    b"DISCARD ALL" | b"DEALLOCATE ALL" => {
+                        if let Some(s) = self.server.as_mut() {
+                            s.conn.prepared.clear();
+                        }
+                    }
+                    _ => {}
+                }
+                self.in_copy = false;
+                match self.queue.front_mut() {
+                    Some(Expect::Query { effects }) => {
+                        if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten() {
+                            self.state.record(effect);
+                        }
+                    }
+                    Some(Expect::Execute { effect }) => {
+                        if let Some(effect) = effect.take() {
+                            self.state.record(effect);
+                        }
+                        self.queue.pop_front();
+                    }
+                    _ => {}
+                }
+                true
+            }
+            b'1' => match self.queue.front() {
+                Some(&Expect::Parse { hidden, .. }) => {
+                    self.queue.pop_front();
+                    !hidden
+                }
+                _ => true,
+            },
+            b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
+            b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
+            b'T' | b'n' => self.pop_if(|e| matches!(e, Expect::Describe)),
+            b'I' | b's' => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
+            b'G' | b'H' => {
+                self.in_copy = true;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    #[inline]
+    fn pop_if(&mut self, is: impl Fn(&Expect) -> bool) -> bool {
+        if self.queue.front().is_some_and(is) {
+            self.queue.pop_front();
+        }
+        true
+    }
+
+    /// Writes every synthetic message that has reached the front of the queue.
+    fn emit_synthetics(&mut self) {
+        while let Some(Expect::Synthetic(_)) = self.queue.front() {
+            let Some(Expect::Synthetic(s)) = self.queue.pop_front() else {
+                unreachable!()
+            };
+            match s {
+                Synthetic::ParseComplete => self.cout.extend_from_slice(&messages::PARSE_COMPLETE),
+                Synthetic::CloseComplete => self.cout.extend_from_slice(&messages::CLOSE_COMPLETE),
+                Synthetic::ReadyForQuery => messages::ready_for_query(&mut self.cout, self.status),
+                Synthetic::Error(code, message) => {
+                    messages::error_response(&mut self.cout, "ERROR", code, &message)
+                }
+            }
+        }
+    }
+
+    fn replace_ready_in_statement_mode(&mut self) {
+        messages::error_response(
+            &mut self.cout,
+            "ERROR",
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "transaction blocks are not allowed in statement pooling mode; the transaction was rolled back",
+        );
+        messages::ready_for_query(&mut self.cout, b'I');
+    }
+
+    async fn rollback_statement_mode(&mut self) -> Result<(), SessionError> {
+        self.status = b'I';
+        if let Some(mut s) = self.server.take() {
+            match s.conn.run_internal("ROLLBACK").await {
+                Ok((None, b'I')) => self.server = Some(s),
+                _ => {
+                    self.cancel.slot.detach();
+                    self.pool.discard(s);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- lending and returning -------------------------------------------------------
+
+    /// Returns the server to the pool when the client is between transactions.
+    async fn maybe_release(&mut self) {
+        if self.mode == PoolMode::Session
+            || self.server.is_none()
+            || !self.queue.is_empty()
+            || self.in_copy
+            || self.status != b'I'
+            || !self.sout.is_empty()
+        {
+            return;
+        }
+        let checkout = self.server.take().expect("attached");
+        self.cancel.slot.detach();
+        self.pool.release(checkout);
+    }
+
+    /// The server connection died under the client: the client gets a FATAL error, since its
+    /// transaction's fate is unknown, and everyone else carries on.
+    async fn server_lost(&mut self, why: &str) -> Result<(), SessionError> {
+        if let Some(s) = self.server.take() {
+            self.cancel.slot.detach();
+            self.pool.discard(s);
+        }
+        tracing::warn!(pool = ?self.pool.key, "server connection lost: {why}");
+        self.queue.clear();
+        let _ = self.flush_client().await;
+        fatal(
+            &mut self.client,
+            sqlstate::CONNECTION_FAILURE,
+            &format!("server connection lost: {why}"),
+        )
+        .await;
+        Err(SessionError::Refused(format!("server connection lost: {why}")))
+    }
+
+    /// Cleans up after the client left: an idle server goes back (reset in session mode), an
+    /// open transaction is rolled back first, and a server mid-query is closed.
+    async fn finish(&mut self) {
+        let Some(mut s) = self.server.take() else {
+            return;
+        };
+        self.cancel.slot.detach();
+        let clean = self.queue.is_empty() && !self.in_copy;
+        let reset = match (clean, self.status, self.mode) {
+            (false, _, _) => None,
+            (true, b'I', PoolMode::Session) => Some("DISCARD ALL"),
+            (true, b'I', _) => Some(""),
+            (true, _, PoolMode::Session) => Some("ROLLBACK;DISCARD ALL"),
+            (true, _, _) => Some("ROLLBACK"),
+        };
+        let ok = match reset {
+            None => false,
+            Some("") => true,
+            Some(sql) => matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.conn.run_internal(sql)).await,
+                Ok(Ok((None, b'I')))
+            ),
+        };
+        if ok {
+            if self.mode == PoolMode::Session {
+                s.conn.prepared.clear();
+                s.conn.state_hash = PRISTINE;
+            }
+            self.pool.release(s);
+        } else {
+            self.pool.discard(s);
+        }
+    }
+
+    async fn flush_server(&mut self) -> Result<(), SessionError> {
+        if self.sout.is_empty() {
+            return Ok(());
+        }
+        let Some(s) = self.server.as_mut() else {
+            self.sout.clear();
+            return Ok(());
+        };
+        if let Err(e) = s.conn.stream.write_all(&self.sout).await {
+            self.sout.clear();
+            return self.server_lost(&e.to_string()).await;
+        }
+        self.sout.clear();
+        Ok(())
+    }
+
+    async fn flush_client(&mut self) -> Result<(), SessionError> {
+        if !self.cout.is_empty() {
+            self.client.write_all(&self.cout).await?;
+            self.cout.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The session-state effects of a simple query's statements, when it has any.
+fn query_effects(sql: &str) -> Option<Box<VecDeque<Option<Effect>>>> {
+    if !might_change_session(sql) {
+        return None;
+    }
+    let effects: VecDeque<Option<Effect>> = split_statements(sql)
+        .into_iter()
+        .map(|stmt| {
+            session_effect(stmt).map(|kind| Effect {
+                kind,
+                sql: Arc::from(stmt.trim()),
+            })
+        })
+        .collect();
+    effects.iter().any(Option::is_some).then(|| Box::new(effects))
+}
+
+/// Cheap pre-check: every statement with a session effect contains `set` or `discard`.
+#[inline]
+fn might_change_session(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    b.windows(3).any(|w| w.eq_ignore_ascii_case(b"set")) || b.windows(7).any(|w| w.eq_ignore_ascii_case(b"discard"))
+}

@@ -1,0 +1,250 @@
+//! A client's own session state (startup parameters and successful `SET`s) in pooled modes:
+//! recorded per client, committed or discarded with the transaction that made it, and
+//! replayed on whichever server connection the client lands on.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use crate::sql::{SessionEffect, quote_literal};
+
+/// The state hash of a server connection exactly as it logged in.
+pub const PRISTINE: u64 = 0;
+/// The state hash of a server connection whose state is unknown and must be reset.
+pub const DIRTY: u64 = 1;
+
+/// A session-state statement that completed, with its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    /// What it does.
+    pub kind: SessionEffect,
+    /// The statement as the client wrote it.
+    pub sql: Arc<str>,
+}
+
+/// Startup parameters the proxy handles itself instead of replaying.
+const NOT_REPLAYED: &[&str] = &["user", "database", "replication", "options"];
+
+/// One client's session state.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    startup: Vec<(String, String)>,
+    sets: Vec<(String, Arc<str>)>,
+    pending: Vec<Effect>,
+    rollback_seen: bool,
+    reset_since_commit: bool,
+    hash: u64,
+}
+
+impl SessionState {
+    /// State implied by the client's startup parameters: those that differ from what a fresh
+    /// server connection reports (`server`) are replayed as `SET`s.
+    pub fn from_startup(client: &[(String, String)], server: &[(String, String)]) -> Self {
+        let mut startup = Vec::new();
+        for (name, value) in client {
+            if NOT_REPLAYED.contains(&name.as_str()) || !valid_guc_name(name) {
+                continue;
+            }
+            let same = server
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case(name) && v.eq_ignore_ascii_case(value));
+            if !same {
+                startup.push((name.to_ascii_lowercase(), value.clone()));
+            }
+        }
+        if let Some((_, options)) = client.iter().find(|(n, _)| n == "options") {
+            for (name, value) in parse_options(options) {
+                if valid_guc_name(&name) {
+                    startup.push((name.to_ascii_lowercase(), value));
+                }
+            }
+        }
+        let mut s = SessionState {
+            startup,
+            ..Default::default()
+        };
+        s.rehash();
+        s
+    }
+
+    /// The hash a server carries once this state is applied to it.
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Records a completed session-state statement (applied when its transaction commits).
+    pub fn record(&mut self, effect: Effect) {
+        self.pending.push(effect);
+    }
+
+    /// Notes that a transaction ended in `ROLLBACK`.
+    pub fn saw_rollback(&mut self) {
+        self.rollback_seen = true;
+    }
+
+    /// Handles `ReadyForQuery`; returns the hash the server now carries when this changed it.
+    pub fn on_ready(&mut self, status: u8) -> Option<u64> {
+        if status != b'I' {
+            return None;
+        }
+        let rolled_back = std::mem::take(&mut self.rollback_seen);
+        if self.pending.is_empty() {
+            return None;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        if rolled_back {
+            return None;
+        }
+        for effect in pending {
+            match &effect.kind {
+                SessionEffect::Set(name) => {
+                    self.sets.retain(|(n, _)| n != name);
+                    self.sets.push((name.clone(), effect.sql.clone()));
+                }
+                SessionEffect::Reset(name) => {
+                    self.sets.retain(|(n, _)| n != name);
+                    self.reset_since_commit |= self.startup.iter().any(|(n, _)| n == name);
+                }
+                SessionEffect::ResetAll | SessionEffect::DiscardAll => {
+                    self.sets.clear();
+                    self.reset_since_commit |= !self.startup.is_empty();
+                }
+            }
+        }
+        self.rehash();
+        // A RESET on the server went back to its own defaults, not to this client's startup
+        // values: mark it dirty so the next checkout replays everything.
+        if std::mem::take(&mut self.reset_since_commit) {
+            Some(DIRTY)
+        } else {
+            Some(self.hash)
+        }
+    }
+
+    /// SQL that turns a server carrying `server_hash` into one carrying this state.
+    pub fn restore_sql(&self, server_hash: u64) -> String {
+        let mut sql = String::new();
+        if server_hash != PRISTINE {
+            sql.push_str("SET SESSION AUTHORIZATION DEFAULT;RESET ALL;");
+        }
+        for (name, value) in &self.startup {
+            sql.push_str("SET ");
+            sql.push_str(name);
+            sql.push_str(" TO ");
+            sql.push_str(&quote_literal(value));
+            sql.push(';');
+        }
+        for (_, stmt) in &self.sets {
+            sql.push_str(stmt);
+            sql.push(';');
+        }
+        sql
+    }
+
+    /// The tracked `SET` statements, in order (for inspection and tests).
+    pub fn sets(&self) -> impl Iterator<Item = &str> {
+        self.sets.iter().map(|(_, s)| &**s)
+    }
+
+    fn rehash(&mut self) {
+        if self.startup.is_empty() && self.sets.is_empty() {
+            self.hash = PRISTINE;
+            return;
+        }
+        let mut h = DefaultHasher::new();
+        self.startup.hash(&mut h);
+        for (n, s) in &self.sets {
+            n.hash(&mut h);
+            s.hash(&mut h);
+        }
+        self.hash = match h.finish() {
+            PRISTINE | DIRTY => 2,
+            x => x,
+        };
+    }
+}
+
+fn valid_guc_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// Parses `-c name=value` and `--name=value` from the `options` startup parameter.
+fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(w) = words.next() {
+        let pair = if w == "-c" {
+            words.next()
+        } else if let Some(rest) = w.strip_prefix("-c") {
+            Some(rest)
+        } else {
+            w.strip_prefix("--")
+        };
+        if let Some((name, value)) = pair.and_then(|p| p.split_once('=')) {
+            out.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, sql: &str) -> Effect {
+        Effect {
+            kind: SessionEffect::Set(name.into()),
+            sql: sql.into(),
+        }
+    }
+
+    #[test]
+    fn startup_values_equal_to_server_defaults_are_not_replayed() {
+        let client = vec![
+            ("user".into(), "u".into()),
+            ("client_encoding".into(), "utf8".into()),
+            ("application_name".into(), "app".into()),
+        ];
+        let server = vec![("client_encoding".into(), "UTF8".into()), ("application_name".into(), "".into())];
+        let s = SessionState::from_startup(&client, &server);
+        assert_eq!(s.restore_sql(PRISTINE), "SET application_name TO 'app';");
+        assert_ne!(s.hash(), PRISTINE);
+        let plain = SessionState::from_startup(&[("user".into(), "u".into())], &server);
+        assert_eq!(plain.hash(), PRISTINE);
+    }
+
+    #[test]
+    fn autocommit_set_applies_and_rollback_discards() {
+        let mut s = SessionState::default();
+        s.record(set("search_path", "SET search_path TO a"));
+        assert_eq!(s.on_ready(b'T'), None);
+        assert!(s.on_ready(b'I').is_some());
+        assert_eq!(s.sets().collect::<Vec<_>>(), vec!["SET search_path TO a"]);
+        s.record(set("search_path", "SET search_path TO b"));
+        s.saw_rollback();
+        assert_eq!(s.on_ready(b'I'), None);
+        assert_eq!(s.sets().collect::<Vec<_>>(), vec!["SET search_path TO a"]);
+    }
+
+    #[test]
+    fn reset_all_restores_pristine_and_marks_server_dirty_when_startup_values_exist() {
+        let mut s = SessionState::from_startup(&[("application_name".into(), "x".into())], &[]);
+        s.record(set("a.b", "SET a.b = 1"));
+        s.on_ready(b'I');
+        s.record(Effect {
+            kind: SessionEffect::ResetAll,
+            sql: "RESET ALL".into(),
+        });
+        assert_eq!(s.on_ready(b'I'), Some(DIRTY));
+        assert_eq!(s.sets().count(), 0);
+        assert!(s.restore_sql(DIRTY).starts_with("SET SESSION AUTHORIZATION DEFAULT;RESET ALL;"));
+    }
+
+    #[test]
+    fn options_parameter_is_replayed() {
+        let s = SessionState::from_startup(&[("options".into(), "-c search_path=x --statement-timeout=5".into())], &[]);
+        assert_eq!(s.restore_sql(PRISTINE), "SET search_path TO 'x';SET statement_timeout TO '5';");
+    }
+}

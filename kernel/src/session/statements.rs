@@ -1,0 +1,198 @@
+//! A client's prepared statements in pooled modes.
+//!
+//! Every `Parse` (named or unnamed) is mapped to a server-side statement named after a hash of
+//! its text and parameter types (`hp_<hash>`). Server connections remember which hashes they
+//! have, so a statement is prepared once per server connection and shared by every client
+//! that uses the same SQL; a client landing on a connection that lacks it gets it re-prepared
+//! transparently before its `Bind` or `Describe`.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
+use std::sync::Arc;
+
+use crate::sql::{session_effect, split_statements};
+use crate::wire::frame::write_message;
+use crate::wire::messages::ParseRef;
+
+use super::state::Effect;
+
+/// One client statement and its server-side identity.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Hash of query text and parameter types.
+    pub hash: u64,
+    /// `hp_<16 hex digits>`.
+    pub server_name: [u8; 19],
+    /// The `Parse` body after the name: query, NUL, parameter types.
+    body_after_name: Box<[u8]>,
+    /// Session-state effect of executing it, if any.
+    pub effect: Option<Effect>,
+}
+
+impl Prepared {
+    fn new(parse: &ParseRef<'_>) -> Self {
+        let mut h = DefaultHasher::new();
+        h.write(parse.query);
+        h.write_u8(0);
+        h.write(parse.param_types);
+        let hash = h.finish();
+        let mut server_name = *b"hp_0000000000000000";
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for i in 0..16 {
+            server_name[3 + i] = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        let mut body = Vec::with_capacity(parse.query.len() + 1 + parse.param_types.len());
+        body.extend_from_slice(parse.query);
+        body.push(0);
+        body.extend_from_slice(parse.param_types);
+        let effect = std::str::from_utf8(parse.query).ok().and_then(|sql| {
+            let stmts = split_statements(sql);
+            match stmts.as_slice() {
+                [one] => session_effect(one).map(|kind| Effect {
+                    kind,
+                    sql: Arc::from(*one),
+                }),
+                _ => None,
+            }
+        });
+        Prepared {
+            hash,
+            server_name,
+            body_after_name: body.into_boxed_slice(),
+            effect,
+        }
+    }
+
+    /// Appends a `Parse` that creates this statement under its server name.
+    pub fn encode_parse(&self, out: &mut Vec<u8>) {
+        write_message(out, b'P', |b| {
+            b.extend_from_slice(&self.server_name);
+            b.push(0);
+            b.extend_from_slice(&self.body_after_name);
+        });
+    }
+}
+
+/// The statements one client has prepared, by its own names.
+#[derive(Debug, Default)]
+pub struct ClientStatements {
+    by_name: HashMap<Box<[u8]>, Arc<Prepared>>,
+    portal_effects: Vec<(Box<[u8]>, Effect)>,
+}
+
+impl ClientStatements {
+    /// Records a `Parse`, replacing any statement of the same name.
+    pub fn define(&mut self, parse: &ParseRef<'_>) -> Arc<Prepared> {
+        if let Some(existing) = self.by_name.get(parse.name)
+            && existing.body_after_name.len() == parse.query.len() + 1 + parse.param_types.len()
+            && existing.body_after_name[..parse.query.len()] == *parse.query
+            && existing.body_after_name[parse.query.len() + 1..] == *parse.param_types
+        {
+            return existing.clone();
+        }
+        let p = Arc::new(Prepared::new(parse));
+        self.by_name.insert(parse.name.into(), p.clone());
+        p
+    }
+
+    /// The statement a client name refers to.
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Prepared>> {
+        self.by_name.get(name)
+    }
+
+    /// Forgets a statement (client `Close`).
+    pub fn remove(&mut self, name: &[u8]) {
+        self.by_name.remove(name);
+    }
+
+    /// Number of statements.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Notes that `portal` was bound from `stmt`, so its `Execute` carries the effect.
+    #[inline]
+    pub fn bind_portal(&mut self, portal: &[u8], stmt: &Prepared) {
+        if !self.portal_effects.is_empty() {
+            self.portal_effects.retain(|(p, _)| **p != *portal);
+        }
+        if let Some(e) = &stmt.effect {
+            self.portal_effects.push((portal.into(), e.clone()));
+        }
+    }
+
+    /// The effect of executing `portal`.
+    #[inline]
+    pub fn portal_effect(&self, portal: &[u8]) -> Option<Effect> {
+        if self.portal_effects.is_empty() {
+            return None;
+        }
+        self.portal_effects
+            .iter()
+            .find(|(p, _)| **p == *portal)
+            .map(|(_, e)| e.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<'a>(name: &'a [u8], query: &'a [u8]) -> ParseRef<'a> {
+        ParseRef {
+            name,
+            query,
+            param_types: &[0, 0],
+        }
+    }
+
+    #[test]
+    fn same_sql_same_server_name_across_clients() {
+        let mut a = ClientStatements::default();
+        let mut b = ClientStatements::default();
+        let pa = a.define(&parse(b"s1", b"select 1"));
+        let pb = b.define(&parse(b"__asyncpg_1", b"select 1"));
+        assert_eq!(pa.server_name, pb.server_name);
+        let pc = b.define(&parse(b"x", b"select 2"));
+        assert_ne!(pa.server_name, pc.server_name);
+        assert!(pa.server_name.starts_with(b"hp_"));
+    }
+
+    #[test]
+    fn redefining_a_name_replaces_it() {
+        let mut a = ClientStatements::default();
+        a.define(&parse(b"", b"select 1"));
+        let p2 = a.define(&parse(b"", b"select 2"));
+        assert_eq!(a.get(b"").unwrap().hash, p2.hash);
+        assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn set_statements_carry_their_effect_to_the_portal() {
+        let mut a = ClientStatements::default();
+        let p = a.define(&parse(b"", b"SET search_path TO x"));
+        a.bind_portal(b"", &p);
+        assert!(a.portal_effect(b"").is_some());
+        let q = a.define(&parse(b"", b"select 1"));
+        a.bind_portal(b"", &q);
+        assert!(a.portal_effect(b"").is_none());
+    }
+
+    #[test]
+    fn encoded_parse_uses_the_server_name() {
+        let mut a = ClientStatements::default();
+        let p = a.define(&parse(b"mine", b"select $1"));
+        let mut out = Vec::new();
+        p.encode_parse(&mut out);
+        let (_, body) = crate::wire::frame::split_message(&out, 1000).unwrap().unwrap();
+        let back = ParseRef::parse(body).unwrap();
+        assert_eq!(back.name, &p.server_name[..]);
+        assert_eq!(back.query, b"select $1");
+    }
+}
