@@ -1,0 +1,197 @@
+//! Test harness: real PostgreSQL servers started with `initdb` + `pg_ctl` on free loopback
+//! ports, the proxy started in-process on a free port, and real client drivers.
+//!
+//! Servers are stopped when the test binary exits (an `atexit` hook), so a failing test does
+//! not leave PostgreSQL processes behind.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use heliosproxy::config::{AuthMethod, Config, NodeConfig, NodeRole, PoolMode};
+use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
+use heliosproxy::server::{Proxy, ProxyHandle};
+
+pub use heliosproxy;
+pub use tokio_postgres;
+
+static SERVERS: Mutex<Vec<LocalPostgres>> = Mutex::new(Vec::new());
+static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn stop_everything() {
+    if let Ok(mut servers) = SERVERS.lock() {
+        servers.clear();
+    }
+    if let Ok(dirs) = DIRS.lock() {
+        for d in dirs.iter() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn register_cleanup() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc_atexit(stop_everything) };
+    });
+}
+
+unsafe extern "C" {
+    #[link_name = "atexit"]
+    fn libc_atexit(cb: extern "C" fn()) -> i32;
+}
+
+/// A fresh directory for this test process, removed at exit; readable by the server user.
+pub fn temp_dir(label: &str) -> PathBuf {
+    register_cleanup();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("helios-test-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    DIRS.lock().unwrap().push(dir.clone());
+    dir
+}
+
+/// A running test server: its port and the superuser credentials.
+#[derive(Debug, Clone)]
+pub struct Pg {
+    /// Loopback port.
+    pub port: u16,
+    /// Superuser.
+    pub user: String,
+    /// Superuser password, when the server asks for one.
+    pub password: Option<String>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Pg {
+    /// A libpq-style connection string straight to the server.
+    pub fn direct(&self, database: &str) -> String {
+        let mut s = format!("host=127.0.0.1 port={} user={} dbname={database}", self.port, self.user);
+        if let Some(pw) = &self.password {
+            s.push_str(&format!(" password={pw}"));
+        }
+        s
+    }
+}
+
+/// Starts a new PostgreSQL server with the given TCP authentication.
+pub fn start_pg(host_auth: HostAuth, password: Option<&str>) -> Pg {
+    let dir = temp_dir("pg");
+    let data = dir.join("data");
+    let options = InitOptions {
+        superuser: "postgres".into(),
+        password: password.map(str::to_owned),
+        host_auth,
+    };
+    let mut pg = LocalPostgres::init(&data, &options).expect("initdb");
+    pg.start(embedded::free_port()).expect("start postgres");
+    let info = Pg {
+        port: pg.port,
+        user: "postgres".into(),
+        password: password.map(str::to_owned),
+        data_dir: data,
+    };
+    SERVERS.lock().unwrap().push(pg);
+    info
+}
+
+/// One trust-auth server shared by every test in this binary.
+pub fn shared_pg() -> &'static Pg {
+    static PG: OnceLock<Pg> = OnceLock::new();
+    PG.get_or_init(|| start_pg(HostAuth::Trust, None))
+}
+
+/// A fresh database on `pg` so a test's tables and pools are its own.
+pub async fn create_database(pg: &Pg, name: &str) {
+    let client = connect(&pg.direct("postgres")).await.expect("direct connection");
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .expect("drop database");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+}
+
+/// A proxy config in front of `pg` with trust auth.
+pub fn proxy_config(pg: &Pg, mode: PoolMode, server_connections: usize) -> Config {
+    let mut c = Config::default();
+    c.listen_address = "127.0.0.1:0".into();
+    c.admin_address = "127.0.0.1:0".into();
+    c.pool.mode = mode;
+    c.pool.server_connections = server_connections;
+    c.pool.checkout_timeout_ms = 5000;
+    c.auth.method = AuthMethod::Trust;
+    c.auth.server_password = pg.password.clone();
+    c.nodes.push(NodeConfig {
+        name: "primary".into(),
+        host: "127.0.0.1".into(),
+        port: pg.port,
+        role: NodeRole::Primary,
+        tags: vec![],
+    });
+    c
+}
+
+/// Starts the proxy in this runtime.
+pub async fn start_proxy(config: Config) -> ProxyHandle {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    }
+    let problems = config.validate();
+    assert!(problems.is_empty(), "test config invalid: {problems:?}");
+    Proxy::bind(config).await.expect("proxy binds").start()
+}
+
+/// Connects with tokio-postgres and drives the connection in the background.
+pub async fn connect(conn_str: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(conn_str, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A connection string to the proxy.
+pub fn via_proxy(proxy: &ProxyHandle, user: &str, database: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={user} dbname={database} connect_timeout=10",
+        proxy.local_addr.port()
+    )
+}
+
+/// The path of a PostgreSQL client program (`psql`, `pgbench`).
+pub fn pg_program(name: &str) -> PathBuf {
+    embedded::find_bindir().expect("PostgreSQL binaries").join(name)
+}
+
+/// Runs a client program with a timeout and returns (success, stdout, stderr).
+pub async fn run_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(pg_program(program));
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("program finished in time")
+        .expect("program runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The server's (or proxy's) message text of a driver error, for assertions.
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
+}

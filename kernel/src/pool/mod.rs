@@ -108,9 +108,8 @@ impl Pool {
 
     /// Lends a connection: an idle one that is still alive, or a new one.
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
-        let started = Instant::now();
         let mut acquired = self.slots.acquire(self.checkout_timeout).await.map_err(|_| CheckoutError::Exhausted {
-            waited: started.elapsed(),
+            waited: self.checkout_timeout,
             limit: self.slots.limit(),
         })?;
         loop {

@@ -53,6 +53,8 @@ enum Expect {
     FunctionCall,
     /// A message the proxy sends itself when this position is reached.
     Synthetic(Synthetic),
+    /// Where the client ended a COPY (`CopyDone`/`CopyFail`); no response of its own.
+    CopyEnd,
 }
 
 #[derive(Debug)]
@@ -79,6 +81,8 @@ pub struct Relay {
     status: u8,
     in_copy: bool,
     skip_until_sync: bool,
+    /// The server is in COPY IN started by `Execute`: it ignores `Sync` until the copy ends.
+    syncs_ignored_in_copy: bool,
     rollback_after_flush: bool,
     cancel: Registration,
     max_message: usize,
@@ -112,6 +116,7 @@ impl Relay {
             status: b'I',
             in_copy: false,
             skip_until_sync: false,
+            syncs_ignored_in_copy: false,
             rollback_after_flush: false,
             cancel: login.cancel,
         }
@@ -212,6 +217,7 @@ impl Relay {
     /// Handles one client message; `Ok(false)` on `Terminate`.
     async fn on_client_message(&mut self, tag: u8, msg: &[u8]) -> Result<bool, SessionError> {
         let body = &msg[5..];
+        tracing::trace!(tag = %(tag as char), len = msg.len(), "client message");
         let bad = |e: WireError| SessionError::Protocol(e.to_string());
         if self.skip_until_sync {
             match tag {
@@ -241,7 +247,13 @@ impl Relay {
             b'P' => {
                 let parse = ParseRef::parse(body).map_err(bad)?;
                 let prepared = self.stmts.define(&parse);
-                if self.attach(false).await {
+                if self.server.is_none() {
+                    // Between transactions a Parse needs no server: it is prepared on whichever
+                    // connection first binds or describes it. Clients that prepare with a
+                    // blocking call (pgbench -M prepared) would otherwise wait for a server
+                    // that another of their own connections holds.
+                    self.queue.push_back(Expect::Synthetic(Synthetic::ParseComplete));
+                } else {
                     let server = &mut self.server.as_mut().expect("attached").conn;
                     if server.prepared.contains(&prepared.hash) {
                         self.queue.push_back(Expect::Synthetic(Synthetic::ParseComplete));
@@ -311,10 +323,20 @@ impl Relay {
                     self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
                 } else {
                     self.sout.extend_from_slice(msg);
-                    self.queue.push_back(Expect::Sync);
+                    if !self.syncs_ignored_in_copy {
+                        self.queue.push_back(Expect::Sync);
+                    }
                 }
             }
-            b'H' | b'd' | b'c' | b'f' => {
+            b'c' | b'f' => {
+                if self.server.is_some() {
+                    self.sout.extend_from_slice(msg);
+                    if !std::mem::take(&mut self.syncs_ignored_in_copy) {
+                        self.queue.push_back(Expect::CopyEnd);
+                    }
+                }
+            }
+            b'H' | b'd' => {
                 // Flush and COPY data only mean something to a server already in use.
                 if self.server.is_some() {
                     self.sout.extend_from_slice(msg);
@@ -459,7 +481,7 @@ impl Relay {
                 run_start = pos + header.total;
             }
             pos += header.total;
-            if matches!(self.queue.front(), Some(Expect::Synthetic(_))) || self.rollback_after_flush {
+            if matches!(self.queue.front(), Some(Expect::Synthetic(_) | Expect::CopyEnd)) || self.rollback_after_flush {
                 self.cout.extend_from_slice(&buf[run_start..pos]);
                 run_start = pos;
                 self.emit_synthetics();
@@ -491,6 +513,7 @@ impl Relay {
     /// Updates the queue and session state for one server message; returns whether the
     /// client sees it.
     fn on_server_message(&mut self, tag: u8, body: &[u8]) -> bool {
+        tracing::trace!(tag = %(tag as char), queue = ?self.queue.front(), "server message");
         match tag {
             b'N' | b'A' | b'S' => true,
             b'Z' => {
@@ -516,6 +539,7 @@ impl Relay {
             }
             b'E' => {
                 self.in_copy = false;
+                self.syncs_ignored_in_copy = false;
                 match self.queue.front() {
                     Some(Expect::Query { .. } | Expect::FunctionCall) => {}
                     _ => {
@@ -576,12 +600,39 @@ impl Relay {
             b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
             b'T' | b'n' => self.pop_if(|e| matches!(e, Expect::Describe)),
             b'I' | b's' => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
-            b'G' | b'H' => {
+            b'G' => {
+                self.in_copy = true;
+                if matches!(self.queue.front(), Some(Expect::Execute { .. })) {
+                    self.forget_syncs_sent_during_copy_in();
+                }
+                true
+            }
+            b'H' => {
                 self.in_copy = true;
                 true
             }
             _ => true,
         }
+    }
+
+    /// A server in COPY IN started by `Execute` ignores `Sync` until `CopyDone`/`CopyFail`
+    /// (drivers such as tokio-postgres send one right after `Execute`): those Syncs get no
+    /// `ReadyForQuery`, so they leave the queue.
+    fn forget_syncs_sent_during_copy_in(&mut self) {
+        let mut i = 1;
+        while i < self.queue.len() {
+            match self.queue[i] {
+                Expect::Sync => {
+                    self.queue.remove(i);
+                }
+                Expect::CopyEnd => {
+                    self.queue.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.syncs_ignored_in_copy = true;
     }
 
     #[inline]
@@ -594,9 +645,9 @@ impl Relay {
 
     /// Writes every synthetic message that has reached the front of the queue.
     fn emit_synthetics(&mut self) {
-        while let Some(Expect::Synthetic(_)) = self.queue.front() {
+        while let Some(Expect::Synthetic(_) | Expect::CopyEnd) = self.queue.front() {
             let Some(Expect::Synthetic(s)) = self.queue.pop_front() else {
-                unreachable!()
+                continue;
             };
             match s {
                 Synthetic::ParseComplete => self.cout.extend_from_slice(&messages::PARSE_COMPLETE),
