@@ -23,18 +23,27 @@ fn bench(c: &mut Criterion) {
             Acquired::Vacant(_) => unreachable!(),
         })
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     c.bench_function("pool/acquire_release/async", |b| {
         b.iter(|| {
             rt.block_on(async {
-                match slots.acquire(std::time::Duration::from_secs(1)).await.unwrap() {
+                match slots
+                    .acquire(std::time::Duration::from_secs(1))
+                    .await
+                    .unwrap()
+                {
                     Acquired::Idle(item, permit) => slots.release(black_box(item), permit),
                     Acquired::Vacant(_) => unreachable!(),
                 }
             })
         })
     });
-    c.bench_function("pool/metrics/read_metrics", |b| b.iter(|| black_box(slots.metrics.snapshot())));
+    c.bench_function("pool/metrics/read_metrics", |b| {
+        b.iter(|| black_box(slots.metrics.snapshot()))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -40,7 +40,9 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match cli.config {
             Some(path) => {
@@ -108,9 +110,13 @@ async fn run_embedded_default() -> Result<()> {
     let mut pg = if data_dir.join("PG_VERSION").exists() {
         LocalPostgres::existing(&data_dir)?
     } else {
-        println!("First run: creating a local PostgreSQL in {}", data_dir.display());
+        println!(
+            "First run: creating a local PostgreSQL in {}",
+            data_dir.display()
+        );
         if let Some(parent) = data_dir.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         LocalPostgres::init(&data_dir, &InitOptions::default())?
     };
@@ -130,12 +136,22 @@ async fn run_embedded_default() -> Result<()> {
     let addr = proxy.local_addr();
     let handle = proxy.start();
     println!();
-    println!("HeliosProxy is serving a local PostgreSQL (data in {})", data_dir.display());
-    println!("  pool mode: transaction, server connections per database/user: {}", config.pool.server_connections);
+    println!(
+        "HeliosProxy is serving a local PostgreSQL (data in {})",
+        data_dir.display()
+    );
+    println!(
+        "  pool mode: transaction, server connections per database/user: {}",
+        config.pool.server_connections
+    );
     println!("  auth: trust on loopback (development default; use --config for real deployments)");
     println!();
     println!("Connect with:");
-    println!("  psql \"host={} port={} user=postgres dbname=postgres\"", addr.ip(), addr.port());
+    println!(
+        "  psql \"host={} port={} user=postgres dbname=postgres\"",
+        addr.ip(),
+        addr.port()
+    );
     println!();
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;

@@ -101,15 +101,17 @@ impl Proxy {
             None => HashMap::new(),
         };
         let tls = match (&config.tls.cert, &config.tls.key, config.tls.mode) {
-            (Some(cert), Some(key), ClientTlsMode::Allow | ClientTlsMode::Require) => {
-                Some(tokio_rustls::TlsAcceptor::from(tls::server_config(cert, key)?))
-            }
+            (Some(cert), Some(key), ClientTlsMode::Allow | ClientTlsMode::Require) => Some(
+                tokio_rustls::TlsAcceptor::from(tls::server_config(cert, key)?),
+            ),
             _ => None,
         };
         let backend_tls = match config.backend_tls.sslmode {
             BackendSslMode::Disable => None,
             BackendSslMode::Prefer | BackendSslMode::Require => Some(tls::client_config(None)?),
-            BackendSslMode::VerifyFull => Some(tls::client_config(config.backend_tls.ca.as_deref())?),
+            BackendSslMode::VerifyFull => {
+                Some(tls::client_config(config.backend_tls.ca.as_deref())?)
+            }
         };
         let node = config.primary().ok_or(StartError::NoPrimary)?;
         let primary = Arc::new(ConnectTarget {
@@ -140,7 +142,9 @@ impl Proxy {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Starts serving in the background.

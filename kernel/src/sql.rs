@@ -25,7 +25,10 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
         match b[i] {
             b'\'' | b'"' => i = skip_quoted(b, i),
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p + 1)
+                i = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p + 1)
             }
             b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
             b'$' => i = skip_dollar(b, i),
@@ -168,7 +171,9 @@ pub fn session_effect(stmt: &str) -> Option<SessionEffect> {
                 Some("session") => {
                     match w.get(2).map(String::as_str) {
                         Some("characteristics") => return None,
-                        Some("authorization") => return Some(SessionEffect::Set("session_authorization".into())),
+                        Some("authorization") => {
+                            return Some(SessionEffect::Set("session_authorization".into()));
+                        }
                         _ => {}
                     }
                     i = 2;
@@ -222,14 +227,35 @@ mod tests {
 
     #[test]
     fn session_effects() {
-        assert_eq!(session_effect("SET search_path TO a, b"), Some(SessionEffect::Set("search_path".into())));
-        assert_eq!(session_effect(" set session statement_timeout = 5"), Some(SessionEffect::Set("statement_timeout".into())));
-        assert_eq!(session_effect("SET TIME ZONE 'UTC'"), Some(SessionEffect::Set("timezone".into())));
+        assert_eq!(
+            session_effect("SET search_path TO a, b"),
+            Some(SessionEffect::Set("search_path".into()))
+        );
+        assert_eq!(
+            session_effect(" set session statement_timeout = 5"),
+            Some(SessionEffect::Set("statement_timeout".into()))
+        );
+        assert_eq!(
+            session_effect("SET TIME ZONE 'UTC'"),
+            Some(SessionEffect::Set("timezone".into()))
+        );
         assert_eq!(session_effect("SET LOCAL x = 1"), None);
-        assert_eq!(session_effect("SET TRANSACTION ISOLATION LEVEL serializable"), None);
-        assert_eq!(session_effect("/* hi */ RESET ALL"), Some(SessionEffect::ResetAll));
-        assert_eq!(session_effect("reset app.x"), Some(SessionEffect::Reset("app.x".into())));
-        assert_eq!(session_effect("DISCARD ALL"), Some(SessionEffect::DiscardAll));
+        assert_eq!(
+            session_effect("SET TRANSACTION ISOLATION LEVEL serializable"),
+            None
+        );
+        assert_eq!(
+            session_effect("/* hi */ RESET ALL"),
+            Some(SessionEffect::ResetAll)
+        );
+        assert_eq!(
+            session_effect("reset app.x"),
+            Some(SessionEffect::Reset("app.x".into()))
+        );
+        assert_eq!(
+            session_effect("DISCARD ALL"),
+            Some(SessionEffect::DiscardAll)
+        );
         assert_eq!(session_effect("select 1"), None);
         assert_eq!(session_effect("settle"), None);
     }

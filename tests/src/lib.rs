@@ -73,7 +73,10 @@ pub struct Pg {
 impl Pg {
     /// A libpq-style connection string straight to the server.
     pub fn direct(&self, database: &str) -> String {
-        let mut s = format!("host=127.0.0.1 port={} user={} dbname={database}", self.port, self.user);
+        let mut s = format!(
+            "host=127.0.0.1 port={} user={} dbname={database}",
+            self.port, self.user
+        );
         if let Some(pw) = &self.password {
             s.push_str(&format!(" password={pw}"));
         }
@@ -110,7 +113,9 @@ pub fn shared_pg() -> &'static Pg {
 
 /// A fresh database on `pg` so a test's tables and pools are its own.
 pub async fn create_database(pg: &Pg, name: &str) {
-    let client = connect(&pg.direct("postgres")).await.expect("direct connection");
+    let client = connect(&pg.direct("postgres"))
+        .await
+        .expect("direct connection");
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
         .await
@@ -123,9 +128,11 @@ pub async fn create_database(pg: &Pg, name: &str) {
 
 /// A proxy config in front of `pg` with trust auth.
 pub fn proxy_config(pg: &Pg, mode: PoolMode, server_connections: usize) -> Config {
-    let mut c = Config::default();
-    c.listen_address = "127.0.0.1:0".into();
-    c.admin_address = "127.0.0.1:0".into();
+    let mut c = Config {
+        listen_address: "127.0.0.1:0".into(),
+        admin_address: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
     c.pool.mode = mode;
     c.pool.server_connections = server_connections;
     c.pool.checkout_timeout_ms = 5000;
@@ -144,7 +151,10 @@ pub fn proxy_config(pg: &Pg, mode: PoolMode, server_connections: usize) -> Confi
 /// Starts the proxy in this runtime.
 pub async fn start_proxy(config: Config) -> ProxyHandle {
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     }
     let problems = config.validate();
     assert!(problems.is_empty(), "test config invalid: {problems:?}");
@@ -170,11 +180,17 @@ pub fn via_proxy(proxy: &ProxyHandle, user: &str, database: &str) -> String {
 
 /// The path of a PostgreSQL client program (`psql`, `pgbench`).
 pub fn pg_program(name: &str) -> PathBuf {
-    embedded::find_bindir().expect("PostgreSQL binaries").join(name)
+    embedded::find_bindir()
+        .expect("PostgreSQL binaries")
+        .join(name)
 }
 
 /// Runs a client program with a timeout and returns (success, stdout, stderr).
-pub async fn run_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+pub async fn run_program(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let mut cmd = tokio::process::Command::new(pg_program(program));
     cmd.args(args).kill_on_drop(true);
     for (k, v) in env {
@@ -193,5 +209,7 @@ pub async fn run_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> 
 
 /// The server's (or proxy's) message text of a driver error, for assertions.
 pub fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string())
 }

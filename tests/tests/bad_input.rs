@@ -24,7 +24,10 @@ async fn read_until_error_or_ready(s: &mut TcpStream) -> Option<ErrorFields> {
             }
             buf.drain(..len);
         }
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
         if n == 0 {
             return None;
         }
@@ -37,13 +40,19 @@ async fn logged_in(proxy: &heliosproxy::server::ProxyHandle, db: &str) -> TcpStr
     let mut out = Vec::new();
     encode_startup(&mut out, &[("user", "postgres"), ("database", db)]);
     s.write_all(&out).await.unwrap();
-    assert!(read_until_error_or_ready(&mut s).await.is_none(), "login succeeded");
+    assert!(
+        read_until_error_or_ready(&mut s).await.is_none(),
+        "login succeeded"
+    );
     s
 }
 
 async fn still_serves(proxy: &heliosproxy::server::ProxyHandle, db: &str) {
     let c = connect(&via_proxy(proxy, "postgres", db)).await.unwrap();
-    assert_eq!(c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,8 +61,12 @@ async fn garbage_instead_of_a_startup_packet_is_refused() {
     create_database(pg, "bad_garbage").await;
     let proxy = start_proxy(proxy_config(pg, PoolMode::Transaction, 2)).await;
     let mut s = TcpStream::connect(proxy.local_addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let err = read_until_error_or_ready(&mut s).await.expect("an error response");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let err = read_until_error_or_ready(&mut s)
+        .await
+        .expect("an error response");
     assert_eq!(err.code, "08P01");
     assert!(err.message.contains("startup"), "{}", err.message);
     still_serves(&proxy, "bad_garbage").await;
@@ -65,12 +78,19 @@ async fn a_two_gib_length_field_is_refused_without_reading_it() {
     create_database(pg, "bad_len").await;
     let proxy = start_proxy(proxy_config(pg, PoolMode::Transaction, 2)).await;
     let mut s = logged_in(&proxy, "bad_len").await;
-    s.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff, b's']).await.unwrap();
-    let err = read_until_error_or_ready(&mut s).await.expect("an error response");
+    s.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff, b's'])
+        .await
+        .unwrap();
+    let err = read_until_error_or_ready(&mut s)
+        .await
+        .expect("an error response");
     assert_eq!(err.code, "54000");
     assert!(err.message.contains("exceeds"), "{}", err.message);
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0, "connection closed after the fatal error");
     still_serves(&proxy, "bad_len").await;
 }
@@ -81,14 +101,16 @@ async fn malformed_messages_are_protocol_violations() {
     create_database(pg, "bad_msgs").await;
     let proxy = start_proxy(proxy_config(pg, PoolMode::Transaction, 2)).await;
     for bad in [
-        vec![b'Q', 0, 0, 0, 3],                         // length below 4
-        vec![b'P', 0, 0, 0, 7, b'x', 0, b'y'],           // Parse without terminators
-        vec![b'?', 0, 0, 0, 4],                         // unknown message type
-        vec![b'B', 0, 0, 0, 6, 0, 0],                   // Bind cut short
+        vec![b'Q', 0, 0, 0, 3],                // length below 4
+        vec![b'P', 0, 0, 0, 7, b'x', 0, b'y'], // Parse without terminators
+        vec![b'?', 0, 0, 0, 4],                // unknown message type
+        vec![b'B', 0, 0, 0, 6, 0, 0],          // Bind cut short
     ] {
         let mut s = logged_in(&proxy, "bad_msgs").await;
         s.write_all(&bad).await.unwrap();
-        let err = read_until_error_or_ready(&mut s).await.expect("an error response");
+        let err = read_until_error_or_ready(&mut s)
+            .await
+            .expect("an error response");
         assert_eq!(err.code, "08P01", "for {bad:?}: {}", err.message);
     }
     still_serves(&proxy, "bad_msgs").await;
@@ -103,6 +125,9 @@ async fn a_client_that_never_finishes_startup_is_dropped() {
     let mut s = TcpStream::connect(proxy.local_addr).await.unwrap();
     s.write_all(&[0, 0, 0, 100]).await.unwrap();
     let mut buf = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0);
 }

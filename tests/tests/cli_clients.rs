@@ -11,14 +11,36 @@ async fn psql_runs_scripts_and_copy_through_the_proxy() {
     let port = proxy.local_addr.port().to_string();
     let dir = temp_dir("psql");
     let csv = dir.join("in.csv");
-    std::fs::write(&csv, (1..=500).map(|i| format!("{i},name{i}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &csv,
+        (1..=500)
+            .map(|i| format!("{i},name{i}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
     let script = format!(
         "create table p(id int primary key, name text);\n\\copy p from '{}' csv\nselect count(*), sum(id) from p;\n\\copy (select * from p where id <= 3 order by id) to stdout csv\n",
         csv.display()
     );
     let (ok, out, err) = run_program(
         "psql",
-        &["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "cli_psql", "-c", &script],
+        &[
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            "cli_psql",
+            "-c",
+            &script,
+        ],
         &[],
     )
     .await;
@@ -30,7 +52,23 @@ async fn psql_runs_scripts_and_copy_through_the_proxy() {
         std::fs::write(&file, &script).unwrap();
         run_program(
             "psql",
-            &["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", "cli_psql", "-f", file.to_str().unwrap()],
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "cli_psql",
+                "-f",
+                file.to_str().unwrap(),
+            ],
             &[],
         )
         .await
@@ -57,14 +95,39 @@ async fn pgbench_runs_clean_in_simple_extended_and_prepared_mode() {
     for mode in ["simple", "extended", "prepared"] {
         // The default TPC-B-like script: BEGIN; UPDATE; SELECT; INSERT; END, 8 clients on 3
         // server connections.
-        let (ok, out, err) = pgbench(&port, &["-n", "-c", "8", "-j", "2", "-t", "150", "-M", mode, "cli_bench"]).await;
+        let (ok, out, err) = pgbench(
+            &port,
+            &[
+                "-n",
+                "-c",
+                "8",
+                "-j",
+                "2",
+                "-t",
+                "150",
+                "-M",
+                mode,
+                "cli_bench",
+            ],
+        )
+        .await;
         assert!(ok, "pgbench -M {mode} failed: {err}\n{out}");
-        assert!(out.contains("number of failed transactions: 0"), "{mode}: {out}");
-        assert!(out.contains("number of transactions actually processed: 1200/1200"), "{mode}: {out}");
+        assert!(
+            out.contains("number of failed transactions: 0"),
+            "{mode}: {out}"
+        );
+        assert!(
+            out.contains("number of transactions actually processed: 1200/1200"),
+            "{mode}: {out}"
+        );
     }
     let m = proxy.shared.pools.all()[0].metrics();
     assert!(m.created <= 3, "{m:?}");
     let direct = connect(&pg.direct("cli_bench")).await.unwrap();
-    let n: i64 = direct.query_one("select count(*) from pgbench_history", &[]).await.unwrap().get(0);
+    let n: i64 = direct
+        .query_one("select count(*) from pgbench_history", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 3600, "every transaction committed exactly once");
 }

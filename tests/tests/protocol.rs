@@ -14,7 +14,9 @@ async fn setup(db: &str) -> heliosproxy::server::ProxyHandle {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_statement_simple_query_returns_every_result() {
     let proxy = setup("proto_multi").await;
-    let c = connect(&via_proxy(&proxy, "postgres", "proto_multi")).await.unwrap();
+    let c = connect(&via_proxy(&proxy, "postgres", "proto_multi"))
+        .await
+        .unwrap();
     let msgs = c
         .simple_query("create table t(x int); insert into t values (1),(2); select x from t order by x; select 'done'")
         .await
@@ -27,15 +29,26 @@ async fn multi_statement_simple_query_returns_every_result() {
         })
         .collect();
     assert_eq!(rows, vec!["1", "2", "done"]);
-    let completes = msgs.iter().filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_))).count();
+    let completes = msgs
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
+        .count();
     assert_eq!(completes, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extended_query_with_parameters_and_prepared_statements() {
     let proxy = setup("proto_ext").await;
-    let c = connect(&via_proxy(&proxy, "postgres", "proto_ext")).await.unwrap();
-    let row = c.query_one("select $1::int + $2::int, $3::text", &[&20i32, &22i32, &"hi"]).await.unwrap();
+    let c = connect(&via_proxy(&proxy, "postgres", "proto_ext"))
+        .await
+        .unwrap();
+    let row = c
+        .query_one(
+            "select $1::int + $2::int, $3::text",
+            &[&20i32, &22i32, &"hi"],
+        )
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
     assert_eq!(row.get::<_, &str>(1), "hi");
     let stmt = c.prepare("select $1::int * 2").await.unwrap();
@@ -48,7 +61,9 @@ async fn extended_query_with_parameters_and_prepared_statements() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_queries_all_complete_in_order() {
     let proxy = setup("proto_pipe").await;
-    let c = connect(&via_proxy(&proxy, "postgres", "proto_pipe")).await.unwrap();
+    let c = connect(&via_proxy(&proxy, "postgres", "proto_pipe"))
+        .await
+        .unwrap();
     let stmt = c.prepare("select $1::int").await.unwrap();
     // tokio-postgres pipelines concurrent requests on one connection.
     let futures = (0..100).map(|i| {
@@ -65,15 +80,24 @@ async fn pipelined_queries_all_complete_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_keep_the_backend_sqlstate_and_the_session_usable() {
     let proxy = setup("proto_err").await;
-    let c = connect(&via_proxy(&proxy, "postgres", "proto_err")).await.unwrap();
-    let err = c.simple_query("select * from no_such_table").await.unwrap_err();
+    let c = connect(&via_proxy(&proxy, "postgres", "proto_err"))
+        .await
+        .unwrap();
+    let err = c
+        .simple_query("select * from no_such_table")
+        .await
+        .unwrap_err();
     assert_eq!(err.code().unwrap().code(), "42P01");
     let err = c.query("select 1/$1::int", &[&0i32]).await.unwrap_err();
     assert_eq!(err.code().unwrap().code(), "22012");
     c.batch_execute("begin").await.unwrap();
     assert!(c.simple_query("select broken syntax here").await.is_err());
     let err = c.simple_query("select 1").await.unwrap_err();
-    assert_eq!(err.code().unwrap().code(), "25P02", "in a failed transaction");
+    assert_eq!(
+        err.code().unwrap().code(),
+        "25P02",
+        "in a failed transaction"
+    );
     c.batch_execute("rollback").await.unwrap();
     let row = c.query_one("select 7", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 7);
@@ -82,9 +106,12 @@ async fn errors_keep_the_backend_sqlstate_and_the_session_usable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notices_reach_the_client() {
     let proxy = setup("proto_notice").await;
-    let (client, mut connection) = tokio_postgres::connect(&via_proxy(&proxy, "postgres", "proto_notice"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, mut connection) = tokio_postgres::connect(
+        &via_proxy(&proxy, "postgres", "proto_notice"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -99,15 +126,22 @@ async fn notices_reach_the_client() {
         .batch_execute("DO $$ BEGIN RAISE NOTICE 'hello from the server'; END $$")
         .await
         .unwrap();
-    let notice = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(notice, "hello from the server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_in_and_out_round_trip() {
     let proxy = setup("proto_copy").await;
-    let c = connect(&via_proxy(&proxy, "postgres", "proto_copy")).await.unwrap();
-    c.batch_execute("create table items(id int, name text)").await.unwrap();
+    let c = connect(&via_proxy(&proxy, "postgres", "proto_copy"))
+        .await
+        .unwrap();
+    c.batch_execute("create table items(id int, name text)")
+        .await
+        .unwrap();
     let sink = c.copy_in("copy items from stdin").await.unwrap();
     pin_mut!(sink);
     let mut data = String::new();
@@ -118,26 +152,48 @@ async fn copy_in_and_out_round_trip() {
     sink.send(bytes::Bytes::from(data.clone())).await.unwrap();
     let n = sink.finish().await.unwrap();
     assert_eq!(n, 10_000);
-    let stream = c.copy_out("copy (select * from items order by id) to stdout").await.unwrap();
+    let stream = c
+        .copy_out("copy (select * from items order by id) to stdout")
+        .await
+        .unwrap();
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
     let out: Vec<u8> = chunks.concat();
     assert_eq!(String::from_utf8(out).unwrap(), data);
-    assert_eq!(c.query_one("select count(*) from items", &[]).await.unwrap().get::<_, i64>(0), 10_000);
+    assert_eq!(
+        c.query_one("select count(*) from items", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        10_000
+    );
     // A failed COPY reports the server's error. (tokio-postgres itself desynchronises its own
     // connection after this, against PostgreSQL directly too, so the check continues on a
     // second client.)
-    let Err(err) = c.copy_in::<_, bytes::Bytes>("copy no_table from stdin").await else {
+    let Err(err) = c
+        .copy_in::<_, bytes::Bytes>("copy no_table from stdin")
+        .await
+    else {
         panic!("COPY into a missing table must fail");
     };
     assert_eq!(err.code().unwrap().code(), "42P01");
-    let c2 = connect(&via_proxy(&proxy, "postgres", "proto_copy")).await.unwrap();
-    assert_eq!(c2.query_one("select count(*) from items", &[]).await.unwrap().get::<_, i64>(0), 10_000);
+    let c2 = connect(&via_proxy(&proxy, "postgres", "proto_copy"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c2.query_one("select count(*) from items", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        10_000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mebibyte_query_and_200k_rows_stream_through() {
     let proxy = setup("proto_large").await;
-    let c = connect(&via_proxy(&proxy, "postgres", "proto_large")).await.unwrap();
+    let c = connect(&via_proxy(&proxy, "postgres", "proto_large"))
+        .await
+        .unwrap();
     let big = "x".repeat(1 << 20);
     let sql = format!("select length('{big}')");
     let rows = c.simple_query(&sql).await.unwrap();
@@ -150,7 +206,10 @@ async fn one_mebibyte_query_and_200k_rows_stream_through() {
         .unwrap();
     assert_eq!(len, (1 << 20).to_string());
     let stream = c
-        .query_raw("select g, repeat('y', 100) from generate_series(1, 200000) g", std::iter::empty::<i32>())
+        .query_raw(
+            "select g, repeat('y', 100) from generate_series(1, 200000) g",
+            std::iter::empty::<i32>(),
+        )
         .await
         .unwrap();
     pin_mut!(stream);
@@ -168,10 +227,19 @@ async fn one_mebibyte_query_and_200k_rows_stream_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_reaches_the_right_server_connection() {
     let proxy = setup("proto_cancel").await;
-    let c = connect(&via_proxy(&proxy, "postgres", "proto_cancel")).await.unwrap();
+    let c = connect(&via_proxy(&proxy, "postgres", "proto_cancel"))
+        .await
+        .unwrap();
     // Another busy client so the canceled one does not simply own server connection 0.
-    let other = connect(&via_proxy(&proxy, "postgres", "proto_cancel")).await.unwrap();
-    let other_task = tokio::spawn(async move { other.query_one("select pg_sleep(1.5)::text, 1", &[]).await.map(|r| r.get::<_, i32>(1)) });
+    let other = connect(&via_proxy(&proxy, "postgres", "proto_cancel"))
+        .await
+        .unwrap();
+    let other_task = tokio::spawn(async move {
+        other
+            .query_one("select pg_sleep(1.5)::text, 1", &[])
+            .await
+            .map(|r| r.get::<_, i32>(1))
+    });
     let token = c.cancel_token();
     let started = std::time::Instant::now();
     let canceller = tokio::spawn(async move {
@@ -182,6 +250,13 @@ async fn cancel_request_reaches_the_right_server_connection() {
     assert_eq!(err.code().unwrap().code(), "57014", "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     canceller.await.unwrap().unwrap();
-    assert_eq!(other_task.await.unwrap().unwrap(), 1, "the other client was not canceled");
-    assert_eq!(c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        other_task.await.unwrap().unwrap(),
+        1,
+        "the other client was not canceled"
+    );
+    assert_eq!(
+        c.query_one("select 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
 }

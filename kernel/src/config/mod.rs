@@ -389,8 +389,7 @@ impl Config {
             }
             _ => {}
         }
-        if self.backend_tls.sslmode == BackendSslMode::VerifyFull && self.backend_tls.ca.is_none()
-        {
+        if self.backend_tls.sslmode == BackendSslMode::VerifyFull && self.backend_tls.ca.is_none() {
             problems.push("backend_tls.ca: required when sslmode = \"verify-full\"".into());
         }
         if self.auth.passthrough && self.auth.method != AuthMethod::Password {
@@ -480,7 +479,11 @@ mod tests {
         .unwrap();
         let problems = c.validate();
         assert!(problems.iter().any(|p| p.starts_with("listen_address")));
-        assert!(problems.iter().any(|p| p.starts_with("pool.server_connections")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("pool.server_connections"))
+        );
         assert!(problems.iter().any(|p| p.starts_with("nodes")));
         assert!(problems.iter().any(|p| p.starts_with("auth.users_file")));
     }

@@ -202,9 +202,11 @@ impl LocalPostgres {
 
     fn chown(&self, path: &Path) -> Result<(), EmbeddedError> {
         if let Some((uid, gid)) = self.run_as {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|source| EmbeddedError::Io {
-                path: path.to_owned(),
-                source,
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|source| {
+                EmbeddedError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
             })?;
         }
         Ok(())
@@ -257,7 +259,10 @@ impl LocalPostgres {
         }
         Err(EmbeddedError::Failed {
             program: "postgres".into(),
-            output: format!("not accepting connections on port {} after {timeout:?}", self.port),
+            output: format!(
+                "not accepting connections on port {} after {timeout:?}",
+                self.port
+            ),
         })
     }
 
@@ -277,7 +282,12 @@ impl LocalPostgres {
         }
         self.running = false;
         let mut cmd = self.command("pg_ctl");
-        cmd.arg("stop").arg("-w").arg("-m").arg(mode).arg("-D").arg(&self.data_dir);
+        cmd.arg("stop")
+            .arg("-w")
+            .arg("-m")
+            .arg(mode)
+            .arg("-D")
+            .arg(&self.data_dir);
         run(cmd, "pg_ctl stop").map(|_| ())
     }
 

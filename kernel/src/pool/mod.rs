@@ -15,6 +15,9 @@ pub use slots::{Acquired, MetricsSnapshot, PoolMetrics, Slots, Timeout};
 
 use crate::config::PoolConfig;
 
+/// `ParameterStatus` name/value pairs a server reported at login.
+pub type ServerParams = Arc<Vec<(String, String)>>;
+
 /// Identifies a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
@@ -49,7 +52,7 @@ pub struct Pool {
     target: Arc<ConnectTarget>,
     password: RwLock<Option<String>>,
     slots: Slots<ServerConn>,
-    params: Mutex<Option<Arc<Vec<(String, String)>>>>,
+    params: Mutex<Option<ServerParams>>,
     checkout_timeout: Duration,
     health_check_after: Duration,
 }
@@ -64,7 +67,12 @@ pub struct Checkout {
 
 impl Pool {
     /// Creates an empty pool.
-    pub fn new(key: PoolKey, target: Arc<ConnectTarget>, password: Option<String>, config: &PoolConfig) -> Self {
+    pub fn new(
+        key: PoolKey,
+        target: Arc<ConnectTarget>,
+        password: Option<String>,
+        config: &PoolConfig,
+    ) -> Self {
         Pool {
             key,
             target,
@@ -103,15 +111,25 @@ impl Pool {
 
     /// Opens a connection outside the pool's accounting (used to verify pass-through logins).
     pub async fn connect_with(&self, password: Option<&str>) -> Result<ServerConn, ServerError> {
-        ServerConn::connect(self.target.clone(), &self.key.user, &self.key.database, password).await
+        ServerConn::connect(
+            self.target.clone(),
+            &self.key.user,
+            &self.key.database,
+            password,
+        )
+        .await
     }
 
     /// Lends a connection: an idle one that is still alive, or a new one.
     pub async fn checkout(&self) -> Result<Checkout, CheckoutError> {
-        let mut acquired = self.slots.acquire(self.checkout_timeout).await.map_err(|_| CheckoutError::Exhausted {
-            waited: self.checkout_timeout,
-            limit: self.slots.limit(),
-        })?;
+        let mut acquired = self
+            .slots
+            .acquire(self.checkout_timeout)
+            .await
+            .map_err(|_| CheckoutError::Exhausted {
+                waited: self.checkout_timeout,
+                limit: self.slots.limit(),
+            })?;
         loop {
             match acquired {
                 Acquired::Idle(conn, permit) => {
@@ -155,20 +173,25 @@ impl Pool {
 
     /// The `ParameterStatus` values a server of this pool reports at login; opens a connection
     /// the first time to learn them (and to check that the backend accepts this login).
-    pub async fn server_params(&self) -> Result<Arc<Vec<(String, String)>>, CheckoutError> {
+    pub async fn server_params(&self) -> Result<ServerParams, CheckoutError> {
         if let Some(p) = self.params.lock().expect("params lock").clone() {
             return Ok(p);
         }
         let checkout = self.checkout().await?;
         self.release(checkout);
-        Ok(self.params.lock().expect("params lock").clone().unwrap_or_default())
+        Ok(self
+            .params
+            .lock()
+            .expect("params lock")
+            .clone()
+            .unwrap_or_default())
     }
 
     /// Closes idle connections past their idle timeout or lifetime.
     pub fn close_expired(&self, idle_timeout: Duration, lifetime: Duration) -> usize {
-        let expired = self
-            .slots
-            .take_expired(|c| c.last_used.elapsed() >= idle_timeout || c.created.elapsed() >= lifetime);
+        let expired = self.slots.take_expired(|c| {
+            c.last_used.elapsed() >= idle_timeout || c.created.elapsed() >= lifetime
+        });
         for _ in &expired {
             self.slots.metrics.record_closed();
         }
@@ -192,7 +215,12 @@ impl Pools {
     }
 
     /// The pool for `key`, created with `password` when it does not exist yet.
-    pub fn get_or_create(&self, key: PoolKey, target: &Arc<ConnectTarget>, password: Option<String>) -> Arc<Pool> {
+    pub fn get_or_create(
+        &self,
+        key: PoolKey,
+        target: &Arc<ConnectTarget>,
+        password: Option<String>,
+    ) -> Arc<Pool> {
         if let Some(p) = self.pools.read().expect("pools lock").get(&key) {
             return p.clone();
         }
@@ -205,7 +233,12 @@ impl Pools {
 
     /// All pools.
     pub fn all(&self) -> Vec<Arc<Pool>> {
-        self.pools.read().expect("pools lock").values().cloned().collect()
+        self.pools
+            .read()
+            .expect("pools lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Closes expired idle connections in every pool.

@@ -108,7 +108,12 @@ impl ServerConn {
     ) -> Result<ServerConn, ServerError> {
         let timeout = target.connect_timeout;
         let node = target.node.clone();
-        match tokio::time::timeout(timeout, Self::connect_inner(target, user, database, password)).await {
+        match tokio::time::timeout(
+            timeout,
+            Self::connect_inner(target, user, database, password),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(ServerError::Timeout(node)),
         }
@@ -164,53 +169,70 @@ impl ServerConn {
                     match code {
                         0 => continue,
                         3 => {
-                            let pw = password.ok_or_else(|| ServerError::NoPassword(user.into()))?;
+                            let pw =
+                                password.ok_or_else(|| ServerError::NoPassword(user.into()))?;
                             let mut data = pw.as_bytes().to_vec();
                             data.push(0);
                             messages::password_message(&mut out, &data);
                         }
                         5 => {
-                            let pw = password.ok_or_else(|| ServerError::NoPassword(user.into()))?;
+                            let pw =
+                                password.ok_or_else(|| ServerError::NoPassword(user.into()))?;
                             let salt: [u8; 4] = extra
                                 .try_into()
                                 .map_err(|_| self.protocol("bad MD5 salt"))?;
-                            let hash = postgres_protocol::authentication::md5_hash(user.as_bytes(), pw.as_bytes(), salt);
+                            let hash = postgres_protocol::authentication::md5_hash(
+                                user.as_bytes(),
+                                pw.as_bytes(),
+                                salt,
+                            );
                             let mut data = hash.into_bytes();
                             data.push(0);
                             messages::password_message(&mut out, &data);
                         }
                         10 => {
-                            let pw = password.ok_or_else(|| ServerError::NoPassword(user.into()))?;
-                            let offers_scram = extra
-                                .split(|&b| b == 0)
-                                .any(|m| m == b"SCRAM-SHA-256");
+                            let pw =
+                                password.ok_or_else(|| ServerError::NoPassword(user.into()))?;
+                            let offers_scram =
+                                extra.split(|&b| b == 0).any(|m| m == b"SCRAM-SHA-256");
                             if !offers_scram {
-                                return Err(self.protocol("server offers no SASL mechanism the proxy supports"));
+                                return Err(self.protocol(
+                                    "server offers no SASL mechanism the proxy supports",
+                                ));
                             }
                             let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
                             messages::sasl_initial_response(&mut out, "SCRAM-SHA-256", s.message());
                             scram = Some(s);
                         }
                         11 => {
-                            let s = scram.as_mut().ok_or_else(|| self.protocol("unexpected SASL continue"))?;
-                            s.update(extra).map_err(|e| self.protocol(&format!("SCRAM: {e}")))?;
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| self.protocol("unexpected SASL continue"))?;
+                            s.update(extra)
+                                .map_err(|e| self.protocol(&format!("SCRAM: {e}")))?;
                             messages::password_message(&mut out, s.message());
                         }
                         12 => {
-                            let mut s = scram.take().ok_or_else(|| self.protocol("unexpected SASL final"))?;
-                            s.finish(extra)
-                                .map_err(|e| self.protocol(&format!("SCRAM server signature: {e}")))?;
+                            let mut s = scram
+                                .take()
+                                .ok_or_else(|| self.protocol("unexpected SASL final"))?;
+                            s.finish(extra).map_err(|e| {
+                                self.protocol(&format!("SCRAM server signature: {e}"))
+                            })?;
                             continue;
                         }
                         other => {
-                            return Err(self.protocol(&format!("unsupported authentication request {other}")));
+                            return Err(self
+                                .protocol(&format!("unsupported authentication request {other}")));
                         }
                     }
                     self.write(&out).await?;
                 }
                 b'S' => {
-                    let (name, rest) = read_cstr(&body, "ParameterStatus").map_err(|e| self.protocol(&e.to_string()))?;
-                    let (value, _) = read_cstr(rest, "ParameterStatus").map_err(|e| self.protocol(&e.to_string()))?;
+                    let (name, rest) = read_cstr(&body, "ParameterStatus")
+                        .map_err(|e| self.protocol(&e.to_string()))?;
+                    let (value, _) = read_cstr(rest, "ParameterStatus")
+                        .map_err(|e| self.protocol(&e.to_string()))?;
                     self.params.push((
                         String::from_utf8_lossy(name).into_owned(),
                         String::from_utf8_lossy(value).into_owned(),
@@ -229,7 +251,10 @@ impl ServerConn {
                 }
                 b'N' | b'v' => {}
                 other => {
-                    return Err(self.protocol(&format!("unexpected message '{}' during login", other as char)));
+                    return Err(self.protocol(&format!(
+                        "unexpected message '{}' during login",
+                        other as char
+                    )));
                 }
             }
         }
@@ -267,7 +292,11 @@ impl ServerConn {
                 Err(e) => return Err(self.protocol(&e.to_string())),
             }
             self.rbuf.reserve(8192);
-            let n = self.stream.read_buf(&mut self.rbuf).await.map_err(|e| self.io(e))?;
+            let n = self
+                .stream
+                .read_buf(&mut self.rbuf)
+                .await
+                .map_err(|e| self.io(e))?;
             if n == 0 {
                 return Err(self.io(std::io::ErrorKind::UnexpectedEof.into()));
             }
@@ -276,7 +305,10 @@ impl ServerConn {
 
     /// Runs an internal simple query and waits for `ReadyForQuery`; returns the first error
     /// the server reported, if any, and the final transaction status.
-    pub async fn run_internal(&mut self, sql: &str) -> Result<(Option<ErrorFields>, u8), ServerError> {
+    pub async fn run_internal(
+        &mut self,
+        sql: &str,
+    ) -> Result<(Option<ErrorFields>, u8), ServerError> {
         let mut out = Vec::with_capacity(sql.len() + 6);
         messages::query(&mut out, sql);
         self.write(&out).await?;
@@ -285,7 +317,8 @@ impl ServerConn {
             let (tag, body) = self.read_message().await?;
             match tag {
                 b'E' if first_error.is_none() => {
-                    first_error = Some(ErrorFields::parse(&body).map_err(|e| self.protocol(&e.to_string()))?);
+                    first_error =
+                        Some(ErrorFields::parse(&body).map_err(|e| self.protocol(&e.to_string()))?);
                 }
                 b'Z' => return Ok((first_error, body.first().copied().unwrap_or(b'I'))),
                 _ => {}
@@ -321,10 +354,13 @@ async fn negotiate_tls(target: &ConnectTarget, mut tcp: TcpStream) -> Result<Str
                 node: target.node.clone(),
                 what: "TLS requested but no TLS client configuration".into(),
             })?;
-            let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| ServerError::Tls {
-                node: target.node.clone(),
-                what: format!("invalid server name {}: {e}", target.host),
-            })?;
+            let name =
+                rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
+                    ServerError::Tls {
+                        node: target.node.clone(),
+                        what: format!("invalid server name {}: {e}", target.host),
+                    }
+                })?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await

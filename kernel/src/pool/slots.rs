@@ -189,7 +189,9 @@ mod tests {
         assert_eq!(s.in_use(), 2);
         assert!(s.acquire(Duration::from_millis(20)).await.is_err());
         assert_eq!(s.metrics.snapshot().timeouts, 1);
-        let Acquired::Vacant(p) = a else { panic!("no idle items yet") };
+        let Acquired::Vacant(p) = a else {
+            panic!("no idle items yet")
+        };
         s.release(7, p);
         match s.acquire(Duration::from_millis(10)).await.unwrap() {
             Acquired::Idle(7, _) => {}
@@ -200,7 +202,9 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_gets_the_released_slot() {
         let s = Arc::new(Slots::<u32>::new(1));
-        let Acquired::Vacant(p) = s.acquire(Duration::from_millis(10)).await.unwrap() else { panic!() };
+        let Acquired::Vacant(p) = s.acquire(Duration::from_millis(10)).await.unwrap() else {
+            panic!()
+        };
         let s2 = s.clone();
         let waiter = tokio::spawn(async move { s2.acquire(Duration::from_secs(5)).await.is_ok() });
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -48,7 +48,11 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.slots.lock().expect("cancel lock").remove(&self.key);
+        self.registry
+            .slots
+            .lock()
+            .expect("cancel lock")
+            .remove(&self.key);
     }
 }
 

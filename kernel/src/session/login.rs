@@ -40,7 +40,11 @@ pub struct LoggedIn {
 
 /// Runs the startup phase. `Ok(None)` means the connection was a cancel request or ended
 /// politely; errors have already been reported to the client.
-pub async fn login(shared: &Arc<Shared>, mut stream: Stream, has_slot: bool) -> Result<Option<LoggedIn>, SessionError> {
+pub async fn login(
+    shared: &Arc<Shared>,
+    mut stream: Stream,
+    has_slot: bool,
+) -> Result<Option<LoggedIn>, SessionError> {
     let mut buf = BytesMut::with_capacity(1024);
     let params = loop {
         let packet = loop {
@@ -51,7 +55,12 @@ pub async fn login(shared: &Arc<Shared>, mut stream: Stream, has_slot: bool) -> 
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    fatal(&mut stream, sqlstate::PROTOCOL_VIOLATION, &format!("invalid startup packet: {e}")).await;
+                    fatal(
+                        &mut stream,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        &format!("invalid startup packet: {e}"),
+                    )
+                    .await;
                     return Err(SessionError::Protocol(e.to_string()));
                 }
             }
@@ -66,7 +75,12 @@ pub async fn login(shared: &Arc<Shared>, mut stream: Stream, has_slot: bool) -> 
             StartupPacket::SslRequest => {
                 if !buf.is_empty() {
                     // Bytes sent before the TLS handshake could be injected by a man in the middle.
-                    fatal(&mut stream, sqlstate::PROTOCOL_VIOLATION, "unencrypted data after SSL request").await;
+                    fatal(
+                        &mut stream,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "unencrypted data after SSL request",
+                    )
+                    .await;
                     return Err(SessionError::Protocol("data after SSLRequest".into()));
                 }
                 stream = match (shared.tls.as_ref(), stream) {
@@ -121,14 +135,21 @@ pub async fn login(shared: &Arc<Shared>, mut stream: Stream, has_slot: bool) -> 
     let server_password = password
         .clone()
         .filter(|_| shared.config.auth.passthrough)
-        .or_else(|| shared.users.get(&user).and_then(|s| s.plaintext().map(str::to_owned)))
+        .or_else(|| {
+            shared
+                .users
+                .get(&user)
+                .and_then(|s| s.plaintext().map(str::to_owned))
+        })
         .or_else(|| shared.config.auth.server_password.clone());
     let key = PoolKey {
         node: shared.primary.node.clone(),
         database: database.clone(),
         user: user.clone(),
     };
-    let pool = shared.pools.get_or_create(key, &shared.primary, server_password.clone());
+    let pool = shared
+        .pools
+        .get_or_create(key, &shared.primary, server_password.clone());
     if shared.config.auth.passthrough {
         // The backend is the judge of the password; remember it for this user's pool.
         let pw = password.clone().unwrap_or_default();
@@ -209,7 +230,8 @@ async fn authenticate(
         AuthMethod::Password => {
             send_auth(stream, 3, &[]).await?;
             let body = read_password(stream, buf).await?;
-            let (pw, _) = read_cstr(&body, "PasswordMessage").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let (pw, _) = read_cstr(&body, "PasswordMessage")
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
             let pw = String::from_utf8_lossy(pw).into_owned();
             if shared.config.auth.passthrough {
                 return Ok(Some(pw));
@@ -224,7 +246,8 @@ async fn authenticate(
             rand::rng().fill_bytes(&mut salt);
             send_auth(stream, 5, &salt).await?;
             let body = read_password(stream, buf).await?;
-            let (resp, _) = read_cstr(&body, "PasswordMessage").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let (resp, _) = read_cstr(&body, "PasswordMessage")
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
             secret.is_some_and(|s| auth::verify_md5(s, user, salt, resp))
         }
         AuthMethod::ScramSha256 => {
@@ -239,16 +262,25 @@ async fn authenticate(
             });
             send_auth(stream, 10, ScramServer::MECHANISMS).await?;
             let body = read_password(stream, buf).await?;
-            let (mechanism, rest) = read_cstr(&body, "SASLInitialResponse").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let (mechanism, rest) = read_cstr(&body, "SASLInitialResponse")
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
             if mechanism != b"SCRAM-SHA-256" {
                 let msg = "client selected an invalid SASL authentication mechanism";
                 fatal(stream, sqlstate::PROTOCOL_VIOLATION, msg).await;
                 return Err(SessionError::Protocol(msg.into()));
             }
-            let (len, data) = read_i32(rest, "SASLInitialResponse").map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let (len, data) = read_i32(rest, "SASLInitialResponse")
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
             if len < 0 || len as usize != data.len() {
-                fatal(stream, sqlstate::PROTOCOL_VIOLATION, "malformed SASLInitialResponse").await;
-                return Err(SessionError::Protocol("malformed SASLInitialResponse".into()));
+                fatal(
+                    stream,
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "malformed SASLInitialResponse",
+                )
+                .await;
+                return Err(SessionError::Protocol(
+                    "malformed SASLInitialResponse".into(),
+                ));
             }
             let (server, server_first) = match ScramServer::start(verifier, data) {
                 Ok(x) => x,
@@ -297,7 +329,10 @@ async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<Vec<u8
                 return Ok(body);
             }
             Ok(Some((other, _))) => {
-                let msg = format!("expected a password message, got message type '{}'", other as char);
+                let msg = format!(
+                    "expected a password message, got message type '{}'",
+                    other as char
+                );
                 fatal(stream, sqlstate::PROTOCOL_VIOLATION, &msg).await;
                 return Err(SessionError::Protocol(msg));
             }

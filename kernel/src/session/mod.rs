@@ -37,10 +37,20 @@ pub enum SessionError {
 
 /// Serves one accepted client connection until it ends. `permit` is `None` when the client
 /// exceeds `pool.max_connections`; it is then told so after its startup packet.
-pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, permit: Option<OwnedSemaphorePermit>) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     let _ = tcp.set_nodelay(true);
-    let login_timeout = std::time::Duration::from_millis(shared.config.limits.client_login_timeout_ms);
-    let login = tokio::time::timeout(login_timeout, login::login(&shared, Stream::Plain(tcp), permit.is_some())).await;
+    let login_timeout =
+        std::time::Duration::from_millis(shared.config.limits.client_login_timeout_ms);
+    let login = tokio::time::timeout(
+        login_timeout,
+        login::login(&shared, Stream::Plain(tcp), permit.is_some()),
+    )
+    .await;
     let session = match login {
         Ok(Ok(Some(session))) => session,
         Ok(Ok(None)) => return,

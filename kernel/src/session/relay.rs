@@ -48,7 +48,9 @@ enum Expect {
     Sync,
     /// Everything up to `ReadyForQuery` for a simple query; the session-state effect of each
     /// statement in order, when any statement has one.
-    Query { effects: Option<Box<VecDeque<Option<Effect>>>> },
+    Query {
+        effects: Option<VecDeque<Option<Effect>>>,
+    },
     /// `FunctionCallResponse` then `ReadyForQuery`.
     FunctionCall,
     /// A message the proxy sends itself when this position is reached.
@@ -158,7 +160,9 @@ impl Relay {
                     }
                 }
                 Event::Client(Err(e)) => return Err(e.into()),
-                Event::Server(Ok(0)) => return self.server_lost("server closed the connection").await,
+                Event::Server(Ok(0)) => {
+                    return self.server_lost("server closed the connection").await;
+                }
                 Event::Server(Err(e)) => return self.server_lost(&e.to_string()).await,
                 Event::Server(Ok(_)) => self.on_server_data().await?,
             }
@@ -182,7 +186,12 @@ impl Relay {
                         _ => PROTOCOL_VIOLATION,
                     };
                     self.flush_client().await?;
-                    fatal(&mut self.client, code, &format!("invalid message from client: {e}")).await;
+                    fatal(
+                        &mut self.client,
+                        code,
+                        &format!("invalid message from client: {e}"),
+                    )
+                    .await;
                     return Err(SessionError::Protocol(e.to_string()));
                 }
             };
@@ -223,7 +232,8 @@ impl Relay {
             match tag {
                 b'S' => {
                     self.skip_until_sync = false;
-                    self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                    self.queue
+                        .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
                 }
                 b'X' => return Ok(false),
                 _ => {}
@@ -247,16 +257,15 @@ impl Relay {
             b'P' => {
                 let parse = ParseRef::parse(body).map_err(bad)?;
                 let prepared = self.stmts.define(&parse);
-                if self.server.is_none() {
-                    // Between transactions a Parse needs no server: it is prepared on whichever
-                    // connection first binds or describes it. Clients that prepare with a
-                    // blocking call (pgbench -M prepared) would otherwise wait for a server
-                    // that another of their own connections holds.
-                    self.queue.push_back(Expect::Synthetic(Synthetic::ParseComplete));
-                } else {
-                    let server = &mut self.server.as_mut().expect("attached").conn;
+                // Between transactions a Parse needs no server: it is prepared on whichever
+                // connection first binds or describes it. Clients that prepare with a
+                // blocking call (pgbench -M prepared) would otherwise wait for a server that
+                // another of their own connections holds.
+                if let Some(checkout) = self.server.as_mut() {
+                    let server = &mut checkout.conn;
                     if server.prepared.contains(&prepared.hash) {
-                        self.queue.push_back(Expect::Synthetic(Synthetic::ParseComplete));
+                        self.queue
+                            .push_back(Expect::Synthetic(Synthetic::ParseComplete));
                     } else {
                         prepared.encode_parse(&mut self.sout);
                         server.prepared.insert(prepared.hash);
@@ -265,6 +274,9 @@ impl Relay {
                             hash: prepared.hash,
                         });
                     }
+                } else {
+                    self.queue
+                        .push_back(Expect::Synthetic(Synthetic::ParseComplete));
                 }
             }
             b'B' => {
@@ -312,7 +324,8 @@ impl Relay {
                 if target.kind == b'S' {
                     // Server-side statements are shared and cached; only the client's name goes.
                     self.stmts.remove(target.name);
-                    self.queue.push_back(Expect::Synthetic(Synthetic::CloseComplete));
+                    self.queue
+                        .push_back(Expect::Synthetic(Synthetic::CloseComplete));
                 } else if self.attach(false).await {
                     self.sout.extend_from_slice(msg);
                     self.queue.push_back(Expect::Close);
@@ -320,7 +333,8 @@ impl Relay {
             }
             b'S' => {
                 if self.server.is_none() {
-                    self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                    self.queue
+                        .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
                 } else {
                     self.sout.extend_from_slice(msg);
                     if !self.syncs_ignored_in_copy {
@@ -364,7 +378,8 @@ impl Relay {
             sqlstate::FEATURE_NOT_SUPPORTED,
             "transaction blocks are not allowed in statement pooling mode".into(),
         )));
-        self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+        self.queue
+            .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
     }
 
     /// Makes sure the attached server has `p`, injecting a hidden `Parse` when it lacks it.
@@ -388,7 +403,9 @@ impl Relay {
         }
         match self.checkout().await {
             Ok(checkout) => {
-                self.cancel.slot.attach(&checkout.conn.target, checkout.conn.key);
+                self.cancel
+                    .slot
+                    .attach(&checkout.conn.target, checkout.conn.key);
                 self.server = Some(checkout);
                 true
             }
@@ -401,7 +418,8 @@ impl Relay {
                 self.queue
                     .push_back(Expect::Synthetic(Synthetic::Error(code, e.to_string())));
                 if ends_batch {
-                    self.queue.push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                    self.queue
+                        .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
                 } else {
                     self.skip_until_sync = true;
                 }
@@ -436,7 +454,9 @@ impl Relay {
             Ok((err, _)) => {
                 // Could not bring the connection to this client's state; it must not be
                 // reused by anyone with assumptions about it.
-                let why = err.map(|e| e.message).unwrap_or_else(|| "unexpected transaction state".into());
+                let why = err
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| "unexpected transaction state".into());
                 tracing::warn!("restoring session state failed: {why}");
                 self.pool.discard(checkout);
                 Err(CheckoutError::Connect(crate::pool::ServerError::Protocol {
@@ -481,7 +501,11 @@ impl Relay {
                 run_start = pos + header.total;
             }
             pos += header.total;
-            if matches!(self.queue.front(), Some(Expect::Synthetic(_) | Expect::CopyEnd)) || self.rollback_after_flush {
+            if matches!(
+                self.queue.front(),
+                Some(Expect::Synthetic(_) | Expect::CopyEnd)
+            ) || self.rollback_after_flush
+            {
                 self.cout.extend_from_slice(&buf[run_start..pos]);
                 run_start = pos;
                 self.emit_synthetics();
@@ -501,7 +525,9 @@ impl Relay {
             server.conn.rbuf = buf;
         }
         if let Some(e) = protocol_error {
-            return self.server_lost(&format!("protocol error from server: {e}")).await;
+            return self
+                .server_lost(&format!("protocol error from server: {e}"))
+                .await;
         }
         if std::mem::take(&mut self.rollback_after_flush) {
             self.rollback_statement_mode().await?;
@@ -575,7 +601,8 @@ impl Relay {
                 self.in_copy = false;
                 match self.queue.front_mut() {
                     Some(Expect::Query { effects }) => {
-                        if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten() {
+                        if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten()
+                        {
                             self.state.record(effect);
                         }
                     }
@@ -718,7 +745,9 @@ impl Relay {
             &format!("server connection lost: {why}"),
         )
         .await;
-        Err(SessionError::Refused(format!("server connection lost: {why}")))
+        Err(SessionError::Refused(format!(
+            "server connection lost: {why}"
+        )))
     }
 
     /// Cleans up after the client left: an idle server goes back (reset in session mode), an
@@ -781,7 +810,7 @@ impl Relay {
 }
 
 /// The session-state effects of a simple query's statements, when it has any.
-fn query_effects(sql: &str) -> Option<Box<VecDeque<Option<Effect>>>> {
+fn query_effects(sql: &str) -> Option<VecDeque<Option<Effect>>> {
     if !might_change_session(sql) {
         return None;
     }
@@ -794,12 +823,13 @@ fn query_effects(sql: &str) -> Option<Box<VecDeque<Option<Effect>>>> {
             })
         })
         .collect();
-    effects.iter().any(Option::is_some).then(|| Box::new(effects))
+    effects.iter().any(Option::is_some).then_some(effects)
 }
 
 /// Cheap pre-check: every statement with a session effect contains `set` or `discard`.
 #[inline]
 fn might_change_session(sql: &str) -> bool {
     let b = sql.as_bytes();
-    b.windows(3).any(|w| w.eq_ignore_ascii_case(b"set")) || b.windows(7).any(|w| w.eq_ignore_ascii_case(b"discard"))
+    b.windows(3).any(|w| w.eq_ignore_ascii_case(b"set"))
+        || b.windows(7).any(|w| w.eq_ignore_ascii_case(b"discard"))
 }

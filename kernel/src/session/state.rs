@@ -166,7 +166,9 @@ impl SessionState {
 
 fn valid_guc_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
         && !name.as_bytes()[0].is_ascii_digit()
 }
 
@@ -207,7 +209,10 @@ mod tests {
             ("client_encoding".into(), "utf8".into()),
             ("application_name".into(), "app".into()),
         ];
-        let server = vec![("client_encoding".into(), "UTF8".into()), ("application_name".into(), "".into())];
+        let server = vec![
+            ("client_encoding".into(), "UTF8".into()),
+            ("application_name".into(), "".into()),
+        ];
         let s = SessionState::from_startup(&client, &server);
         assert_eq!(s.restore_sql(PRISTINE), "SET application_name TO 'app';");
         assert_ne!(s.hash(), PRISTINE);
@@ -239,12 +244,24 @@ mod tests {
         });
         assert_eq!(s.on_ready(b'I'), Some(DIRTY));
         assert_eq!(s.sets().count(), 0);
-        assert!(s.restore_sql(DIRTY).starts_with("SET SESSION AUTHORIZATION DEFAULT;RESET ALL;"));
+        assert!(
+            s.restore_sql(DIRTY)
+                .starts_with("SET SESSION AUTHORIZATION DEFAULT;RESET ALL;")
+        );
     }
 
     #[test]
     fn options_parameter_is_replayed() {
-        let s = SessionState::from_startup(&[("options".into(), "-c search_path=x --statement-timeout=5".into())], &[]);
-        assert_eq!(s.restore_sql(PRISTINE), "SET search_path TO 'x';SET statement_timeout TO '5';");
+        let s = SessionState::from_startup(
+            &[(
+                "options".into(),
+                "-c search_path=x --statement-timeout=5".into(),
+            )],
+            &[],
+        );
+        assert_eq!(
+            s.restore_sql(PRISTINE),
+            "SET search_path TO 'x';SET statement_timeout TO '5';"
+        );
     }
 }

@@ -190,7 +190,9 @@ mod tests {
         let p = a.define(&parse(b"mine", b"select $1"));
         let mut out = Vec::new();
         p.encode_parse(&mut out);
-        let (_, body) = crate::wire::frame::split_message(&out, 1000).unwrap().unwrap();
+        let (_, body) = crate::wire::frame::split_message(&out, 1000)
+            .unwrap()
+            .unwrap();
         let back = ParseRef::parse(body).unwrap();
         assert_eq!(back.name, &p.server_name[..]);
         assert_eq!(back.query, b"select $1");

@@ -38,7 +38,10 @@ impl Secret {
         if text.starts_with("SCRAM-SHA-256$") {
             return ScramVerifier::parse(text).map(Secret::Scram);
         }
-        if text.len() == 35 && text.starts_with("md5") && text[3..].bytes().all(|b| b.is_ascii_hexdigit()) {
+        if text.len() == 35
+            && text.starts_with("md5")
+            && text[3..].bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Ok(Secret::Md5(text.to_owned()));
         }
         Ok(Secret::Plain(text.to_owned()))
@@ -86,7 +89,9 @@ pub enum AuthError {
 impl ScramVerifier {
     /// Parses `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
     pub fn parse(text: &str) -> Result<Self, AuthError> {
-        let rest = text.strip_prefix("SCRAM-SHA-256$").ok_or(AuthError::BadVerifier)?;
+        let rest = text
+            .strip_prefix("SCRAM-SHA-256$")
+            .ok_or(AuthError::BadVerifier)?;
         let (iter_salt, keys) = rest.split_once('$').ok_or(AuthError::BadVerifier)?;
         let (iter, salt) = iter_salt.split_once(':').ok_or(AuthError::BadVerifier)?;
         let (stored, server) = keys.split_once(':').ok_or(AuthError::BadVerifier)?;
@@ -157,16 +162,23 @@ impl ScramServer {
     pub const MECHANISMS: &'static [u8] = b"SCRAM-SHA-256\0\0";
 
     /// Handles the client-first message; returns the exchange and the server-first message.
-    pub fn start(verifier: ScramVerifier, client_first: &[u8]) -> Result<(Self, String), AuthError> {
+    pub fn start(
+        verifier: ScramVerifier,
+        client_first: &[u8],
+    ) -> Result<(Self, String), AuthError> {
         let text = std::str::from_utf8(client_first).map_err(|_| AuthError::BadMessage("utf8"))?;
         // gs2-header: cbind-flag "," [authzid] ","
-        let (flag, rest) = text.split_once(',').ok_or(AuthError::BadMessage("gs2 header"))?;
+        let (flag, rest) = text
+            .split_once(',')
+            .ok_or(AuthError::BadMessage("gs2 header"))?;
         match flag {
             "n" | "y" => {}
             f if f.starts_with("p=") => return Err(AuthError::ChannelBinding),
             _ => return Err(AuthError::BadMessage("gs2 flag")),
         }
-        let (_authzid, bare) = rest.split_once(',').ok_or(AuthError::BadMessage("gs2 header"))?;
+        let (_authzid, bare) = rest
+            .split_once(',')
+            .ok_or(AuthError::BadMessage("gs2 header"))?;
         let client_nonce = bare
             .split(',')
             .find_map(|a| a.strip_prefix("r="))
@@ -204,7 +216,9 @@ impl ScramServer {
         if nonce != self.nonce {
             return Err(AuthError::BadMessage("nonce mismatch"));
         }
-        let proof = B64.decode(proof).map_err(|_| AuthError::BadMessage("proof encoding"))?;
+        let proof = B64
+            .decode(proof)
+            .map_err(|_| AuthError::BadMessage("proof encoding"))?;
         if proof.len() != 32 {
             return Err(AuthError::BadMessage("proof length"));
         }
@@ -248,10 +262,12 @@ pub fn md5_response(stored: &str, salt: [u8; 4]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Checks a client's answer to an MD5 challenge.
@@ -326,8 +342,7 @@ pub fn parse_users_file(text: &str) -> Result<Vec<(String, Secret)>, String> {
         if fields.len() < 2 {
             return Err(format!("line {}: expected \"user\" \"password\"", i + 1));
         }
-        let secret =
-            Secret::parse(&fields[1]).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let secret = Secret::parse(&fields[1]).map_err(|e| format!("line {}: {e}", i + 1))?;
         users.push((fields[0].clone(), secret));
     }
     Ok(users)
@@ -344,7 +359,9 @@ mod tests {
         let (server, server_first) = ScramServer::start(verifier, client.message())?;
         client.update(server_first.as_bytes()).unwrap();
         let server_final = server.finish(client.message())?;
-        client.finish(server_final.as_bytes()).map_err(|_| AuthError::BadMessage("server signature"))
+        client
+            .finish(server_final.as_bytes())
+            .map_err(|_| AuthError::BadMessage("server signature"))
     }
 
     #[test]
@@ -367,7 +384,12 @@ mod tests {
     fn md5_matches_postgres_protocol() {
         let salt = [1, 2, 3, 4];
         let expected = postgres_protocol::authentication::md5_hash(b"bob", b"pw", salt);
-        assert!(verify_md5(&Secret::Plain("pw".into()), "bob", salt, expected.as_bytes()));
+        assert!(verify_md5(
+            &Secret::Plain("pw".into()),
+            "bob",
+            salt,
+            expected.as_bytes()
+        ));
         let stored = Secret::parse(&md5_stored("pw", "bob")).unwrap();
         assert!(matches!(stored, Secret::Md5(_)));
         assert!(verify_md5(&stored, "bob", salt, expected.as_bytes()));
@@ -377,7 +399,11 @@ mod tests {
     #[test]
     fn cleartext_checks_every_secret_kind() {
         let scram = Secret::Scram(ScramVerifier::from_password("pw", b"s", 10));
-        for s in [Secret::Plain("pw".into()), Secret::parse(&md5_stored("pw", "u")).unwrap(), scram] {
+        for s in [
+            Secret::Plain("pw".into()),
+            Secret::parse(&md5_stored("pw", "u")).unwrap(),
+            scram,
+        ] {
             assert!(verify_cleartext(&s, "u", "pw"));
             assert!(!verify_cleartext(&s, "u", "px"));
         }

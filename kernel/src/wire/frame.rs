@@ -82,7 +82,10 @@ pub fn read_i32<'a>(buf: &'a [u8], what: &'static str) -> Result<(i32, &'a [u8])
     if buf.len() < 4 {
         return Err(WireError::Malformed { what });
     }
-    Ok((i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]), &buf[4..]))
+    Ok((
+        i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]),
+        &buf[4..],
+    ))
 }
 
 #[cfg(test)]
@@ -97,7 +100,9 @@ mod tests {
 
     #[test]
     fn complete_message_splits() {
-        let (tag, body) = split_message(b"Q\0\0\0\x08SEL\0rest", 100).unwrap().unwrap();
+        let (tag, body) = split_message(b"Q\0\0\0\x08SEL\0rest", 100)
+            .unwrap()
+            .unwrap();
         assert_eq!(tag, b'Q');
         assert_eq!(body, b"SEL\0");
     }

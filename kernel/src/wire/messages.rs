@@ -41,7 +41,12 @@ pub fn notice_response(out: &mut Vec<u8>, severity: &str, code: &str, message: &
 
 fn write_fields(out: &mut Vec<u8>, tag: u8, severity: &str, code: &str, message: &str) {
     write_message(out, tag, |b| {
-        for (field, value) in [(b'S', severity), (b'V', severity), (b'C', code), (b'M', message)] {
+        for (field, value) in [
+            (b'S', severity),
+            (b'V', severity),
+            (b'C', code),
+            (b'M', message),
+        ] {
             b.push(field);
             b.extend_from_slice(value.as_bytes());
             b.push(0);
@@ -286,9 +291,9 @@ impl ErrorFields {
     pub fn parse(mut body: &[u8]) -> Result<Self, WireError> {
         let mut f = ErrorFields::default();
         loop {
-            let (&field, rest) = body
-                .split_first()
-                .ok_or(WireError::Malformed { what: "ErrorResponse" })?;
+            let (&field, rest) = body.split_first().ok_or(WireError::Malformed {
+                what: "ErrorResponse",
+            })?;
             if field == 0 {
                 return Ok(f);
             }
@@ -322,7 +327,10 @@ mod tests {
         let (tag, body) = one(&out);
         assert_eq!(tag, b'E');
         let f = ErrorFields::parse(body).unwrap();
-        assert_eq!((f.severity.as_str(), f.code.as_str(), f.message.as_str()), ("ERROR", "42501", "nope"));
+        assert_eq!(
+            (f.severity.as_str(), f.code.as_str(), f.message.as_str()),
+            ("ERROR", "42501", "nope")
+        );
     }
 
     #[test]
@@ -337,7 +345,10 @@ mod tests {
         let (tag, body2) = one(&out);
         assert_eq!(tag, b'P');
         let p2 = ParseRef::parse(body2).unwrap();
-        assert_eq!((p2.name, p2.query, p2.param_types), (&b"hp_1"[..], p.query, p.param_types));
+        assert_eq!(
+            (p2.name, p2.query, p2.param_types),
+            (&b"hp_1"[..], p.query, p.param_types)
+        );
     }
 
     #[test]
@@ -363,7 +374,10 @@ mod tests {
         let (tag, body2) = one(&out);
         assert_eq!(tag, b'B');
         let b2 = BindRef::parse(body2).unwrap();
-        assert_eq!((b2.portal, b2.statement, b2.rest), (b.portal, &b"hp_x"[..], b.rest));
+        assert_eq!(
+            (b2.portal, b2.statement, b2.rest),
+            (b.portal, &b"hp_x"[..], b.rest)
+        );
         assert!(BindRef::parse(&body[..body.len() - 1]).is_err());
     }
 

@@ -99,12 +99,10 @@ fn parse_params(mut body: &[u8]) -> Result<Vec<(String, String)>, WireError> {
             break;
         }
         let (value, rest) = read_cstr(rest, "startup")?;
-        let name = String::from_utf8(name.to_vec()).map_err(|_| WireError::Malformed {
-            what: "startup",
-        })?;
-        let value = String::from_utf8(value.to_vec()).map_err(|_| WireError::Malformed {
-            what: "startup",
-        })?;
+        let name = String::from_utf8(name.to_vec())
+            .map_err(|_| WireError::Malformed { what: "startup" })?;
+        let value = String::from_utf8(value.to_vec())
+            .map_err(|_| WireError::Malformed { what: "startup" })?;
         params.push((name, value));
         body = rest;
     }
@@ -154,7 +152,10 @@ mod tests {
         assert_eq!(
             packet,
             StartupPacket::Startup {
-                params: vec![("user".into(), "alice".into()), ("database".into(), "db".into())]
+                params: vec![
+                    ("user".into(), "alice".into()),
+                    ("database".into(), "db".into())
+                ]
             }
         );
         assert_eq!(parse_startup(&out[..out.len() - 1]).unwrap(), None);

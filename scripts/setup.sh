@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what HeliosProxy's build and tests need on a fresh Debian machine; idempotent.
+set -euo pipefail
+
+need_apt=()
+if ! command -v pg_config >/dev/null 2>&1 || [ ! -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql postgresql-client)
+fi
+command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need_apt+=(postgresql-contrib)
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: need ${need_apt[*]} (run as root, or install them yourself)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # Debian starts a cluster on install; the proxy and tests run their own.
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do
+            pg_ctlcluster "${c%/*}" "${c#*/}" stop 2>/dev/null || true
+        done
+    fi
+fi
