@@ -24,3 +24,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
         done
     fi
 fi
+
+# Python drivers used by the driver-compatibility tests.
+if ! python3 -c "import psycopg, asyncpg" >/dev/null 2>&1; then
+    echo "setup: installing psycopg and asyncpg from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]" asyncpg
+fi

@@ -25,7 +25,8 @@ use crate::server::Shared;
 use crate::sql::{opens_transaction, session_effect, split_statements};
 use crate::wire::WireError;
 use crate::wire::frame::peek_header;
-use crate::wire::messages::{self, BindRef, ParseRef, TargetRef, sqlstate};
+use crate::wire::frontend::{self, Frontend};
+use crate::wire::messages::{self, sqlstate};
 use crate::wire::stream::Stream;
 
 use super::cancel::Registration;
@@ -225,24 +226,23 @@ impl Relay {
 
     /// Handles one client message; `Ok(false)` on `Terminate`.
     async fn on_client_message(&mut self, tag: u8, msg: &[u8]) -> Result<bool, SessionError> {
-        let body = &msg[5..];
         tracing::trace!(tag = %(tag as char), len = msg.len(), "client message");
-        let bad = |e: WireError| SessionError::Protocol(e.to_string());
+        let decoded =
+            frontend::parse(tag, &msg[5..]).map_err(|e| SessionError::Protocol(e.to_string()))?;
         if self.skip_until_sync {
-            match tag {
-                b'S' => {
+            match decoded {
+                Frontend::Sync => {
                     self.skip_until_sync = false;
                     self.queue
                         .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
                 }
-                b'X' => return Ok(false),
+                Frontend::Terminate => return Ok(false),
                 _ => {}
             }
             return Ok(true);
         }
-        match tag {
-            b'Q' => {
-                let sql = messages::query_text(body).map_err(bad)?;
+        match decoded {
+            Frontend::Query(sql) => {
                 let sql = std::str::from_utf8(sql).unwrap_or("");
                 if self.mode == PoolMode::Statement && opens_transaction(sql) {
                     self.refuse_in_statement_mode();
@@ -254,8 +254,7 @@ impl Relay {
                     self.queue.push_back(Expect::Query { effects });
                 }
             }
-            b'P' => {
-                let parse = ParseRef::parse(body).map_err(bad)?;
+            Frontend::Parse(parse) => {
                 let prepared = self.stmts.define(&parse);
                 // Between transactions a Parse needs no server: it is prepared on whichever
                 // connection first binds or describes it. Clients that prepare with a
@@ -279,8 +278,7 @@ impl Relay {
                         .push_back(Expect::Synthetic(Synthetic::ParseComplete));
                 }
             }
-            b'B' => {
-                let bind = BindRef::parse(body).map_err(bad)?;
+            Frontend::Bind(bind) => {
                 let prepared = self.stmts.get(bind.statement).cloned();
                 if self.attach(false).await {
                     match prepared {
@@ -295,8 +293,7 @@ impl Relay {
                     self.queue.push_back(Expect::Bind);
                 }
             }
-            b'D' => {
-                let target = TargetRef::parse(body, "Describe").map_err(bad)?;
+            Frontend::Describe(target) => {
                 let prepared = (target.kind == b'S')
                     .then(|| self.stmts.get(target.name).cloned())
                     .flatten();
@@ -311,16 +308,14 @@ impl Relay {
                     self.queue.push_back(Expect::Describe);
                 }
             }
-            b'E' => {
-                let portal = messages::execute_portal(body).map_err(bad)?;
+            Frontend::Execute { portal } => {
                 let effect = self.stmts.portal_effect(portal);
                 if self.attach(false).await {
                     self.sout.extend_from_slice(msg);
                     self.queue.push_back(Expect::Execute { effect });
                 }
             }
-            b'C' => {
-                let target = TargetRef::parse(body, "Close").map_err(bad)?;
+            Frontend::Close(target) => {
                 if target.kind == b'S' {
                     // Server-side statements are shared and cached; only the client's name goes.
                     self.stmts.remove(target.name);
@@ -331,7 +326,7 @@ impl Relay {
                     self.queue.push_back(Expect::Close);
                 }
             }
-            b'S' => {
+            Frontend::Sync => {
                 if self.server.is_none() {
                     self.queue
                         .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
@@ -342,7 +337,7 @@ impl Relay {
                     }
                 }
             }
-            b'c' | b'f' => {
+            Frontend::CopyDone | Frontend::CopyFail => {
                 if self.server.is_some() {
                     self.sout.extend_from_slice(msg);
                     if !std::mem::take(&mut self.syncs_ignored_in_copy) {
@@ -350,25 +345,19 @@ impl Relay {
                     }
                 }
             }
-            b'H' | b'd' => {
+            Frontend::Flush | Frontend::CopyData => {
                 // Flush and COPY data only mean something to a server already in use.
                 if self.server.is_some() {
                     self.sout.extend_from_slice(msg);
                 }
             }
-            b'F' => {
+            Frontend::FunctionCall => {
                 if self.attach(true).await {
                     self.sout.extend_from_slice(msg);
                     self.queue.push_back(Expect::FunctionCall);
                 }
             }
-            b'X' => return Ok(false),
-            other => {
-                return Err(SessionError::Protocol(format!(
-                    "invalid frontend message type '{}'",
-                    other.escape_ascii()
-                )));
-            }
+            Frontend::Terminate => return Ok(false),
         }
         Ok(true)
     }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod frame;
+pub mod frontend;
 pub mod messages;
 pub mod startup;
 pub mod stream;
@@ -31,6 +32,9 @@ pub enum WireError {
         /// Which message.
         what: &'static str,
     },
+    /// A message type the protocol does not define for this direction.
+    #[error("invalid frontend message type {:?}", *.0 as char)]
+    UnknownMessage(u8),
     /// The startup packet asked for an unsupported protocol version.
     #[error("unsupported frontend protocol {major}.{minor}")]
     Protocol {
