@@ -22,8 +22,14 @@ async fn psycopg_and_asyncpg_work_in_transaction_mode() {
     .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "driver checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("psycopg ok") && stdout.contains("asyncpg ok"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "driver checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("psycopg ok") && stdout.contains("asyncpg ok"),
+        "{stdout}"
+    );
     let m = proxy.shared.pools.all()[0].metrics();
     assert!(m.created <= 2, "{m:?}");
 }
