@@ -7,11 +7,14 @@
 
 pub mod config;
 pub mod embedded;
+pub mod hooks;
+pub mod plugins;
 pub mod pool;
 pub mod server;
 pub mod session;
-pub mod sql;
 pub mod wire;
 
 pub use config::Config;
+/// SQL helpers shared with the plugin SDK.
+pub use helios_sql as sql;
 pub use server::{Proxy, ProxyHandle};

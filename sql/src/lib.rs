@@ -1,5 +1,11 @@
-//! Just enough SQL lexing for the kernel: statement boundaries (respecting quotes, comments
-//! and dollar quoting), the leading keyword, and the session-state effect of a statement.
+//! Just enough SQL lexing for a proxy, shared by the kernel and the plugin SDK: statement
+//! boundaries (respecting quotes, comments and dollar quoting), leading keywords, the
+//! session-state effect of a statement, and the statement facts hooks receive
+//! ([`facts`]: class, tables, fingerprint, hints).
+
+pub mod facts;
+
+pub use facts::{StatementClass, classify, fingerprint, has_keyword, hints, tables, words_after_where};
 
 /// What a statement does to session state that the kernel must track in pooled modes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +56,7 @@ fn push_nonempty<'a>(out: &mut Vec<&'a str>, stmt: &'a str) {
     }
 }
 
-fn skip_quoted(b: &[u8], start: usize) -> usize {
+pub(crate) fn skip_quoted(b: &[u8], start: usize) -> usize {
     let q = b[start];
     let mut i = start + 1;
     while i < b.len() {
@@ -66,7 +72,7 @@ fn skip_quoted(b: &[u8], start: usize) -> usize {
     b.len()
 }
 
-fn skip_block_comment(b: &[u8], start: usize) -> usize {
+pub(crate) fn skip_block_comment(b: &[u8], start: usize) -> usize {
     let mut depth = 0;
     let mut i = start;
     while i + 1 < b.len() {
@@ -86,7 +92,7 @@ fn skip_block_comment(b: &[u8], start: usize) -> usize {
     b.len()
 }
 
-fn skip_dollar(b: &[u8], start: usize) -> usize {
+pub(crate) fn skip_dollar(b: &[u8], start: usize) -> usize {
     // A dollar-quote tag is $[A-Za-z_][A-Za-z0-9_]*$ or $$; `$1` is a parameter.
     let mut j = start + 1;
     while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {

@@ -1,0 +1,136 @@
+//! `llm-guardrail` (Validate): refuses statements an AI agent should never run.
+//!
+//! Config (all optional):
+//! - `applications = ["agent", …]`: only sessions with one of these `application_name`s are
+//!   checked (empty or absent: every session);
+//! - `deny_destructive = true`: DROP and TRUNCATE are refused;
+//! - `require_where = true`: DELETE and UPDATE without WHERE are refused;
+//! - `large_tables = ["events", …]`: SELECT on these without LIMIT is refused;
+//! - `tenant_tables = ["orders", …]` with `tenant_column = "tenant_id"`: statements on these
+//!   tables must filter on the tenant column in their WHERE clause.
+//!
+//! Every refusal is SQLSTATE 42501 with a message saying why.
+
+use std::sync::OnceLock;
+
+use helios_sdk::*;
+
+struct Settings {
+    applications: Vec<String>,
+    deny_destructive: bool,
+    require_where: bool,
+    large_tables: Vec<String>,
+    tenant_tables: Vec<String>,
+    tenant_column: String,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// The guardrail component.
+pub struct Guardrail;
+
+impl Plugin for Guardrail {
+    fn init(config: &Config) -> Result<Hooks, String> {
+        let tenant_tables: Vec<String> = config.texts("tenant_tables").iter().map(|t| t.to_lowercase()).collect();
+        let tenant_column = config.text("tenant_column").unwrap_or("tenant_id").to_lowercase();
+        let _ = SETTINGS.set(Settings {
+            applications: config.texts("applications"),
+            deny_destructive: config.boolean("deny_destructive").unwrap_or(true),
+            require_where: config.boolean("require_where").unwrap_or(true),
+            large_tables: config.texts("large_tables").iter().map(|t| t.to_lowercase()).collect(),
+            tenant_tables,
+            tenant_column,
+        });
+        Ok(Hooks::VALIDATE)
+    }
+
+    fn validate(session: &SessionInfo, stmt: &Statement) -> Verdict {
+        let s = SETTINGS.get().expect("init ran before any hook");
+        if !s.applications.is_empty() && !s.applications.iter().any(|a| *a == session.application_name) {
+            return Verdict::Allow;
+        }
+        let first = sql::leading_words(&stmt.sql, 1).pop().unwrap_or_default();
+        let guard = |why: String| deny("42501", why);
+        if s.deny_destructive && (first == "drop" || first == "truncate") {
+            return guard(format!("{} is not allowed for this application", first.to_uppercase()));
+        }
+        if s.require_where && (first == "delete" || first == "update") && !sql::has_keyword(&stmt.sql, "where") {
+            return guard(format!("{} without a WHERE clause is not allowed", first.to_uppercase()));
+        }
+        if stmt.class == StatementClass::Read && !sql::has_keyword(&stmt.sql, "limit") {
+            if let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.large_tables)) {
+                return guard(format!("SELECT on large table {t} needs a LIMIT"));
+            }
+        }
+        if let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
+            let filtered = sql::words_after_where(&stmt.sql).iter().any(|w| *w == s.tenant_column);
+            let inserting = first == "insert";
+            if !filtered && !inserting {
+                return guard(format!("statements on {t} must filter on {} in WHERE", s.tenant_column));
+            }
+        }
+        Verdict::Allow
+    }
+}
+
+/// Matches `public.events` against `events` and the other way round.
+fn is_listed(table: &str, list: &[String]) -> bool {
+    let bare = table.rsplit('.').next().unwrap_or(table);
+    list.iter().any(|l| l == table || l == bare)
+}
+
+export_plugin!(Guardrail);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helios_sdk::testing::session;
+
+    fn setup() {
+        let _ = Guardrail::init(&Config::from_pairs([
+            ("applications", ConfigValue::Texts(vec!["agent".into()])),
+            ("large_tables", ConfigValue::Texts(vec!["events".into()])),
+            ("tenant_tables", ConfigValue::Texts(vec!["orders".into()])),
+        ]));
+    }
+
+    fn check(sql: &str) -> Verdict {
+        Guardrail::validate(&session("agent"), &statement(sql))
+    }
+
+    #[test]
+    fn refuses_what_it_should_with_42501() {
+        setup();
+        for sql in [
+            "DROP TABLE users",
+            "truncate t",
+            "delete from users",
+            "UPDATE users SET admin = true",
+            "select * from events",
+            "select * from orders where id = 1",
+        ] {
+            match check(sql) {
+                Verdict::Deny(r) => assert_eq!(r.sqlstate, "42501", "{sql}"),
+                Verdict::Allow => panic!("{sql} was allowed"),
+            }
+        }
+    }
+
+    #[test]
+    fn allows_safe_statements_and_other_applications() {
+        setup();
+        for sql in [
+            "delete from users where id = 3",
+            "select * from events limit 10",
+            "select * from orders where tenant_id = 7 and id = 1",
+            "insert into orders(tenant_id, id) values (1, 2)",
+            "select 'drop table x'",
+        ] {
+            assert!(matches!(check(sql), Verdict::Allow), "{sql}");
+        }
+        assert!(matches!(
+            Guardrail::validate(&session("psql"), &statement("drop table t")),
+            Verdict::Allow
+        ));
+    }
+}

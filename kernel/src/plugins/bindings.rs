@@ -1,0 +1,10 @@
+//! Host-side bindings generated from `wit/plugin.wit` (`helios:plugin@0.1.0`).
+
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin",
+});
+
+pub use helios::plugin::types::{Identity, Refusal, ResultSet, StatementClass};

@@ -1,0 +1,194 @@
+//! The host interfaces a component may import (`kv`, `crypto`, `log`, `clock`, `topology`),
+//! implemented on the per-instance store state. Which ones a component may import is checked
+//! at load against its grants.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use wasmtime::StoreLimits;
+
+use super::bindings::helios::plugin::{clock, crypto, kv, log, topology, types};
+
+/// Limits on one component's key/value namespace.
+const KV_MAX_KEYS: usize = 100_000;
+const KV_MAX_VALUE: usize = 1 << 20;
+
+/// A component's key/value namespace, shared by all its instances.
+#[derive(Default)]
+pub struct KvStore {
+    entries: Mutex<HashMap<String, (Vec<u8>, Option<Instant>)>>,
+}
+
+impl KvStore {
+    fn live(entry: &(Vec<u8>, Option<Instant>)) -> bool {
+        entry.1.is_none_or(|exp| exp > Instant::now())
+    }
+
+    /// The value under `key`, unless absent or expired.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let entries = self.entries.lock().expect("kv lock");
+        entries.get(key).filter(|e| Self::live(e)).map(|e| e.0.clone())
+    }
+
+    /// Stores a value (values over 1 MiB and keys past 100k are refused silently, as a
+    /// cache would drop them).
+    pub fn set(&self, key: String, value: Vec<u8>, ttl: Option<Duration>) {
+        if value.len() > KV_MAX_VALUE {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("kv lock");
+        if entries.len() >= KV_MAX_KEYS && !entries.contains_key(&key) {
+            entries.retain(|_, e| Self::live(e));
+            if entries.len() >= KV_MAX_KEYS {
+                return;
+            }
+        }
+        entries.insert(key, (value, ttl.map(|t| Instant::now() + t)));
+    }
+
+    /// Removes a key.
+    pub fn delete(&self, key: &str) {
+        self.entries.lock().expect("kv lock").remove(key);
+    }
+
+    /// Adds to the integer under `key` atomically.
+    pub fn incr(&self, key: String, delta: i64, ttl: Option<Duration>) -> i64 {
+        let mut entries = self.entries.lock().expect("kv lock");
+        let entry = entries.get(&key).filter(|e| Self::live(e));
+        let current = entry
+            .and_then(|e| <[u8; 8]>::try_from(e.0.as_slice()).ok())
+            .map(i64::from_le_bytes)
+            .unwrap_or(0);
+        let expiry = match entry {
+            Some(e) => e.1,
+            None => ttl.map(|t| Instant::now() + t),
+        };
+        let next = current.wrapping_add(delta);
+        entries.insert(key, (next.to_le_bytes().to_vec(), expiry));
+        next
+    }
+}
+
+/// A node as the `topology` interface reports it.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    /// Name.
+    pub name: String,
+    /// "primary" or "replica".
+    pub role: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Accepting connections.
+    pub healthy: bool,
+    /// Replay lag in bytes, when known.
+    pub lag_bytes: Option<u64>,
+}
+
+/// Where the `topology` interface reads from.
+pub trait TopologySource: Send + Sync {
+    /// Current facts about every node.
+    fn nodes(&self) -> Vec<NodeFacts>;
+}
+
+/// State of one component instance's store.
+pub struct HostState {
+    /// Component name, for log lines.
+    pub component: Arc<str>,
+    /// Shared key/value namespace.
+    pub kv: Arc<KvStore>,
+    /// Node facts.
+    pub topology: Arc<dyn TopologySource>,
+    /// Memory limits.
+    pub limits: StoreLimits,
+}
+
+impl types::Host for HostState {}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.kv.get(&key)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
+        self.kv.set(key, value, ttl_ms.map(Duration::from_millis));
+    }
+
+    fn delete(&mut self, key: String) {
+        self.kv.delete(&key);
+    }
+
+    fn incr(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> i64 {
+        self.kv.incr(key, delta, ttl_ms.map(Duration::from_millis))
+    }
+}
+
+impl crypto::Host for HostState {
+    fn sha256_hex(&mut self, data: Vec<u8>) -> String {
+        hex::encode(Sha256::digest(&data))
+    }
+
+    fn hmac_sha256_hex(&mut self, key: Vec<u8>, data: Vec<u8>) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+        mac.update(&data);
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl log::Host for HostState {
+    fn write(&mut self, level: log::Level, message: String) {
+        let component = &*self.component;
+        match level {
+            log::Level::Trace => tracing::trace!(component, "{message}"),
+            log::Level::Debug => tracing::debug!(component, "{message}"),
+            log::Level::Info => tracing::info!(component, "{message}"),
+            log::Level::Warn => tracing::warn!(component, "{message}"),
+            log::Level::Error => tracing::error!(component, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for HostState {
+    fn now_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl topology::Host for HostState {
+    fn nodes(&mut self) -> Vec<topology::Node> {
+        self.topology
+            .nodes()
+            .into_iter()
+            .map(|n| topology::Node {
+                name: n.name,
+                role: n.role,
+                tags: n.tags,
+                healthy: n.healthy,
+                lag_bytes: n.lag_bytes,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_expires_and_increments_atomically() {
+        let kv = KvStore::default();
+        kv.set("a".into(), b"1".to_vec(), Some(Duration::from_millis(20)));
+        assert_eq!(kv.get("a"), Some(b"1".to_vec()));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(kv.get("a"), None);
+        assert_eq!(kv.incr("n".into(), 5, None), 5);
+        assert_eq!(kv.incr("n".into(), -2, None), 3);
+        kv.delete("n");
+        assert_eq!(kv.incr("n".into(), 1, None), 1);
+    }
+}

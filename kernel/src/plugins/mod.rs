@@ -1,0 +1,443 @@
+//! The WebAssembly component host: one wasmtime engine, components compiled once (and cached
+//! on disk by digest), instances created ahead of use and reused, every call bounded by an
+//! epoch deadline and a memory limit. A trap, timeout or out-of-memory fails only that call;
+//! the instance is thrown away and a fresh one takes its place.
+
+pub mod bindings;
+pub mod host;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
+
+use self::bindings::{ConfigValue, Hooks, Plugin, PluginPre};
+use self::host::{HostState, KvStore, TopologySource};
+use crate::config::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
+
+/// The WIT package version components are built against.
+pub const WIT_PACKAGE: &str = "helios:plugin@0.1.0";
+/// Milliseconds per epoch tick; call deadlines are counted in ticks.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("component {name}: cannot read {source_path}: {error}")]
+    Read {
+        /// Component name.
+        name: String,
+        /// Source path.
+        source_path: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The bytes are not a valid component, or it does not match the WIT world.
+    #[error("component {name}: {message}")]
+    Invalid {
+        /// Component name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// The component imports a host interface it was not granted.
+    #[error("component {name} imports `{interface}` but is not granted it (add \"{grant}\" to grants)")]
+    NotGranted {
+        /// Component name.
+        name: String,
+        /// Imported interface.
+        interface: String,
+        /// The grant that would allow it.
+        grant: String,
+    },
+    /// `init` refused the configuration or failed.
+    #[error("component {name}: init failed: {message}")]
+    Init {
+        /// Component name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How a single component call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The call ran past its CPU deadline.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// The component trapped (panic, unreachable, out of memory, …).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// No instance could be created.
+    #[error("could not instantiate: {0}")]
+    Instantiate(String),
+}
+
+/// The engine and linker every component shares, plus the epoch ticker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator, epoch interruption) and starts the ticker.
+    pub fn new(config: &PluginRuntimeConfig) -> Result<Runtime, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            name: "(runtime)".into(),
+            message: format!("{e:#}"),
+        };
+        let mut pooling = wasmtime::PoolingAllocationConfig::default();
+        let n = config.max_instances.max(8);
+        pooling
+            .total_component_instances(n)
+            .total_core_instances(n * 2)
+            .total_memories(n * 2)
+            .total_tables(n * 2)
+            .max_memory_size(256 << 20);
+        let mut wt = wasmtime::Config::new();
+        wt.epoch_interruption(true)
+            .concurrency_support(false)
+            .memory_reservation(256 << 20)
+            .memory_guard_size(64 << 10)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        let engine = Engine::new(&wt).map_err(invalid)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(invalid)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (e, stop) = (engine.clone(), stop_ticker.clone());
+        std::thread::Builder::new()
+            .name("helios-epoch".into())
+            .spawn(move || {
+                while !stop.load(Relaxed) {
+                    std::thread::sleep(TICK);
+                    e.increment_epoch();
+                }
+            })
+            .expect("can start the epoch thread");
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir: config.cache_dir.clone(),
+            stop_ticker,
+        })
+    }
+
+    /// Compiles (or loads from cache), checks grants, instantiates and initialises a
+    /// component from its configuration.
+    pub fn load(&self, config: &PluginConfig, topology: Arc<dyn TopologySource>) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let bytes = std::fs::read(&config.source).map_err(|error| LoadError::Read {
+            name: config.name.clone(),
+            source_path: config.source.clone(),
+            error,
+        })?;
+        self.load_bytes(config, &bytes, topology)
+    }
+
+    /// Like [`Runtime::load`] with the wasm bytes already in hand.
+    pub fn load_bytes(
+        &self,
+        config: &PluginConfig,
+        bytes: &[u8],
+        topology: Arc<dyn TopologySource>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let name = config.name.clone();
+        let invalid = |message: String| LoadError::Invalid {
+            name: name.clone(),
+            message,
+        };
+        let digest = hex::encode(Sha256::digest(bytes));
+        let component = self.compile(&digest, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        check_grants(&self.engine, &component, config)?;
+        let mut linker = self.linker.clone();
+        // Rust's std makes components import WASI even when they never call it: such calls trap.
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| invalid(format!("does not implement {WIT_PACKAGE}: {e:#}")))?;
+        let plugin = LoadedPlugin {
+            name: config.name.clone(),
+            digest,
+            config_values: flatten_config(&config.config),
+            pre,
+            engine: self.engine.clone(),
+            kv: Arc::new(KvStore::default()),
+            topology,
+            component_name: Arc::from(config.name.as_str()),
+            memory_bytes: (config.memory_mb as usize) << 20,
+            deadline_ticks: config.timeout_ms + 1,
+            timeout_ms: config.timeout_ms,
+            on_error: config.on_error,
+            idle: Mutex::new(Vec::new()),
+            hooks: Mutex::new(Hooks::empty()),
+            enabled: config.hooks.iter().copied().collect(),
+            stats: PluginStats::default(),
+        };
+        // The first instance runs init and tells us which hooks the component implements.
+        let first = plugin.instantiate().map_err(|e| LoadError::Init {
+            name: config.name.clone(),
+            message: e.to_string(),
+        })?;
+        plugin.idle.lock().expect("instances lock").push(first);
+        for _ in 1..config.instances {
+            if let Ok(i) = plugin.instantiate() {
+                plugin.idle.lock().expect("instances lock").push(i);
+            }
+        }
+        Ok(Arc::new(plugin))
+    }
+
+    fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
+        let path = dir.join(format!("{digest}.cwasm"));
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of this same engine
+            // configuration into the proxy's private cache directory; wasmtime checks the
+            // engine version and configuration before using it.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!("ignoring unusable cached component {}: {e:#}", path.display()),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        if let Err(e) = write_cache(dir, &path, &component) {
+            tracing::warn!("cannot cache compiled component in {}: {e:#}", dir.display());
+        }
+        Ok(component)
+    }
+}
+
+fn write_cache(dir: &Path, path: &Path, component: &Component) -> wasmtime::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, component.serialize()?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Refuses a component that imports a host interface its config does not grant.
+fn check_grants(engine: &Engine, component: &Component, config: &PluginConfig) -> Result<(), LoadError> {
+    let granted: HashSet<&str> = config.grants.iter().map(|g| g.interface()).collect();
+    let prefix = "helios:plugin/";
+    for (import, _) in component.component_type().imports(engine) {
+        let Some(rest) = import.strip_prefix(prefix) else {
+            continue;
+        };
+        let interface = rest.split('@').next().unwrap_or(rest);
+        if interface == "types" || granted.contains(interface) {
+            continue;
+        }
+        let grant = [Grant::Kv, Grant::Crypto, Grant::Log, Grant::Clock, Grant::Topology]
+            .into_iter()
+            .find(|g| g.interface() == interface)
+            .map(|g| g.interface().to_owned())
+            .unwrap_or_else(|| interface.to_owned());
+        return Err(LoadError::NotGranted {
+            name: config.name.clone(),
+            interface: import.to_owned(),
+            grant,
+        });
+    }
+    Ok(())
+}
+
+/// Turns a TOML table into the flat typed list `init` receives (nested keys dotted).
+pub fn flatten_config(table: &toml::Table) -> Vec<(String, ConfigValue)> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, ConfigValue)>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::String(s) => out.push((key, ConfigValue::Text(s.clone()))),
+                toml::Value::Integer(i) => out.push((key, ConfigValue::Integer(*i))),
+                toml::Value::Float(f) => out.push((key, ConfigValue::Float(*f))),
+                toml::Value::Boolean(b) => out.push((key, ConfigValue::Boolean(*b))),
+                toml::Value::Datetime(d) => out.push((key, ConfigValue::Text(d.to_string()))),
+                toml::Value::Array(items) => out.push((
+                    key,
+                    ConfigValue::Texts(
+                        items
+                            .iter()
+                            .map(|i| match i {
+                                toml::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                            .collect(),
+                    ),
+                )),
+                toml::Value::Table(t) => walk(&key, t, out),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", table, &mut out);
+    out
+}
+
+/// Call counters of one component.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Calls made.
+    pub calls: AtomicU64,
+    /// Calls that failed (trap, timeout, instantiation).
+    pub errors: AtomicU64,
+    /// Calls that hit the deadline.
+    pub timeouts: AtomicU64,
+    /// Total call time in nanoseconds.
+    pub total_ns: AtomicU64,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: Plugin,
+}
+
+/// A loaded component with its ready instances.
+pub struct LoadedPlugin {
+    /// Name from config.
+    pub name: String,
+    /// SHA-256 of the wasm bytes.
+    pub digest: String,
+    config_values: Vec<(String, ConfigValue)>,
+    pre: PluginPre<HostState>,
+    engine: Engine,
+    kv: Arc<KvStore>,
+    topology: Arc<dyn TopologySource>,
+    component_name: Arc<str>,
+    memory_bytes: usize,
+    deadline_ticks: u64,
+    timeout_ms: u64,
+    on_error: Option<OnError>,
+    idle: Mutex<Vec<Instance>>,
+    hooks: Mutex<Hooks>,
+    enabled: HashSet<HookName>,
+    /// Counters.
+    pub stats: PluginStats,
+}
+
+impl LoadedPlugin {
+    /// Whether the kernel calls this hook of this component.
+    pub fn has_hook(&self, hook: HookName) -> bool {
+        let declared = *self.hooks.lock().expect("hooks lock");
+        let flag = match hook {
+            HookName::Authenticate => Hooks::AUTHENTICATE,
+            HookName::PreQuery => Hooks::PRE_QUERY,
+            HookName::Validate => Hooks::VALIDATE,
+            HookName::Route => Hooks::ROUTE,
+            HookName::PostQuery => Hooks::POST_QUERY,
+        };
+        declared.contains(flag) && (self.enabled.is_empty() || self.enabled.contains(&hook))
+    }
+
+    /// The failure policy for `hook`.
+    pub fn on_error(&self, hook: HookName) -> OnError {
+        self.on_error.unwrap_or_else(|| hook.default_on_error())
+    }
+
+    /// Instances ready for calls.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().expect("instances lock").len()
+    }
+
+    fn instantiate(&self) -> Result<Instance, CallError> {
+        let state = HostState {
+            component: self.component_name.clone(),
+            kv: self.kv.clone(),
+            topology: self.topology.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.memory_bytes)
+                .instances(4)
+                .tables(8)
+                .memories(4)
+                .trap_on_grow_failure(false)
+                .build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        // Instantiation and init get a generous deadline of their own.
+        store.set_epoch_deadline(1000);
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let registration = bindings
+            .call_init(&mut store, &self.config_values)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?
+            .map_err(CallError::Instantiate)?;
+        *self.hooks.lock().expect("hooks lock") = registration.hooks;
+        Ok(Instance { store, bindings })
+    }
+
+    /// Runs one bounded call on an idle instance. On failure the instance is dropped (its
+    /// memory returns to the pool) and the next call gets a fresh one.
+    pub fn call<R>(&self, f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallError> {
+        self.stats.calls.fetch_add(1, Relaxed);
+        let started = Instant::now();
+        let popped = self.idle.lock().expect("instances lock").pop();
+        let mut instance = match popped {
+            Some(i) => i,
+            None => self.instantiate().inspect_err(|_| {
+                self.stats.errors.fetch_add(1, Relaxed);
+            })?,
+        };
+        instance.store.set_epoch_deadline(self.deadline_ticks);
+        let result = f(&instance.bindings, &mut instance.store);
+        self.stats
+            .total_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        match result {
+            Ok(v) => {
+                self.idle.lock().expect("instances lock").push(instance);
+                Ok(v)
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Relaxed);
+                let timed_out = e
+                    .downcast_ref::<wasmtime::Trap>()
+                    .is_some_and(|t| *t == wasmtime::Trap::Interrupt);
+                if timed_out {
+                    self.stats.timeouts.fetch_add(1, Relaxed);
+                    Err(CallError::Timeout(self.timeout_ms))
+                } else {
+                    Err(CallError::Trap(format!("{e:#}")))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_config_is_flattened_with_dotted_keys() {
+        let table: toml::Table = toml::from_str(
+            "a = 1\nb = \"x\"\nc = [\"p\", \"q\"]\n[workload]\nolap = \"analytics\"\n",
+        )
+        .unwrap();
+        let flat = flatten_config(&table);
+        assert!(flat.contains(&("a".into(), ConfigValue::Integer(1))));
+        assert!(flat.contains(&("workload.olap".into(), ConfigValue::Text("analytics".into()))));
+        assert!(flat.contains(&("c".into(), ConfigValue::Texts(vec!["p".into(), "q".into()]))));
+    }
+}

@@ -1,0 +1,165 @@
+//! Host capabilities. In a component (wasm32) these call the kernel; on a native target they
+//! use the fake host in [`crate::testing`], so component logic runs under `cargo test`.
+
+/// A backend node as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Name.
+    pub name: String,
+    /// "primary" or "replica".
+    pub role: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Accepting connections.
+    pub healthy: bool,
+    /// Replay lag behind the primary in bytes, when known.
+    pub lag_bytes: Option<u64>,
+}
+
+/// Log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Trace.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use super::{Level, Node};
+    use crate::bindings::helios::plugin::{clock, crypto, kv, log, topology};
+
+    pub fn nodes() -> Vec<Node> {
+        topology::nodes()
+            .into_iter()
+            .map(|n| Node {
+                name: n.name,
+                role: n.role,
+                tags: n.tags,
+                healthy: n.healthy,
+                lag_bytes: n.lag_bytes,
+            })
+            .collect()
+    }
+    pub fn kv_get(key: &str) -> Option<Vec<u8>> {
+        kv::get(key)
+    }
+    pub fn kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
+        kv::set(key, value, ttl_ms)
+    }
+    pub fn kv_delete(key: &str) {
+        kv::delete(key)
+    }
+    pub fn kv_incr(key: &str, delta: i64, ttl_ms: Option<u64>) -> i64 {
+        kv::incr(key, delta, ttl_ms)
+    }
+    pub fn sha256_hex(data: &[u8]) -> String {
+        crypto::sha256_hex(data)
+    }
+    pub fn log(level: Level, message: &str) {
+        let level = match level {
+            Level::Trace => log::Level::Trace,
+            Level::Debug => log::Level::Debug,
+            Level::Info => log::Level::Info,
+            Level::Warn => log::Level::Warn,
+            Level::Error => log::Level::Error,
+        };
+        log::write(level, message)
+    }
+    pub fn now_ms() -> u64 {
+        clock::now_ms()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    use super::{Level, Node};
+    use crate::testing::with_fake;
+
+    pub fn nodes() -> Vec<Node> {
+        with_fake(|f| f.nodes.clone())
+    }
+    pub fn kv_get(key: &str) -> Option<Vec<u8>> {
+        with_fake(|f| f.kv.get(key).cloned())
+    }
+    pub fn kv_set(key: &str, value: &[u8], _ttl_ms: Option<u64>) {
+        with_fake(|f| {
+            f.kv.insert(key.to_owned(), value.to_vec());
+        })
+    }
+    pub fn kv_delete(key: &str) {
+        with_fake(|f| {
+            f.kv.remove(key);
+        })
+    }
+    pub fn kv_incr(key: &str, delta: i64, _ttl_ms: Option<u64>) -> i64 {
+        with_fake(|f| {
+            let cur = f
+                .kv
+                .get(key)
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map(i64::from_le_bytes)
+                .unwrap_or(0);
+            let next = cur + delta;
+            f.kv.insert(key.to_owned(), next.to_le_bytes().to_vec());
+            next
+        })
+    }
+    pub fn sha256_hex(data: &[u8]) -> String {
+        // The fake host does not need a real digest; a stable stand-in keeps tests simple.
+        format!("fake-sha256-{}", data.len())
+    }
+    pub fn log(level: Level, message: &str) {
+        with_fake(|f| f.logs.push((level, message.to_owned())))
+    }
+    pub fn now_ms() -> u64 {
+        with_fake(|f| f.now_ms)
+    }
+}
+
+/// Every configured node (requires the `topology` grant).
+pub fn nodes() -> Vec<Node> {
+    imp::nodes()
+}
+
+/// The value under `key` in this component's store (requires `kv`).
+pub fn kv_get(key: &str) -> Option<Vec<u8>> {
+    imp::kv_get(key)
+}
+
+/// Stores a value, expiring after `ttl_ms` when given (requires `kv`).
+pub fn kv_set(key: &str, value: &[u8], ttl_ms: Option<u64>) {
+    imp::kv_set(key, value, ttl_ms)
+}
+
+/// Removes a key (requires `kv`).
+pub fn kv_delete(key: &str) {
+    imp::kv_delete(key)
+}
+
+/// Atomically adds to an integer counter (requires `kv`).
+pub fn kv_incr(key: &str, delta: i64, ttl_ms: Option<u64>) -> i64 {
+    imp::kv_incr(key, delta, ttl_ms)
+}
+
+/// Hex SHA-256 (requires `crypto`).
+pub fn sha256_hex(data: &[u8]) -> String {
+    imp::sha256_hex(data)
+}
+
+/// Writes a log line attributed to the component (requires `log`).
+pub fn log(level: Level, message: &str) {
+    imp::log(level, message)
+}
+
+/// Milliseconds since the Unix epoch (requires `clock`).
+pub fn now_ms() -> u64 {
+    imp::now_ms()
+}
