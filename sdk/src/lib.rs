@@ -39,6 +39,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_helios_world",
         default_bindings_module: "helios_sdk::bindings",
+        additional_derives: [PartialEq],
     });
 }
 
