@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod pool;
 pub mod server;
 pub mod session;
+pub mod topology;
 pub mod wire;
 
 pub use config::Config;

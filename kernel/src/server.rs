@@ -9,8 +9,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use arc_swap::ArcSwap;
+
 use crate::config::{BackendSslMode, ClientTlsMode, Config};
-use crate::pool::{ConnectTarget, Pools};
+use crate::hooks::Pipeline;
+use crate::plugins::{self, LoadError};
+use crate::pool::Pools;
+use crate::topology::Topology;
 use crate::session::cancel::CancelRegistry;
 use crate::session::login::load_users;
 use crate::wire::auth::Secret;
@@ -41,6 +46,9 @@ pub enum StartError {
     /// The configuration has no primary.
     #[error("no primary node configured")]
     NoPrimary,
+    /// A component could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] LoadError),
 }
 
 /// State shared by every session.
@@ -51,8 +59,12 @@ pub struct Shared {
     pub users: HashMap<String, Secret>,
     /// Server pools.
     pub pools: Pools,
-    /// The primary node.
-    pub primary: Arc<ConnectTarget>,
+    /// The backend nodes.
+    pub topology: Arc<Topology>,
+    /// The loaded components; swapped whole on reload, sessions keep the one they started with.
+    pub pipeline: ArcSwap<Pipeline>,
+    /// The component runtime, when components are configured.
+    pub plugin_runtime: Option<plugins::Runtime>,
     /// Cancel keys of live sessions.
     pub cancels: Arc<CancelRegistry>,
     /// TLS acceptor for clients, when configured.
@@ -113,15 +125,20 @@ impl Proxy {
                 Some(tls::client_config(config.backend_tls.ca.as_deref())?)
             }
         };
-        let node = config.primary().ok_or(StartError::NoPrimary)?;
-        let primary = Arc::new(ConnectTarget {
-            node: node.name.clone(),
-            host: node.host.clone(),
-            port: node.port,
-            sslmode: config.backend_tls.sslmode,
-            tls: backend_tls,
-            connect_timeout: Duration::from_millis(config.pool.connect_timeout_ms),
-        });
+        config.primary().ok_or(StartError::NoPrimary)?;
+        let topology = Arc::new(Topology::new(&config, backend_tls));
+        let (plugin_runtime, pipeline) = if config.plugins.is_empty() {
+            (None, Pipeline::default())
+        } else {
+            let runtime = plugins::Runtime::new(&config.plugin_runtime)?;
+            let mut loaded = Vec::new();
+            for p in &config.plugins {
+                let plugin = runtime.load(p, topology.clone())?;
+                tracing::info!(component = %p.name, digest = %plugin.digest, "component loaded");
+                loaded.push(plugin);
+            }
+            (Some(runtime), Pipeline::new(loaded))
+        };
         let listener = TcpListener::bind(&config.listen_address)
             .await
             .map_err(|source| StartError::Bind {
@@ -131,7 +148,9 @@ impl Proxy {
         let shared = Arc::new(Shared {
             users,
             pools: Pools::new(config.pool.clone()),
-            primary,
+            topology,
+            pipeline: ArcSwap::from_pointee(pipeline),
+            plugin_runtime,
             cancels: Arc::new(CancelRegistry::default()),
             tls,
             client_slots: Arc::new(Semaphore::new(config.pool.max_connections)),

@@ -1,1 +1,332 @@
-//! placeholder
+//! The hook pipeline: runs the loaded components' hooks in config order with the chaining
+//! rules of the design — rewrites chain, the first block or deny wins, the first non-default
+//! route wins — and applies each component's failure policy when a call fails.
+//!
+//! Phases, in the order the relay calls them for a statement:
+//! 1. [`Pipeline::pre_query`]: proceed, rewrite, block, or respond without a backend;
+//! 2. [`Pipeline::validate`]: allow or deny the final SQL;
+//! 3. [`Pipeline::route`]: choose the node when the statement starts a server checkout;
+//! 4. [`Pipeline::post_query`]: observe the outcome.
+//!
+//! [`Pipeline::authenticate`] runs once per session at login.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{HookName, OnError};
+use crate::plugins::LoadedPlugin;
+use crate::plugins::bindings::{
+    AuthDecision, AuthRequest, Identity, Outcome, PreQueryAction, Refusal, ResultSet,
+    RouteTarget, SessionInfo, Statement, StatementClass, Verdict,
+};
+use crate::sql;
+
+/// SQLSTATE used when a component failed and its policy is to deny.
+pub const COMPONENT_FAILED: &str = "58000";
+
+/// A refusal as the client will see it (component name already in the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// SQLSTATE.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+/// What PreQuery decided for a statement.
+#[derive(Debug)]
+pub enum PreQuery {
+    /// Continue, with the SQL rewritten when `Some`.
+    Proceed(Option<String>),
+    /// Refused.
+    Block(Refused),
+    /// Answered by a component.
+    Respond(ResultSet),
+}
+
+/// Where Route sends a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// No component chose: the primary.
+    Default,
+    /// The primary.
+    Primary,
+    /// Any healthy replica.
+    Replica,
+    /// A node by name.
+    Node(String),
+    /// A node by tag.
+    Tag(String),
+    /// Refused.
+    Block(Refused),
+}
+
+/// The components of a proxy, ready to be called.
+#[derive(Default)]
+pub struct Pipeline {
+    plugins: Vec<Arc<LoadedPlugin>>,
+    authenticate: Vec<usize>,
+    pre_query: Vec<usize>,
+    validate: Vec<usize>,
+    route: Vec<usize>,
+    post_query: Vec<usize>,
+}
+
+impl Pipeline {
+    /// Indexes which component implements which hook.
+    pub fn new(plugins: Vec<Arc<LoadedPlugin>>) -> Self {
+        let with = |hook| {
+            (0..plugins.len())
+                .filter(|&i| plugins[i].has_hook(hook))
+                .collect::<Vec<_>>()
+        };
+        Pipeline {
+            authenticate: with(HookName::Authenticate),
+            pre_query: with(HookName::PreQuery),
+            validate: with(HookName::Validate),
+            route: with(HookName::Route),
+            post_query: with(HookName::PostQuery),
+            plugins,
+        }
+    }
+
+    /// The loaded components.
+    pub fn plugins(&self) -> &[Arc<LoadedPlugin>] {
+        &self.plugins
+    }
+
+    /// Whether any component looks at statements (so the kernel computes their facts).
+    #[inline]
+    pub fn has_statement_hooks(&self) -> bool {
+        !(self.pre_query.is_empty() && self.validate.is_empty() && self.route.is_empty() && self.post_query.is_empty())
+    }
+
+    /// Whether any component implements PreQuery or Validate.
+    #[inline]
+    pub fn has_pre_query_or_validate(&self) -> bool {
+        !(self.pre_query.is_empty() && self.validate.is_empty())
+    }
+
+    /// Whether any component implements Authenticate.
+    pub fn has_authenticate(&self) -> bool {
+        !self.authenticate.is_empty()
+    }
+
+    /// Whether any component implements PostQuery.
+    #[inline]
+    pub fn has_post_query(&self) -> bool {
+        !self.post_query.is_empty()
+    }
+
+    /// Whether any component implements Route.
+    #[inline]
+    pub fn has_route(&self) -> bool {
+        !self.route.is_empty()
+    }
+
+    /// Runs PreQuery then Validate; returns the final decision and the final statement.
+    pub fn pre_query_and_validate(&self, session: &SessionInfo, sql_text: &str) -> (PreQuery, Statement) {
+        let mut stmt = statement(sql_text);
+        let mut rewritten = None;
+        for &i in &self.pre_query {
+            let p = &self.plugins[i];
+            match p.call(|b, s| b.call_pre_query(s, session, &stmt)) {
+                Ok(PreQueryAction::Proceed) => {}
+                Ok(PreQueryAction::Rewrite(new_sql)) => {
+                    stmt = statement(&new_sql);
+                    rewritten = Some(new_sql);
+                }
+                Ok(PreQueryAction::Block(r)) => return (PreQuery::Block(refused(p, r)), stmt),
+                Ok(PreQueryAction::Respond(rows)) => return (PreQuery::Respond(rows), stmt),
+                Err(e) => {
+                    if let Some(r) = failure(p, HookName::PreQuery, &e) {
+                        return (PreQuery::Block(r), stmt);
+                    }
+                }
+            }
+        }
+        for &i in &self.validate {
+            let p = &self.plugins[i];
+            match p.call(|b, s| b.call_validate(s, session, &stmt)) {
+                Ok(Verdict::Allow) => {}
+                Ok(Verdict::Deny(r)) => return (PreQuery::Block(refused(p, r)), stmt),
+                Err(e) => {
+                    if let Some(r) = failure(p, HookName::Validate, &e) {
+                        return (PreQuery::Block(r), stmt);
+                    }
+                }
+            }
+        }
+        (PreQuery::Proceed(rewritten), stmt)
+    }
+
+    /// Runs Route; the first component with an opinion decides.
+    pub fn route(&self, session: &SessionInfo, stmt: &Statement) -> Route {
+        for &i in &self.route {
+            let p = &self.plugins[i];
+            match p.call(|b, s| b.call_route(s, session, stmt)) {
+                Ok(RouteTarget::Default) => {}
+                Ok(RouteTarget::Primary) => return Route::Primary,
+                Ok(RouteTarget::Replica) => return Route::Replica,
+                Ok(RouteTarget::Node(n)) => return Route::Node(n),
+                Ok(RouteTarget::Tag(t)) => return Route::Tag(t),
+                Ok(RouteTarget::Block(r)) => return Route::Block(refused(p, r)),
+                Err(e) => {
+                    if let Some(r) = failure(p, HookName::Route, &e) {
+                        return Route::Block(r);
+                    }
+                }
+            }
+        }
+        Route::Default
+    }
+
+    /// Runs PostQuery on every component that wants it (failures are only counted).
+    pub fn post_query(&self, session: &SessionInfo, stmt: &Statement, outcome: &Outcome) {
+        for &i in &self.post_query {
+            let p = &self.plugins[i];
+            if let Err(e) = p.call(|b, s| b.call_post_query(s, session, stmt, outcome)) {
+                tracing::warn!(component = %p.name, "post-query failed: {e}");
+            }
+        }
+    }
+
+    /// Runs Authenticate; the first deny wins, identities merge (first value wins).
+    pub fn authenticate(&self, request: &AuthRequest) -> Result<Identity, Refused> {
+        let mut identity = Identity {
+            backend_role: None,
+            tenant: None,
+            attributes: Vec::new(),
+        };
+        for &i in &self.authenticate {
+            let p = &self.plugins[i];
+            match p.call(|b, s| b.call_authenticate(s, request)) {
+                Ok(AuthDecision::Allow(id)) => {
+                    identity.backend_role = identity.backend_role.or(id.backend_role);
+                    identity.tenant = identity.tenant.or(id.tenant);
+                    identity.attributes.extend(id.attributes);
+                }
+                Ok(AuthDecision::Deny(r)) => return Err(refused(p, r)),
+                Err(e) => {
+                    if let Some(r) = failure(p, HookName::Authenticate, &e) {
+                        return Err(r);
+                    }
+                }
+            }
+        }
+        Ok(identity)
+    }
+}
+
+fn refused(p: &LoadedPlugin, r: Refusal) -> Refused {
+    let code = if r.sqlstate.len() == 5 && r.sqlstate.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        r.sqlstate
+    } else {
+        "42501".to_owned()
+    };
+    Refused {
+        code,
+        message: format!("component {}: {}", p.name, r.message),
+    }
+}
+
+/// Applies the component's failure policy: `Some` refusal when it denies.
+fn failure(p: &LoadedPlugin, hook: HookName, e: &crate::plugins::CallError) -> Option<Refused> {
+    match p.on_error(hook) {
+        OnError::Allow => {
+            tracing::warn!(component = %p.name, hook = hook.as_str(), "component call failed, skipping it: {e}");
+            None
+        }
+        OnError::Deny => {
+            tracing::warn!(component = %p.name, hook = hook.as_str(), "component call failed, refusing: {e}");
+            Some(Refused {
+                code: COMPONENT_FAILED.into(),
+                message: format!(
+                    "component {} failed in {} ({e}); refused because its on_error policy is deny",
+                    p.name,
+                    hook.as_str()
+                ),
+            })
+        }
+    }
+}
+
+/// The statement facts hooks receive.
+pub fn statement(sql_text: &str) -> Statement {
+    let class = match sql::classify(sql_text) {
+        sql::StatementClass::Read => StatementClass::Read,
+        sql::StatementClass::Write => StatementClass::Write,
+        sql::StatementClass::Ddl => StatementClass::Ddl,
+        sql::StatementClass::Transaction => StatementClass::Transaction,
+        sql::StatementClass::Session => StatementClass::Session,
+        sql::StatementClass::Other => StatementClass::Other,
+    };
+    Statement {
+        sql: sql_text.to_owned(),
+        class,
+        tables: sql::tables(sql_text),
+        fingerprint: sql::fingerprint(sql_text),
+        hints: sql::hints(sql_text),
+    }
+}
+
+/// Builds the outcome record from a command tag or an error.
+pub fn outcome(tag: &str, error: Option<(&str, &str)>, elapsed: Duration, node: &str) -> Outcome {
+    let rows = tag
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Outcome {
+        command_tag: tag.to_owned(),
+        rows,
+        duration_us: elapsed.as_micros() as u64,
+        error: error.map(|(code, message)| Refusal {
+            sqlstate: code.to_owned(),
+            message: message.to_owned(),
+        }),
+        node: node.to_owned(),
+    }
+}
+
+/// Encodes a component's result set as RowDescription, DataRows and CommandComplete (all
+/// columns as `text`).
+pub fn encode_result_set(out: &mut Vec<u8>, rows: &ResultSet) {
+    use crate::wire::frame::write_message;
+    write_message(out, b'T', |b| {
+        b.extend_from_slice(&(rows.columns.len() as i16).to_be_bytes());
+        for c in &rows.columns {
+            b.extend_from_slice(c.as_bytes());
+            b.push(0);
+            b.extend_from_slice(&0i32.to_be_bytes());
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&25i32.to_be_bytes());
+            b.extend_from_slice(&(-1i16).to_be_bytes());
+            b.extend_from_slice(&(-1i32).to_be_bytes());
+            b.extend_from_slice(&0i16.to_be_bytes());
+        }
+    });
+    for row in &rows.rows {
+        write_message(out, b'D', |b| {
+            b.extend_from_slice(&(rows.columns.len() as i16).to_be_bytes());
+            for i in 0..rows.columns.len() {
+                match row.get(i).and_then(|v| v.as_deref()) {
+                    Some(v) => {
+                        b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        b.extend_from_slice(v.as_bytes());
+                    }
+                    None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+            }
+        });
+    }
+    let tag = if rows.command_tag.is_empty() {
+        format!("SELECT {}", rows.rows.len())
+    } else {
+        rows.command_tag.clone()
+    };
+    write_message(out, b'C', |b| {
+        b.extend_from_slice(tag.as_bytes());
+        b.push(0);
+    });
+}

@@ -12,6 +12,7 @@ use super::cancel::Registration;
 use super::state::SessionState;
 use super::{SessionError, fatal};
 use crate::config::{AuthMethod, ClientTlsMode};
+use crate::plugins::bindings::{AuthRequest, SessionInfo};
 use crate::pool::{CheckoutError, Pool, PoolKey, ServerError};
 use crate::server::Shared;
 use crate::wire::auth::{self, ScramServer, ScramVerifier, Secret};
@@ -30,8 +31,14 @@ pub struct LoggedIn {
     pub user: String,
     /// Database.
     pub database: String,
-    /// The pool its queries use.
+    /// The primary's pool for this session's database and backend role.
     pub pool: Arc<Pool>,
+    /// The role server connections log in as (the login user unless a component mapped it).
+    pub server_user: String,
+    /// The password for server logins, when known.
+    pub server_password: Option<String>,
+    /// What hooks see about this session.
+    pub info: SessionInfo,
     /// Its session state as implied by startup parameters.
     pub state: SessionState,
     /// Its cancel key.
@@ -43,6 +50,7 @@ pub struct LoggedIn {
 pub async fn login(
     shared: &Arc<Shared>,
     mut stream: Stream,
+    peer: std::net::SocketAddr,
     has_slot: bool,
 ) -> Result<Option<LoggedIn>, SessionError> {
     let mut buf = BytesMut::with_capacity(1024);
@@ -132,24 +140,47 @@ pub async fn login(
         .to_owned();
 
     let password = authenticate(shared, &mut stream, &mut buf, &user).await?;
+    let pipeline = shared.pipeline.load_full();
+    let identity = if pipeline.has_authenticate() {
+        let request = AuthRequest {
+            user: user.clone(),
+            database: database.clone(),
+            client_addr: peer.to_string(),
+            tls: stream.is_tls(),
+            credential: password.clone(),
+            params: params.clone(),
+        };
+        match pipeline.authenticate(&request) {
+            Ok(identity) => Some(identity),
+            Err(refused) => {
+                fatal(&mut stream, &refused.code, &refused.message).await;
+                return Err(SessionError::Refused(refused.message));
+            }
+        }
+    } else {
+        None
+    };
+    let server_user = identity
+        .as_ref()
+        .and_then(|i| i.backend_role.clone())
+        .unwrap_or_else(|| user.clone());
     let server_password = password
         .clone()
         .filter(|_| shared.config.auth.passthrough)
         .or_else(|| {
             shared
                 .users
-                .get(&user)
+                .get(&server_user)
                 .and_then(|s| s.plaintext().map(str::to_owned))
         })
         .or_else(|| shared.config.auth.server_password.clone());
+    let primary = &shared.topology.nodes[shared.topology.primary()].target;
     let key = PoolKey {
-        node: shared.primary.node.clone(),
+        node: primary.node.clone(),
         database: database.clone(),
-        user: user.clone(),
+        user: server_user.clone(),
     };
-    let pool = shared
-        .pools
-        .get_or_create(key, &shared.primary, server_password.clone());
+    let pool = shared.pools.get_or_create(key, primary, server_password.clone());
     if shared.config.auth.passthrough {
         // The backend is the judge of the password; remember it for this user's pool.
         let pw = password.clone().unwrap_or_default();
@@ -184,12 +215,27 @@ pub async fn login(
     messages::backend_key_data(&mut out, cancel.key.0, cancel.key.1);
     messages::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await?;
+    let info = SessionInfo {
+        session_id: ((cancel.key.0 as u32 as u64) << 32) | cancel.key.1 as u32 as u64,
+        user: user.clone(),
+        database: database.clone(),
+        application_name: StartupPacket::param(&params, "application_name")
+            .unwrap_or_default()
+            .to_owned(),
+        client_addr: peer.to_string(),
+        tenant: identity.as_ref().and_then(|i| i.tenant.clone()),
+        attributes: identity.map(|i| i.attributes).unwrap_or_default(),
+        in_transaction: false,
+    };
     Ok(Some(LoggedIn {
         stream,
         leftover: buf,
         user,
         database,
         pool,
+        server_user,
+        server_password,
+        info,
         state: SessionState::from_startup(&params, &server_params),
         cancel,
     }))

@@ -48,7 +48,7 @@ pub async fn serve(
         std::time::Duration::from_millis(shared.config.limits.client_login_timeout_ms);
     let login = tokio::time::timeout(
         login_timeout,
-        login::login(&shared, Stream::Plain(tcp), permit.is_some()),
+        login::login(&shared, Stream::Plain(tcp), peer, permit.is_some()),
     )
     .await;
     let session = match login {

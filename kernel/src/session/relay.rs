@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +20,10 @@ use super::state::{Effect, PRISTINE, SessionState};
 use super::statements::{ClientStatements, Prepared};
 use super::{PROTOCOL_VIOLATION, SessionError, fatal};
 use crate::config::PoolMode;
-use crate::pool::{Checkout, CheckoutError, Pool};
+use crate::hooks::{self, Pipeline, PreQuery, Route};
+use crate::plugins::bindings::{SessionInfo, Statement};
+use crate::pool::{Checkout, CheckoutError, Pool, PoolKey};
+use crate::wire::messages::ParseRef;
 use crate::server::Shared;
 use crate::sql::{opens_transaction, session_effect, split_statements};
 use crate::wire::WireError;
@@ -42,7 +45,10 @@ enum Expect {
     /// `ParameterDescription` then `RowDescription` or `NoData`.
     Describe,
     /// Rows then `CommandComplete`, `EmptyQueryResponse` or `PortalSuspended`.
-    Execute { effect: Option<Effect> },
+    Execute {
+        effect: Option<Effect>,
+        post: Option<Box<PostCtx>>,
+    },
     /// `CloseComplete`.
     Close,
     /// `ReadyForQuery` after an extended-protocol batch.
@@ -51,6 +57,7 @@ enum Expect {
     /// statement in order, when any statement has one.
     Query {
         effects: Option<VecDeque<Option<Effect>>>,
+        post: Option<Box<PostCtx>>,
     },
     /// `FunctionCallResponse` then `ReadyForQuery`.
     FunctionCall,
@@ -65,13 +72,26 @@ enum Synthetic {
     ParseComplete,
     CloseComplete,
     ReadyForQuery,
-    Error(&'static str, String),
+    Error(String, String),
+    /// Pre-encoded messages (a component's result set).
+    Raw(Vec<u8>),
 }
 
 /// The session's query loop and everything it owns.
 pub struct Relay {
     shared: Arc<Shared>,
+    /// The pool of the attached server (or the primary's when none is attached).
     pool: Arc<Pool>,
+    /// Pools per node for this session's database and role, created on first use.
+    node_pools: Vec<Option<Arc<Pool>>>,
+    /// The node the next checkout goes to.
+    route_to: usize,
+    server_user: String,
+    server_password: Option<String>,
+    pipeline: Arc<Pipeline>,
+    info: SessionInfo,
+    /// Statements bound to portals, kept only when PostQuery hooks need them.
+    portal_stmts: Vec<(Box<[u8]>, Arc<Prepared>)>,
     mode: PoolMode,
     client: Stream,
     cbuf: BytesMut,
@@ -91,6 +111,15 @@ pub struct Relay {
     max_message: usize,
 }
 
+/// What PostQuery needs about a statement in flight.
+#[derive(Debug)]
+struct PostCtx {
+    stmt: Statement,
+    started: Instant,
+    tag: String,
+    error: Option<(String, String)>,
+}
+
 enum Event {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
@@ -103,11 +132,21 @@ impl Relay {
     pub fn new(shared: Arc<Shared>, login: LoggedIn) -> Self {
         let mut cbuf = login.leftover;
         cbuf.reserve(READ_CHUNK);
+        let primary = shared.topology.primary();
+        let mut node_pools = vec![None; shared.topology.nodes.len()];
+        node_pools[primary] = Some(login.pool.clone());
         Relay {
             mode: shared.config.pool.mode,
             max_message: shared.config.limits.max_client_message_bytes,
+            pipeline: shared.pipeline.load_full(),
             shared,
             pool: login.pool,
+            node_pools,
+            route_to: primary,
+            server_user: login.server_user,
+            server_password: login.server_password,
+            info: login.info,
+            portal_stmts: Vec::new(),
             client: login.stream,
             cbuf,
             cout: Vec::with_capacity(READ_CHUNK),
@@ -248,13 +287,73 @@ impl Relay {
                     self.refuse_in_statement_mode();
                     return Ok(true);
                 }
-                let effects = query_effects(sql);
+                let mut rewritten = None;
+                let mut post = None;
+                if self.pipeline.has_statement_hooks() {
+                    let pipeline = self.pipeline.clone();
+                    self.info.in_transaction = self.status != b'I';
+                    let (decision, stmt) = pipeline.pre_query_and_validate(&self.info, sql);
+                    match decision {
+                        PreQuery::Proceed(rw) => rewritten = rw,
+                        PreQuery::Block(r) => {
+                            self.refuse(r.code, r.message, true);
+                            return Ok(true);
+                        }
+                        PreQuery::Respond(rows) => {
+                            let mut out = Vec::new();
+                            hooks::encode_result_set(&mut out, &rows);
+                            self.queue.push_back(Expect::Synthetic(Synthetic::Raw(out)));
+                            self.queue
+                                .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                            return Ok(true);
+                        }
+                    }
+                    if !self.route(&stmt, true) {
+                        return Ok(true);
+                    }
+                    if pipeline.has_post_query() {
+                        post = Some(PostCtx::new(stmt));
+                    }
+                }
+                let effects = query_effects(rewritten.as_deref().unwrap_or(sql));
                 if self.attach(true).await {
-                    self.sout.extend_from_slice(msg);
-                    self.queue.push_back(Expect::Query { effects });
+                    match &rewritten {
+                        Some(new_sql) => messages::query(&mut self.sout, new_sql),
+                        None => self.sout.extend_from_slice(msg),
+                    }
+                    self.queue.push_back(Expect::Query { effects, post });
                 }
             }
             Frontend::Parse(parse) => {
+                let mut rewritten = None;
+                if self.pipeline.has_pre_query_or_validate() {
+                    let pipeline = self.pipeline.clone();
+                    self.info.in_transaction = self.status != b'I';
+                    let sql = std::str::from_utf8(parse.query).unwrap_or("");
+                    match pipeline.pre_query_and_validate(&self.info, sql).0 {
+                        PreQuery::Proceed(rw) => rewritten = rw,
+                        PreQuery::Block(r) => {
+                            self.refuse(r.code, r.message, false);
+                            return Ok(true);
+                        }
+                        PreQuery::Respond(_) => {
+                            self.refuse(
+                                sqlstate::FEATURE_NOT_SUPPORTED.into(),
+                                "a component answered this statement itself, which needs the simple query protocol".into(),
+                                false,
+                            );
+                            return Ok(true);
+                        }
+                    }
+                }
+                let parse = match &rewritten {
+                    Some(q) => ParseRef {
+                        name: parse.name,
+                        query: q.as_bytes(),
+                        param_types: parse.param_types,
+                    },
+                    None => parse,
+                };
                 let prepared = self.stmts.define(&parse);
                 // Between transactions a Parse needs no server: it is prepared on whichever
                 // connection first binds or describes it. Clients that prepare with a
@@ -280,7 +379,18 @@ impl Relay {
             }
             Frontend::Bind(bind) => {
                 let prepared = self.stmts.get(bind.statement).cloned();
+                if let Some(p) = &prepared
+                    && !self.route_prepared(p)
+                {
+                    return Ok(true);
+                }
                 if self.attach(false).await {
+                    if self.pipeline.has_post_query()
+                        && let Some(p) = &prepared
+                    {
+                        self.portal_stmts.retain(|(name, _)| **name != *bind.portal);
+                        self.portal_stmts.push((bind.portal.into(), p.clone()));
+                    }
                     match prepared {
                         Some(p) => {
                             self.ensure_prepared(&p);
@@ -297,6 +407,11 @@ impl Relay {
                 let prepared = (target.kind == b'S')
                     .then(|| self.stmts.get(target.name).cloned())
                     .flatten();
+                if let Some(p) = &prepared
+                    && !self.route_prepared(p)
+                {
+                    return Ok(true);
+                }
                 if self.attach(false).await {
                     match prepared {
                         Some(p) => {
@@ -310,9 +425,14 @@ impl Relay {
             }
             Frontend::Execute { portal } => {
                 let effect = self.stmts.portal_effect(portal);
+                let post = self
+                    .portal_stmts
+                    .iter()
+                    .find(|(name, _)| **name == *portal)
+                    .map(|(_, p)| PostCtx::new(hooks::statement(p.sql())));
                 if self.attach(false).await {
                     self.sout.extend_from_slice(msg);
-                    self.queue.push_back(Expect::Execute { effect });
+                    self.queue.push_back(Expect::Execute { effect, post });
                 }
             }
             Frontend::Close(target) => {
@@ -363,12 +483,83 @@ impl Relay {
     }
 
     fn refuse_in_statement_mode(&mut self) {
-        self.queue.push_back(Expect::Synthetic(Synthetic::Error(
-            sqlstate::FEATURE_NOT_SUPPORTED,
+        self.refuse(
+            sqlstate::FEATURE_NOT_SUPPORTED.into(),
             "transaction blocks are not allowed in statement pooling mode".into(),
-        )));
+            true,
+        );
+    }
+
+    /// Answers the current message with an error: at once with `ReadyForQuery` for a simple
+    /// query (`ends_batch`), else skipping the rest of the batch up to `Sync`.
+    fn refuse(&mut self, code: String, message: String, ends_batch: bool) {
         self.queue
-            .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+            .push_back(Expect::Synthetic(Synthetic::Error(code, message)));
+        if ends_batch {
+            self.queue
+                .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+        } else {
+            self.skip_until_sync = true;
+        }
+    }
+
+    /// Runs Route for a statement that will start a checkout; `false` when it was refused
+    /// (the client has been answered).
+    fn route(&mut self, stmt: &Statement, ends_batch: bool) -> bool {
+        if self.server.is_some() || !self.pipeline.has_route() {
+            return true;
+        }
+        self.info.in_transaction = self.status != b'I';
+        let topology = self.shared.topology.clone();
+        let node = match self.pipeline.route(&self.info, stmt) {
+            Route::Default | Route::Primary => topology.primary(),
+            Route::Replica => topology.any_replica().unwrap_or(topology.primary()),
+            Route::Node(name) => match topology.by_name(&name) {
+                Some(n) => n,
+                None => {
+                    self.refuse(
+                        sqlstate::CANNOT_CONNECT.into(),
+                        format!("routing chose node \"{name}\", which is not configured"),
+                        ends_batch,
+                    );
+                    return false;
+                }
+            },
+            Route::Tag(tag) => topology.by_tag(&tag).unwrap_or(topology.primary()),
+            Route::Block(r) => {
+                self.refuse(r.code, r.message, ends_batch);
+                return false;
+            }
+        };
+        self.route_to = node;
+        true
+    }
+
+    fn route_prepared(&mut self, p: &Prepared) -> bool {
+        if self.server.is_some() || !self.pipeline.has_route() {
+            return true;
+        }
+        let stmt = hooks::statement(p.sql());
+        self.route(&stmt, false)
+    }
+
+    /// The session's pool on `node`.
+    fn pool_for(&mut self, node: usize) -> Arc<Pool> {
+        if let Some(p) = &self.node_pools[node] {
+            return p.clone();
+        }
+        let target = &self.shared.topology.nodes[node].target;
+        let key = PoolKey {
+            node: target.node.clone(),
+            database: self.pool.key.database.clone(),
+            user: self.server_user.clone(),
+        };
+        let pool = self
+            .shared
+            .pools
+            .get_or_create(key, target, self.server_password.clone());
+        self.node_pools[node] = Some(pool.clone());
+        pool
     }
 
     /// Makes sure the attached server has `p`, injecting a hidden `Parse` when it lacks it.
@@ -390,8 +581,11 @@ impl Relay {
         if self.server.is_some() {
             return true;
         }
+        let node = std::mem::replace(&mut self.route_to, self.shared.topology.primary());
+        self.pool = self.pool_for(node);
         match self.checkout().await {
             Ok(checkout) => {
+                self.shared.topology.nodes[node].mark_healthy();
                 self.cancel
                     .slot
                     .attach(&checkout.conn.target, checkout.conn.key);
@@ -401,11 +595,14 @@ impl Relay {
             Err(e) => {
                 let code = match &e {
                     CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
-                    CheckoutError::Connect(_) => sqlstate::CANNOT_CONNECT,
+                    CheckoutError::Connect(_) => {
+                        self.shared.topology.nodes[node].mark_unhealthy();
+                        sqlstate::CANNOT_CONNECT
+                    }
                 };
                 tracing::warn!(pool = ?self.pool.key, "checkout failed: {e}");
                 self.queue
-                    .push_back(Expect::Synthetic(Synthetic::Error(code, e.to_string())));
+                    .push_back(Expect::Synthetic(Synthetic::Error(code.into(), e.to_string())));
                 if ends_batch {
                     self.queue
                         .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
@@ -537,8 +734,9 @@ impl Relay {
                 if matches!(
                     self.queue.front(),
                     Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)
-                ) {
-                    self.queue.pop_front();
+                ) && let Some(Expect::Query { post: Some(ctx), .. }) = self.queue.pop_front()
+                {
+                    self.fire_post_query(*ctx);
                 }
                 self.in_copy = false;
                 if let Some(hash) = self.state.on_ready(status)
@@ -555,6 +753,22 @@ impl Relay {
             b'E' => {
                 self.in_copy = false;
                 self.syncs_ignored_in_copy = false;
+                let failed_post = match self.queue.front_mut() {
+                    Some(Expect::Query { post: Some(ctx), .. }) => {
+                        if ctx.error.is_none() {
+                            ctx.error = error_of(body);
+                        }
+                        None
+                    }
+                    Some(Expect::Execute { post, .. }) => post.take().map(|mut ctx| {
+                        ctx.error = error_of(body);
+                        ctx
+                    }),
+                    _ => None,
+                };
+                if let Some(ctx) = failed_post {
+                    self.fire_post_query(*ctx);
+                }
                 match self.queue.front() {
                     Some(Expect::Query { .. } | Expect::FunctionCall) => {}
                     _ => {
@@ -589,17 +803,24 @@ impl Relay {
                 }
                 self.in_copy = false;
                 match self.queue.front_mut() {
-                    Some(Expect::Query { effects }) => {
-                        if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten()
-                        {
+                    Some(Expect::Query { effects, post }) => {
+                        if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten() {
                             self.state.record(effect);
                         }
+                        if let Some(ctx) = post {
+                            ctx.tag = String::from_utf8_lossy(tag_text).into_owned();
+                        }
                     }
-                    Some(Expect::Execute { effect }) => {
+                    Some(Expect::Execute { effect, post }) => {
                         if let Some(effect) = effect.take() {
                             self.state.record(effect);
                         }
+                        let post = post.take();
                         self.queue.pop_front();
+                        if let Some(mut ctx) = post {
+                            ctx.tag = String::from_utf8_lossy(tag_text).into_owned();
+                            self.fire_post_query(*ctx);
+                        }
                     }
                     _ => {}
                 }
@@ -651,6 +872,13 @@ impl Relay {
         self.syncs_ignored_in_copy = true;
     }
 
+    fn fire_post_query(&mut self, ctx: PostCtx) {
+        let error = ctx.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+        let outcome = hooks::outcome(&ctx.tag, error, ctx.started.elapsed(), &self.pool.key.node);
+        self.info.in_transaction = self.status != b'I';
+        self.pipeline.post_query(&self.info, &ctx.stmt, &outcome);
+    }
+
     #[inline]
     fn pop_if(&mut self, is: impl Fn(&Expect) -> bool) -> bool {
         if self.queue.front().is_some_and(is) {
@@ -670,8 +898,9 @@ impl Relay {
                 Synthetic::CloseComplete => self.cout.extend_from_slice(&messages::CLOSE_COMPLETE),
                 Synthetic::ReadyForQuery => messages::ready_for_query(&mut self.cout, self.status),
                 Synthetic::Error(code, message) => {
-                    messages::error_response(&mut self.cout, "ERROR", code, &message)
+                    messages::error_response(&mut self.cout, "ERROR", &code, &message)
                 }
+                Synthetic::Raw(bytes) => self.cout.extend_from_slice(&bytes),
             }
         }
     }
@@ -796,6 +1025,24 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+impl PostCtx {
+    fn new(stmt: Statement) -> Box<PostCtx> {
+        Box::new(PostCtx {
+            stmt,
+            started: Instant::now(),
+            tag: String::new(),
+            error: None,
+        })
+    }
+}
+
+/// SQLSTATE and message of an `ErrorResponse` body.
+fn error_of(body: &[u8]) -> Option<(String, String)> {
+    messages::ErrorFields::parse(body)
+        .ok()
+        .map(|f| (f.code, f.message))
 }
 
 /// The session-state effects of a simple query's statements, when it has any.

@@ -63,6 +63,16 @@ impl Prepared {
         }
     }
 
+    /// The query text.
+    pub fn sql(&self) -> &str {
+        let end = self
+            .body_after_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.body_after_name.len());
+        std::str::from_utf8(&self.body_after_name[..end]).unwrap_or("")
+    }
+
     /// Appends a `Parse` that creates this statement under its server name.
     pub fn encode_parse(&self, out: &mut Vec<u8>) {
         write_message(out, b'P', |b| {
