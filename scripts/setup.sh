@@ -30,3 +30,9 @@ if ! python3 -c "import psycopg, asyncpg" >/dev/null 2>&1; then
     echo "setup: installing psycopg and asyncpg from PyPI"
     python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]" asyncpg
 fi
+
+# Components are built for wasm32-wasip2.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "setup: adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+fi

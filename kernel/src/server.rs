@@ -15,9 +15,9 @@ use crate::config::{BackendSslMode, ClientTlsMode, Config};
 use crate::hooks::Pipeline;
 use crate::plugins::{self, LoadError};
 use crate::pool::Pools;
-use crate::topology::Topology;
 use crate::session::cancel::CancelRegistry;
 use crate::session::login::load_users;
+use crate::topology::Topology;
 use crate::wire::auth::Secret;
 use crate::wire::tls;
 

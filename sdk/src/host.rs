@@ -101,12 +101,11 @@ mod imp {
     }
     pub fn kv_incr(key: &str, delta: i64, _ttl_ms: Option<u64>) -> i64 {
         with_fake(|f| {
-            let cur = f
-                .kv
-                .get(key)
-                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-                .map(i64::from_le_bytes)
-                .unwrap_or(0);
+            let cur =
+                f.kv.get(key)
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                    .map(i64::from_le_bytes)
+                    .unwrap_or(0);
             let next = cur + delta;
             f.kv.insert(key.to_owned(), next.to_le_bytes().to_vec());
             next

@@ -172,7 +172,9 @@ fn tokens(sql: &str) -> Vec<Token<'_>> {
             i = j;
         } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
             let mut j = i;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80) {
+            while j < b.len()
+                && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'$' || b[j] >= 0x80)
+            {
                 j += 1;
             }
             // E'...' and similar prefixed strings
@@ -201,10 +203,10 @@ pub fn tables(sql: &str) -> Vec<String> {
         let introduces = match &toks[i] {
             Token::Word(w) => {
                 let w = w.to_ascii_lowercase();
-                match w.as_str() {
-                    "from" | "join" | "into" | "update" | "truncate" | "copy" | "table" => true,
-                    _ => false,
-                }
+                matches!(
+                    w.as_str(),
+                    "from" | "join" | "into" | "update" | "truncate" | "copy" | "table"
+                )
             }
             _ => false,
         };
@@ -251,10 +253,43 @@ pub fn tables(sql: &str) -> Vec<String> {
 
 fn is_clause_keyword(w: &str) -> bool {
     const KW: &[&str] = &[
-        "where", "join", "left", "right", "inner", "outer", "full", "cross", "natural", "on",
-        "using", "group", "order", "limit", "offset", "having", "window", "union", "except",
-        "intersect", "set", "values", "select", "returning", "for", "from", "to", "with",
-        "default", "cascade", "restrict", "fetch", "into", "as", "do", "on", "lateral",
+        "where",
+        "join",
+        "left",
+        "right",
+        "inner",
+        "outer",
+        "full",
+        "cross",
+        "natural",
+        "on",
+        "using",
+        "group",
+        "order",
+        "limit",
+        "offset",
+        "having",
+        "window",
+        "union",
+        "except",
+        "intersect",
+        "set",
+        "values",
+        "select",
+        "returning",
+        "for",
+        "from",
+        "to",
+        "with",
+        "default",
+        "cascade",
+        "restrict",
+        "fetch",
+        "into",
+        "as",
+        "do",
+        "on",
+        "lateral",
     ];
     KW.iter().any(|k| w.eq_ignore_ascii_case(k))
 }
@@ -333,7 +368,10 @@ mod tests {
             ("SELECT * FROM t", Read),
             ("  /* c */ select 1", Read),
             ("with x as (select 1) select * from x", Read),
-            ("with x as (delete from t returning *) select * from x", Write),
+            (
+                "with x as (delete from t returning *) select * from x",
+                Write,
+            ),
             ("select * from t for update", Write),
             ("select 1 into newtable", Write),
             ("show search_path", Read),
@@ -361,15 +399,24 @@ mod tests {
 
     #[test]
     fn finds_tables() {
-        assert_eq!(tables("select * from a join b on a.x = b.x"), vec!["a", "b"]);
-        assert_eq!(tables("select * from Public.Orders o, \"Items\" i where o.id = i.id"), vec!["public.orders", "Items"]);
+        assert_eq!(
+            tables("select * from a join b on a.x = b.x"),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            tables("select * from Public.Orders o, \"Items\" i where o.id = i.id"),
+            vec!["public.orders", "Items"]
+        );
         assert_eq!(tables("insert into t(x) values (1)"), vec!["t"]);
         assert_eq!(tables("update only accounts set x = 1"), vec!["accounts"]);
         assert_eq!(tables("delete from logs where id < 5"), vec!["logs"]);
         assert_eq!(tables("truncate table big"), vec!["big"]);
         assert_eq!(tables("drop table if exists gone"), vec!["gone"]);
         assert_eq!(tables("select 'from x' as y"), Vec::<String>::new());
-        assert_eq!(tables("select * from (select * from inner_t) s"), vec!["inner_t"]);
+        assert_eq!(
+            tables("select * from (select * from inner_t) s"),
+            vec!["inner_t"]
+        );
     }
 
     #[test]
@@ -379,7 +426,10 @@ mod tests {
             fingerprint("select *  from t where id=42 -- c")
         );
         assert_eq!(fingerprint("select 'a'"), fingerprint("select $1"));
-        assert_ne!(fingerprint("select * from t"), fingerprint("select * from u"));
+        assert_ne!(
+            fingerprint("select * from t"),
+            fingerprint("select * from u")
+        );
     }
 
     #[test]
@@ -390,7 +440,10 @@ mod tests {
         );
         assert_eq!(
             hints("select /*+ route=node:pg2 cache */ 1"),
-            vec![("route".to_owned(), "node:pg2".to_owned()), ("cache".to_owned(), String::new())]
+            vec![
+                ("route".to_owned(), "node:pg2".to_owned()),
+                ("cache".to_owned(), String::new())
+            ]
         );
         assert!(hints("/* route=primary */ select 1").is_empty());
     }

@@ -5,7 +5,9 @@
 
 pub mod facts;
 
-pub use facts::{StatementClass, classify, fingerprint, has_keyword, hints, tables, words_after_where};
+pub use facts::{
+    StatementClass, classify, fingerprint, has_keyword, hints, tables, words_after_where,
+};
 
 /// What a statement does to session state that the kernel must track in pooled modes.
 #[derive(Debug, Clone, PartialEq, Eq)]

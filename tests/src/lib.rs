@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use heliosproxy::config::{AuthMethod, Config, NodeConfig, NodeRole, PoolMode};
+use heliosproxy::config::{
+    AuthMethod, Config, Grant, NodeConfig, NodeRole, PluginConfig, PoolMode,
+};
 use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
 use heliosproxy::server::{Proxy, ProxyHandle};
 
@@ -105,6 +107,122 @@ pub fn start_pg(host_auth: HostAuth, password: Option<&str>) -> Pg {
     info
 }
 
+/// A trust-auth primary and a streaming replica of it (caught up when this returns).
+pub async fn start_primary_and_replica() -> (Pg, Pg) {
+    let primary = start_pg(HostAuth::Trust, None);
+    let dir = temp_dir("replica");
+    let data = dir.join("data");
+    let source = {
+        let servers = SERVERS.lock().unwrap();
+        let p = servers
+            .iter()
+            .find(|s| s.port == primary.port)
+            .expect("primary registered");
+        LocalPostgres::standby_of(p, &data, "postgres").expect("pg_basebackup")
+    };
+    let mut replica = source;
+    replica.start(embedded::free_port()).expect("start replica");
+    let info = Pg {
+        port: replica.port,
+        user: "postgres".into(),
+        password: None,
+        data_dir: data,
+    };
+    SERVERS.lock().unwrap().push(replica);
+    let c = connect(&info.direct("postgres"))
+        .await
+        .expect("replica accepts connections");
+    let in_recovery: bool = c
+        .query_one("select pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_recovery, "the replica is a standby");
+    (primary, info)
+}
+
+/// Waits until `replica` has replayed everything `primary` has written so far.
+pub async fn wait_for_replay(primary: &Pg, replica: &Pg) {
+    let p = connect(&primary.direct("postgres")).await.unwrap();
+    let lsn: String = p
+        .query_one("select pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let r = connect(&replica.direct("postgres")).await.unwrap();
+    for _ in 0..200 {
+        let caught_up: bool = r
+            .query_one(
+                "select pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                &[&lsn],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if caught_up {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("replica did not catch up with {lsn}");
+}
+
+/// The path of a first-party component built for `wasm32-wasip2` (built on first use, in
+/// its own target directory so it never waits on the test build's lock).
+pub fn component_wasm(crate_name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = root.join("target").join("wasm");
+            let out = std::process::Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .env("CARGO_TARGET_DIR", &target)
+                .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
+                .args(["-p", "helios-router", "-p", "helios-llm-guardrail", "-p", "helios-misbehave"])
+                .output()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "building components failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok(target.join("wasm32-wasip2").join("wasm"))
+        })
+        .as_ref()
+        .expect("components build");
+    let path = dir.join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A `[[plugins]]` entry for a first-party component.
+pub fn plugin(name: &str, crate_name: &str, grants: &[Grant], config: &str) -> PluginConfig {
+    PluginConfig {
+        name: name.into(),
+        source: component_wasm(crate_name).display().to_string(),
+        hooks: vec![],
+        grants: grants.to_vec(),
+        on_error: None,
+        timeout_ms: 10,
+        memory_mb: 16,
+        instances: 2,
+        config: toml::from_str(config).expect("plugin config parses"),
+    }
+}
+
+/// Adds a replica node to a proxy config.
+pub fn add_replica(config: &mut Config, replica: &Pg, name: &str, tags: &[&str]) {
+    config.nodes.push(NodeConfig {
+        name: name.into(),
+        host: "127.0.0.1".into(),
+        port: replica.port,
+        role: NodeRole::Replica,
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+    });
+}
+
 /// One trust-auth server shared by every test in this binary.
 pub fn shared_pg() -> &'static Pg {
     static PG: OnceLock<Pg> = OnceLock::new();
@@ -137,6 +255,8 @@ pub fn proxy_config(pg: &Pg, mode: PoolMode, server_connections: usize) -> Confi
     c.pool.server_connections = server_connections;
     c.pool.checkout_timeout_ms = 5000;
     c.auth.method = AuthMethod::Trust;
+    static CACHE: OnceLock<PathBuf> = OnceLock::new();
+    c.plugin_runtime.cache_dir = Some(CACHE.get_or_init(|| temp_dir("component-cache")).clone());
     c.auth.server_password = pg.password.clone();
     c.nodes.push(NodeConfig {
         name: "primary".into(),

@@ -31,13 +31,24 @@ pub struct Guardrail;
 
 impl Plugin for Guardrail {
     fn init(config: &Config) -> Result<Hooks, String> {
-        let tenant_tables: Vec<String> = config.texts("tenant_tables").iter().map(|t| t.to_lowercase()).collect();
-        let tenant_column = config.text("tenant_column").unwrap_or("tenant_id").to_lowercase();
+        let tenant_tables: Vec<String> = config
+            .texts("tenant_tables")
+            .iter()
+            .map(|t| t.to_lowercase())
+            .collect();
+        let tenant_column = config
+            .text("tenant_column")
+            .unwrap_or("tenant_id")
+            .to_lowercase();
         let _ = SETTINGS.set(Settings {
             applications: config.texts("applications"),
             deny_destructive: config.boolean("deny_destructive").unwrap_or(true),
             require_where: config.boolean("require_where").unwrap_or(true),
-            large_tables: config.texts("large_tables").iter().map(|t| t.to_lowercase()).collect(),
+            large_tables: config
+                .texts("large_tables")
+                .iter()
+                .map(|t| t.to_lowercase())
+                .collect(),
             tenant_tables,
             tenant_column,
         });
@@ -46,27 +57,40 @@ impl Plugin for Guardrail {
 
     fn validate(session: &SessionInfo, stmt: &Statement) -> Verdict {
         let s = SETTINGS.get().expect("init ran before any hook");
-        if !s.applications.is_empty() && !s.applications.iter().any(|a| *a == session.application_name) {
+        if !s.applications.is_empty() && !s.applications.contains(&session.application_name) {
             return Verdict::Allow;
         }
         let first = sql::leading_words(&stmt.sql, 1).pop().unwrap_or_default();
         let guard = |why: String| deny("42501", why);
         if s.deny_destructive && (first == "drop" || first == "truncate") {
-            return guard(format!("{} is not allowed for this application", first.to_uppercase()));
+            return guard(format!(
+                "{} is not allowed for this application",
+                first.to_uppercase()
+            ));
         }
-        if s.require_where && (first == "delete" || first == "update") && !sql::has_keyword(&stmt.sql, "where") {
-            return guard(format!("{} without a WHERE clause is not allowed", first.to_uppercase()));
+        if s.require_where
+            && (first == "delete" || first == "update")
+            && !sql::has_keyword(&stmt.sql, "where")
+        {
+            return guard(format!(
+                "{} without a WHERE clause is not allowed",
+                first.to_uppercase()
+            ));
         }
-        if stmt.class == StatementClass::Read && !sql::has_keyword(&stmt.sql, "limit") {
-            if let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.large_tables)) {
-                return guard(format!("SELECT on large table {t} needs a LIMIT"));
-            }
+        if stmt.class == StatementClass::Read
+            && !sql::has_keyword(&stmt.sql, "limit")
+            && let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.large_tables))
+        {
+            return guard(format!("SELECT on large table {t} needs a LIMIT"));
         }
         if let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
-            let filtered = sql::words_after_where(&stmt.sql).iter().any(|w| *w == s.tenant_column);
+            let filtered = sql::words_after_where(&stmt.sql).contains(&s.tenant_column);
             let inserting = first == "insert";
             if !filtered && !inserting {
-                return guard(format!("statements on {t} must filter on {} in WHERE", s.tenant_column));
+                return guard(format!(
+                    "statements on {t} must filter on {} in WHERE",
+                    s.tenant_column
+                ));
             }
         }
         Verdict::Allow

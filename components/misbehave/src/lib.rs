@@ -2,6 +2,9 @@
 //! its own call. `mode` (config) picks the behaviour of its PreQuery hook:
 //! `noop`, `loop` (never returns), `trap` (unreachable), `panic`, `hog` (allocates without
 //! bound), `bad-rewrite` (returns SQL that does not parse), `block`, `respond`.
+//! Two more modes exercise the other hooks: `audit` counts PostQuery outcomes in the `kv`
+//! store and answers `select helios_audit` with the counts; `gatekeeper` (Authenticate)
+//! refuses the user `mallory` and gives everyone else the tenant `acme`.
 //! Statements containing `spare-me` are always let through, so a test can show that the
 //! component's next call works after a failure.
 
@@ -17,13 +20,68 @@ pub struct Misbehave;
 impl Plugin for Misbehave {
     fn init(config: &Config) -> Result<Hooks, String> {
         let mode = config.text("mode").unwrap_or("noop").to_owned();
+        let hooks = match mode.as_str() {
+            "audit" => Hooks::PRE_QUERY | Hooks::POST_QUERY,
+            "gatekeeper" => Hooks::AUTHENTICATE,
+            _ => Hooks::PRE_QUERY,
+        };
         let _ = MODE.set(mode);
-        Ok(Hooks::PRE_QUERY)
+        Ok(hooks)
     }
 
-    fn pre_query(_session: &SessionInfo, stmt: &Statement) -> PreQueryAction {
+    fn authenticate(request: &AuthRequest) -> AuthDecision {
+        if request.user == "mallory" {
+            return AuthDecision::Deny(refusal("28000", "mallory may not log in"));
+        }
+        AuthDecision::Allow(Identity {
+            backend_role: None,
+            tenant: Some("acme".into()),
+            attributes: vec![("region".into(), "eu".into())],
+        })
+    }
+
+    fn post_query(_session: &SessionInfo, stmt: &Statement, outcome: &Outcome) {
+        let key = if outcome.error.is_some() {
+            "failed"
+        } else {
+            "ok"
+        };
+        host::kv_incr(key, 1, None);
+        host::kv_incr("rows", outcome.rows as i64, None);
+        host::kv_set("last", stmt.sql.as_bytes(), None);
+    }
+
+    fn pre_query(session: &SessionInfo, stmt: &Statement) -> PreQueryAction {
         if stmt.sql.contains("spare-me") {
             return PreQueryAction::Proceed;
+        }
+        if stmt.sql.contains("helios_audit") {
+            let count = |k: &str| {
+                host::kv_get(k)
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                    .map(i64::from_le_bytes)
+                    .unwrap_or(0)
+                    .to_string()
+            };
+            let last = host::kv_get("last").map(|v| String::from_utf8_lossy(&v).into_owned());
+            let tenant = session.tenant.clone();
+            return PreQueryAction::Respond(ResultSet {
+                columns: vec![
+                    "ok".into(),
+                    "failed".into(),
+                    "rows".into(),
+                    "last".into(),
+                    "tenant".into(),
+                ],
+                rows: vec![vec![
+                    Some(count("ok")),
+                    Some(count("failed")),
+                    Some(count("rows")),
+                    last,
+                    tenant,
+                ]],
+                command_tag: "SELECT 1".into(),
+            });
         }
         match MODE.get().map(String::as_str).unwrap_or("noop") {
             "loop" => {
@@ -45,7 +103,10 @@ impl Plugin for Misbehave {
             "block" => PreQueryAction::Block(refusal("42501", "blocked on purpose")),
             "respond" => PreQueryAction::Respond(ResultSet {
                 columns: vec!["answer".into(), "source".into()],
-                rows: vec![vec![Some("42".into()), Some("component".into())], vec![None, Some("null row".into())]],
+                rows: vec![
+                    vec![Some("42".into()), Some("component".into())],
+                    vec![None, Some("null row".into())],
+                ],
                 command_tag: "SELECT 2".into(),
             }),
             _ => PreQueryAction::Proceed,

@@ -95,7 +95,8 @@ fn from_hint(value: &str) -> Option<RouteTarget> {
             if let Some(node) = v.strip_prefix("node:") {
                 Some(RouteTarget::Node(node.to_owned()))
             } else {
-                v.strip_prefix("tag:").map(|t| RouteTarget::Tag(t.to_owned()))
+                v.strip_prefix("tag:")
+                    .map(|t| RouteTarget::Tag(t.to_owned()))
             }
         }
     }
@@ -112,7 +113,10 @@ mod tests {
         let _ = Router::init(&Config::from_pairs([
             ("max_replica_lag_bytes", ConfigValue::Integer(1000)),
             ("workload.olap.tag", ConfigValue::Text("analytics".into())),
-            ("workload.olap.patterns", ConfigValue::Texts(vec!["group by".into()])),
+            (
+                "workload.olap.patterns",
+                ConfigValue::Texts(vec!["group by".into()]),
+            ),
         ]));
         reset(FakeHost {
             nodes: vec![
@@ -128,19 +132,34 @@ mod tests {
     fn reads_go_to_a_replica_within_lag_and_writes_to_the_primary() {
         setup();
         let s = session("app");
-        assert_eq!(Router::route(&s, &statement("select 1")), RouteTarget::Node("pg2".into()));
-        assert_eq!(Router::route(&s, &statement("insert into t values (1)")), RouteTarget::Primary);
+        assert_eq!(
+            Router::route(&s, &statement("select 1")),
+            RouteTarget::Node("pg2".into())
+        );
+        assert_eq!(
+            Router::route(&s, &statement("insert into t values (1)")),
+            RouteTarget::Primary
+        );
         let mut tx = session("app");
         tx.in_transaction = true;
-        assert_eq!(Router::route(&tx, &statement("select 1")), RouteTarget::Primary);
+        assert_eq!(
+            Router::route(&tx, &statement("select 1")),
+            RouteTarget::Primary
+        );
     }
 
     #[test]
     fn hints_and_workloads_win() {
         setup();
         let s = session("app");
-        assert_eq!(Router::route(&s, &statement("/*+ route=primary */ select 1")), RouteTarget::Primary);
-        assert_eq!(Router::route(&s, &statement("/*+ route=node:pg3 */ select 1")), RouteTarget::Node("pg3".into()));
+        assert_eq!(
+            Router::route(&s, &statement("/*+ route=primary */ select 1")),
+            RouteTarget::Primary
+        );
+        assert_eq!(
+            Router::route(&s, &statement("/*+ route=node:pg3 */ select 1")),
+            RouteTarget::Node("pg3".into())
+        );
         assert_eq!(
             Router::route(&s, &statement("select k, count(*) from t group by k")),
             RouteTarget::Tag("analytics".into())
@@ -151,6 +170,9 @@ mod tests {
     fn lagging_replicas_are_skipped() {
         setup();
         helios_sdk::testing::with_fake(|f| f.nodes[1].lag_bytes = Some(1_000_000));
-        assert_eq!(Router::route(&session("app"), &statement("select 1")), RouteTarget::Primary);
+        assert_eq!(
+            Router::route(&session("app"), &statement("select 1")),
+            RouteTarget::Primary
+        );
     }
 }

@@ -542,10 +542,14 @@ impl Config {
                 problems.push(format!("plugins[{i}].source: must not be empty"));
             }
             if p.timeout_ms == 0 || p.timeout_ms > 10_000 {
-                problems.push(format!("plugins[{i}].timeout_ms: must be between 1 and 10000"));
+                problems.push(format!(
+                    "plugins[{i}].timeout_ms: must be between 1 and 10000"
+                ));
             }
             if p.memory_mb == 0 || p.memory_mb > 1024 {
-                problems.push(format!("plugins[{i}].memory_mb: must be between 1 and 1024"));
+                problems.push(format!(
+                    "plugins[{i}].memory_mb: must be between 1 and 1024"
+                ));
             }
             if p.instances == 0 || p.instances > 64 {
                 problems.push(format!("plugins[{i}].instances: must be between 1 and 64"));

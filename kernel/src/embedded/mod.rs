@@ -212,6 +212,38 @@ impl LocalPostgres {
         Ok(())
     }
 
+    /// Makes a streaming standby of `primary` (which must be running) in `data_dir` with
+    /// `pg_basebackup -R`; start it with [`LocalPostgres::start`].
+    pub fn standby_of(
+        primary: &LocalPostgres,
+        data_dir: &Path,
+        user: &str,
+    ) -> Result<Self, EmbeddedError> {
+        let pg = Self::existing(data_dir)?;
+        std::fs::create_dir_all(data_dir).map_err(|source| EmbeddedError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        pg.chown(data_dir)?;
+        let mut cmd = pg.command("pg_basebackup");
+        cmd.arg("-D")
+            .arg(data_dir)
+            .arg("-h")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .arg("-U")
+            .arg(user)
+            .arg("-R")
+            .arg("-X")
+            .arg("stream")
+            .arg("--no-sync");
+        run(cmd, "pg_basebackup")?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
+        Ok(pg)
+    }
+
     /// Appends settings to `postgresql.conf`.
     pub fn configure(&self, settings: &str) -> Result<(), EmbeddedError> {
         append(&self.data_dir.join("postgresql.conf"), settings)

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::config::{HookName, OnError};
 use crate::plugins::LoadedPlugin;
 use crate::plugins::bindings::{
-    AuthDecision, AuthRequest, Identity, Outcome, PreQueryAction, Refusal, ResultSet,
-    RouteTarget, SessionInfo, Statement, StatementClass, Verdict,
+    AuthDecision, AuthRequest, Identity, Outcome, PreQueryAction, Refusal, ResultSet, RouteTarget,
+    SessionInfo, Statement, StatementClass, Verdict,
 };
 use crate::sql;
 
@@ -98,7 +98,10 @@ impl Pipeline {
     /// Whether any component looks at statements (so the kernel computes their facts).
     #[inline]
     pub fn has_statement_hooks(&self) -> bool {
-        !(self.pre_query.is_empty() && self.validate.is_empty() && self.route.is_empty() && self.post_query.is_empty())
+        !(self.pre_query.is_empty()
+            && self.validate.is_empty()
+            && self.route.is_empty()
+            && self.post_query.is_empty())
     }
 
     /// Whether any component implements PreQuery or Validate.
@@ -125,7 +128,11 @@ impl Pipeline {
     }
 
     /// Runs PreQuery then Validate; returns the final decision and the final statement.
-    pub fn pre_query_and_validate(&self, session: &SessionInfo, sql_text: &str) -> (PreQuery, Statement) {
+    pub fn pre_query_and_validate(
+        &self,
+        session: &SessionInfo,
+        sql_text: &str,
+    ) -> (PreQuery, Statement) {
         let mut stmt = statement(sql_text);
         let mut rewritten = None;
         for &i in &self.pre_query {

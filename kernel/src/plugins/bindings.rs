@@ -5,6 +5,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
+    additional_derives: [PartialEq],
 });
 
 pub use helios::plugin::types::{Identity, Refusal, ResultSet, StatementClass};

@@ -16,21 +16,27 @@ use super::bindings::helios::plugin::{clock, crypto, kv, log, topology, types};
 const KV_MAX_KEYS: usize = 100_000;
 const KV_MAX_VALUE: usize = 1 << 20;
 
+/// A stored value and when it expires.
+type KvEntry = (Vec<u8>, Option<Instant>);
+
 /// A component's key/value namespace, shared by all its instances.
 #[derive(Default)]
 pub struct KvStore {
-    entries: Mutex<HashMap<String, (Vec<u8>, Option<Instant>)>>,
+    entries: Mutex<HashMap<String, KvEntry>>,
 }
 
 impl KvStore {
-    fn live(entry: &(Vec<u8>, Option<Instant>)) -> bool {
+    fn live(entry: &KvEntry) -> bool {
         entry.1.is_none_or(|exp| exp > Instant::now())
     }
 
     /// The value under `key`, unless absent or expired.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         let entries = self.entries.lock().expect("kv lock");
-        entries.get(key).filter(|e| Self::live(e)).map(|e| e.0.clone())
+        entries
+            .get(key)
+            .filter(|e| Self::live(e))
+            .map(|e| e.0.clone())
     }
 
     /// Stores a value (values over 1 MiB and keys past 100k are refused silently, as a

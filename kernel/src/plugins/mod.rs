@@ -47,7 +47,9 @@ pub enum LoadError {
         message: String,
     },
     /// The component imports a host interface it was not granted.
-    #[error("component {name} imports `{interface}` but is not granted it (add \"{grant}\" to grants)")]
+    #[error(
+        "component {name} imports `{interface}` but is not granted it (add \"{grant}\" to grants)"
+    )]
     NotGranted {
         /// Component name.
         name: String,
@@ -117,7 +119,8 @@ impl Runtime {
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
         let engine = Engine::new(&wt).map_err(invalid)?;
         let mut linker = Linker::<HostState>::new(&engine);
-        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(invalid)?;
+        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(invalid)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), stop_ticker.clone());
         std::thread::Builder::new()
@@ -139,7 +142,11 @@ impl Runtime {
 
     /// Compiles (or loads from cache), checks grants, instantiates and initialises a
     /// component from its configuration.
-    pub fn load(&self, config: &PluginConfig, topology: Arc<dyn TopologySource>) -> Result<Arc<LoadedPlugin>, LoadError> {
+    pub fn load(
+        &self,
+        config: &PluginConfig,
+        topology: Arc<dyn TopologySource>,
+    ) -> Result<Arc<LoadedPlugin>, LoadError> {
         let bytes = std::fs::read(&config.source).map_err(|error| LoadError::Read {
             name: config.name.clone(),
             source_path: config.source.clone(),
@@ -161,7 +168,9 @@ impl Runtime {
             message,
         };
         let digest = hex::encode(Sha256::digest(bytes));
-        let component = self.compile(&digest, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let component = self
+            .compile(&digest, bytes)
+            .map_err(|e| invalid(format!("{e:#}")))?;
         check_grants(&self.engine, &component, config)?;
         let mut linker = self.linker.clone();
         // Rust's std makes components import WASI even when they never call it: such calls trap.
@@ -171,7 +180,8 @@ impl Runtime {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| invalid(format!("does not implement {WIT_PACKAGE}: {e:#}")))?;
+        let pre = PluginPre::new(instance_pre)
+            .map_err(|e| invalid(format!("does not implement {WIT_PACKAGE}: {e:#}")))?;
         let plugin = LoadedPlugin {
             name: config.name.clone(),
             digest,
@@ -215,12 +225,18 @@ impl Runtime {
             // engine version and configuration before using it.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!("ignoring unusable cached component {}: {e:#}", path.display()),
+                Err(e) => tracing::warn!(
+                    "ignoring unusable cached component {}: {e:#}",
+                    path.display()
+                ),
             }
         }
         let component = Component::new(&self.engine, bytes)?;
         if let Err(e) = write_cache(dir, &path, &component) {
-            tracing::warn!("cannot cache compiled component in {}: {e:#}", dir.display());
+            tracing::warn!(
+                "cannot cache compiled component in {}: {e:#}",
+                dir.display()
+            );
         }
         Ok(component)
     }
@@ -235,7 +251,11 @@ fn write_cache(dir: &Path, path: &Path, component: &Component) -> wasmtime::Resu
 }
 
 /// Refuses a component that imports a host interface its config does not grant.
-fn check_grants(engine: &Engine, component: &Component, config: &PluginConfig) -> Result<(), LoadError> {
+fn check_grants(
+    engine: &Engine,
+    component: &Component,
+    config: &PluginConfig,
+) -> Result<(), LoadError> {
     let granted: HashSet<&str> = config.grants.iter().map(|g| g.interface()).collect();
     let prefix = "helios:plugin/";
     for (import, _) in component.component_type().imports(engine) {
@@ -246,11 +266,17 @@ fn check_grants(engine: &Engine, component: &Component, config: &PluginConfig) -
         if interface == "types" || granted.contains(interface) {
             continue;
         }
-        let grant = [Grant::Kv, Grant::Crypto, Grant::Log, Grant::Clock, Grant::Topology]
-            .into_iter()
-            .find(|g| g.interface() == interface)
-            .map(|g| g.interface().to_owned())
-            .unwrap_or_else(|| interface.to_owned());
+        let grant = [
+            Grant::Kv,
+            Grant::Crypto,
+            Grant::Log,
+            Grant::Clock,
+            Grant::Topology,
+        ]
+        .into_iter()
+        .find(|g| g.interface() == interface)
+        .map(|g| g.interface().to_owned())
+        .unwrap_or_else(|| interface.to_owned());
         return Err(LoadError::NotGranted {
             name: config.name.clone(),
             interface: import.to_owned(),
@@ -264,7 +290,11 @@ fn check_grants(engine: &Engine, component: &Component, config: &PluginConfig) -
 pub fn flatten_config(table: &toml::Table) -> Vec<(String, ConfigValue)> {
     fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, ConfigValue)>) {
         for (k, v) in table {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
             match v {
                 toml::Value::String(s) => out.push((key, ConfigValue::Text(s.clone()))),
                 toml::Value::Integer(i) => out.push((key, ConfigValue::Integer(*i))),
@@ -389,7 +419,10 @@ impl LoadedPlugin {
 
     /// Runs one bounded call on an idle instance. On failure the instance is dropped (its
     /// memory returns to the pool) and the next call gets a fresh one.
-    pub fn call<R>(&self, f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallError> {
+    pub fn call<R>(
+        &self,
+        f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         self.stats.calls.fetch_add(1, Relaxed);
         let started = Instant::now();
         let popped = self.idle.lock().expect("instances lock").pop();
@@ -437,7 +470,10 @@ mod tests {
         .unwrap();
         let flat = flatten_config(&table);
         assert!(flat.contains(&("a".into(), ConfigValue::Integer(1))));
-        assert!(flat.contains(&("workload.olap".into(), ConfigValue::Text("analytics".into()))));
+        assert!(flat.contains(&(
+            "workload.olap".into(),
+            ConfigValue::Text("analytics".into())
+        )));
         assert!(flat.contains(&("c".into(), ConfigValue::Texts(vec!["p".into(), "q".into()]))));
     }
 }

@@ -180,7 +180,9 @@ pub async fn login(
         database: database.clone(),
         user: server_user.clone(),
     };
-    let pool = shared.pools.get_or_create(key, primary, server_password.clone());
+    let pool = shared
+        .pools
+        .get_or_create(key, primary, server_password.clone());
     if shared.config.auth.passthrough {
         // The backend is the judge of the password; remember it for this user's pool.
         let pw = password.clone().unwrap_or_default();

@@ -23,12 +23,12 @@ use crate::config::PoolMode;
 use crate::hooks::{self, Pipeline, PreQuery, Route};
 use crate::plugins::bindings::{SessionInfo, Statement};
 use crate::pool::{Checkout, CheckoutError, Pool, PoolKey};
-use crate::wire::messages::ParseRef;
 use crate::server::Shared;
 use crate::sql::{opens_transaction, session_effect, split_statements};
 use crate::wire::WireError;
 use crate::wire::frame::peek_header;
 use crate::wire::frontend::{self, Frontend};
+use crate::wire::messages::ParseRef;
 use crate::wire::messages::{self, sqlstate};
 use crate::wire::stream::Stream;
 
@@ -601,8 +601,10 @@ impl Relay {
                     }
                 };
                 tracing::warn!(pool = ?self.pool.key, "checkout failed: {e}");
-                self.queue
-                    .push_back(Expect::Synthetic(Synthetic::Error(code.into(), e.to_string())));
+                self.queue.push_back(Expect::Synthetic(Synthetic::Error(
+                    code.into(),
+                    e.to_string(),
+                )));
                 if ends_batch {
                     self.queue
                         .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
@@ -734,7 +736,9 @@ impl Relay {
                 if matches!(
                     self.queue.front(),
                     Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)
-                ) && let Some(Expect::Query { post: Some(ctx), .. }) = self.queue.pop_front()
+                ) && let Some(Expect::Query {
+                    post: Some(ctx), ..
+                }) = self.queue.pop_front()
                 {
                     self.fire_post_query(*ctx);
                 }
@@ -754,7 +758,9 @@ impl Relay {
                 self.in_copy = false;
                 self.syncs_ignored_in_copy = false;
                 let failed_post = match self.queue.front_mut() {
-                    Some(Expect::Query { post: Some(ctx), .. }) => {
+                    Some(Expect::Query {
+                        post: Some(ctx), ..
+                    }) => {
                         if ctx.error.is_none() {
                             ctx.error = error_of(body);
                         }
@@ -804,7 +810,8 @@ impl Relay {
                 self.in_copy = false;
                 match self.queue.front_mut() {
                     Some(Expect::Query { effects, post }) => {
-                        if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten() {
+                        if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten()
+                        {
                             self.state.record(effect);
                         }
                         if let Some(ctx) = post {

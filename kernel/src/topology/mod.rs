@@ -79,7 +79,10 @@ impl Topology {
                 unhealthy_until_ms: AtomicU64::new(0),
             })
             .collect();
-        let primary = nodes.iter().position(|n| n.role == NodeRole::Primary).unwrap_or(0);
+        let primary = nodes
+            .iter()
+            .position(|n| n.role == NodeRole::Primary)
+            .unwrap_or(0);
         Topology {
             nodes,
             primary,
