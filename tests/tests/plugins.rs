@@ -65,7 +65,8 @@ async fn router_sends_reads_to_the_replica_and_writes_to_the_primary() {
         on("/*+ route=node:replica1 */ select inet_server_port()::text").await,
         port(&replica)
     );
-    // Workload pattern to a tagged node.
+    // Workload pattern to a tagged node (once the table has reached the replica).
+    wait_for_replay(&primary, &replica).await;
     assert_eq!(
         on("select inet_server_port()::text from kv group by 1").await,
         port(&replica)
