@@ -108,8 +108,9 @@ pub fn hint<'a>(stmt: &'a Statement, key: &str) -> Option<&'a str> {
 }
 
 /// Builds the [`Statement`] the kernel would pass for `sql` (for tests and the fake host).
-pub fn statement(sql: &str) -> Statement {
-    let class = match sql::classify(sql) {
+pub fn statement(text: &str) -> Statement {
+    let facts = sql::analyze(text);
+    let class = match facts.class {
         sql::StatementClass::Read => StatementClass::Read,
         sql::StatementClass::Write => StatementClass::Write,
         sql::StatementClass::Ddl => StatementClass::Ddl,
@@ -118,11 +119,11 @@ pub fn statement(sql: &str) -> Statement {
         sql::StatementClass::Other => StatementClass::Other,
     };
     Statement {
-        sql: sql.to_owned(),
+        sql: text.to_owned(),
         class,
-        tables: sql::tables(sql),
-        fingerprint: sql::fingerprint(sql),
-        hints: sql::hints(sql),
+        tables: facts.tables,
+        fingerprint: facts.fingerprint,
+        hints: facts.hints,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Statement facts for hooks: what kind of statement it is, which tables it names, a
 //! fingerprint that ignores constants, and `/*+ key=value */` hints.
 
-use crate::{leading_words, skip_block_comment, skip_dollar, skip_quoted};
+use crate::{skip_block_comment, skip_dollar, skip_quoted};
 
 /// What a statement does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,16 +20,59 @@ pub enum StatementClass {
     Other,
 }
 
+/// Every fact about a statement, from one pass of the lexer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// Classification.
+    pub class: StatementClass,
+    /// Tables named (see [`tables`]).
+    pub tables: Vec<String>,
+    /// Constant-insensitive fingerprint (see [`fingerprint`]).
+    pub fingerprint: u64,
+    /// `/*+ … */` hints (see [`hints`]).
+    pub hints: Vec<(String, String)>,
+}
+
+/// Computes every fact with a single tokenisation.
+pub fn analyze(sql: &str) -> Facts {
+    let toks = tokens(sql);
+    Facts {
+        class: classify_tokens(&toks),
+        tables: tables_of(&toks),
+        fingerprint: fingerprint_of(&toks),
+        hints: hints(sql),
+    }
+}
+
 /// Classifies one statement by its leading keywords.
 pub fn classify(sql: &str) -> StatementClass {
+    classify_tokens(&tokens(sql))
+}
+
+fn word_at<'a>(toks: &[Token<'a>], i: usize) -> Option<&'a str> {
+    match toks.get(i) {
+        Some(Token::Word(w)) => Some(w),
+        _ => None,
+    }
+}
+
+fn is(w: Option<&str>, kw: &str) -> bool {
+    w.is_some_and(|w| w.eq_ignore_ascii_case(kw))
+}
+
+fn classify_tokens(toks: &[Token<'_>]) -> StatementClass {
     use StatementClass::*;
-    let words = leading_words(sql, 3);
-    let Some(first) = words.first() else {
+    let Some(first) = word_at(toks, 0) else {
         return Other;
+    };
+    let first = first.to_ascii_lowercase();
+    let has = |kw: &str| {
+        toks.iter()
+            .any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case(kw)))
     };
     match first.as_str() {
         "select" | "with" => {
-            if writes_anyway(sql) {
+            if writes_anyway(toks) {
                 Write
             } else {
                 Read
@@ -37,7 +80,10 @@ pub fn classify(sql: &str) -> StatementClass {
         }
         "show" | "values" | "table" | "fetch" | "move" | "close" | "declare" => Read,
         "explain" => {
-            if words.iter().any(|w| w == "analyze" || w == "analyse") {
+            if is(word_at(toks, 1), "analyze")
+                || is(word_at(toks, 1), "analyse")
+                || is(word_at(toks, 2), "analyze")
+            {
                 Write
             } else {
                 Read
@@ -45,7 +91,8 @@ pub fn classify(sql: &str) -> StatementClass {
         }
         "insert" | "update" | "delete" | "merge" | "call" | "do" | "lock" | "execute" => Write,
         "copy" => {
-            if contains_word(sql, "from") && !sql_after_paren_is_query(sql) {
+            let subquery = toks.get(1) == Some(&Token::Punct(b'('));
+            if has("from") && !subquery {
                 Write
             } else {
                 Read
@@ -56,33 +103,36 @@ pub fn classify(sql: &str) -> StatementClass {
         "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release" => {
             Transaction
         }
-        "prepare" if words.get(1).map(String::as_str) == Some("transaction") => Transaction,
+        "prepare" if is(word_at(toks, 1), "transaction") => Transaction,
         "set" | "reset" | "discard" | "listen" | "unlisten" | "notify" | "prepare"
         | "deallocate" | "load" => Session,
         _ => Other,
     }
 }
 
-/// `COPY (SELECT …) TO` reads even though the subquery may say FROM.
-fn sql_after_paren_is_query(sql: &str) -> bool {
-    crate::skip_space_and_comments(sql)
-        .get(4..)
-        .is_some_and(|rest| rest.trim_start().starts_with('('))
-}
-
 /// SELECT or WITH statements that write: data-modifying CTEs, SELECT INTO, row locks.
-fn writes_anyway(sql: &str) -> bool {
-    ["insert", "update", "delete", "merge", "into"]
-        .iter()
-        .any(|w| contains_word(sql, w))
-        || contains_phrase(sql, &["for", "update"])
-        || contains_phrase(sql, &["for", "share"])
-        || contains_phrase(sql, &["for", "no", "key", "update"])
-        || contains_phrase(sql, &["for", "key", "share"])
+fn writes_anyway(toks: &[Token<'_>]) -> bool {
+    for (i, t) in toks.iter().enumerate() {
+        let Token::Word(w) = t else { continue };
+        if ["insert", "update", "delete", "merge", "into"]
+            .iter()
+            .any(|k| w.eq_ignore_ascii_case(k))
+        {
+            return true;
+        }
+        if w.eq_ignore_ascii_case("for") {
+            let next = word_at(toks, i + 1);
+            if is(next, "share") || is(next, "no") || is(next, "key") {
+                return true;
+            }
+        }
+    }
+    false
 }
 
-/// Lower-cased words of the SQL outside quotes and comments, in order.
-fn words(sql: &str) -> Vec<String> {
+/// Lower-cased words of the SQL outside quotes and comments, in order (keywords and
+/// identifiers; literals and punctuation left out).
+pub fn words(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     for tok in tokens(sql) {
         if let Token::Word(w) = tok {
@@ -93,7 +143,21 @@ fn words(sql: &str) -> Vec<String> {
 }
 
 fn contains_word(sql: &str, word: &str) -> bool {
-    words(sql).iter().any(|w| w == word)
+    tokens(sql)
+        .iter()
+        .any(|t| matches!(t, Token::Word(w) if w.eq_ignore_ascii_case(word)))
+}
+
+/// The words of the SQL (keywords and identifiers) outside quotes and comments, in order,
+/// as written (compare with `eq_ignore_ascii_case`); one allocation for the whole statement.
+pub fn word_list(sql: &str) -> Vec<&str> {
+    tokens(sql)
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether `keyword` (lower-case) appears as a word outside quotes and comments.
@@ -110,14 +174,8 @@ pub fn words_after_where(sql: &str) -> Vec<String> {
     }
 }
 
-fn contains_phrase(sql: &str, phrase: &[&str]) -> bool {
-    let w = words(sql);
-    w.windows(phrase.len())
-        .any(|win| win.iter().zip(phrase).all(|(a, b)| a == b))
-}
-
 /// A lexical token, enough for facts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token<'a> {
     Word(&'a str),
     Quoted(&'a str),
@@ -129,7 +187,7 @@ enum Token<'a> {
 
 fn tokens(sql: &str) -> Vec<Token<'_>> {
     let b = sql.as_bytes();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(sql.len() / 4 + 4);
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -196,18 +254,19 @@ fn tokens(sql: &str) -> Vec<Token<'_>> {
 /// Tables the statement names after FROM, JOIN, INTO, UPDATE, TABLE, TRUNCATE, COPY, DROP
 /// TABLE / ALTER TABLE: lower-cased unless quoted, schema-qualified when written so.
 pub fn tables(sql: &str) -> Vec<String> {
-    let toks = tokens(sql);
+    tables_of(&tokens(sql))
+}
+
+fn tables_of(toks: &[Token<'_>]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < toks.len() {
         let introduces = match &toks[i] {
-            Token::Word(w) => {
-                let w = w.to_ascii_lowercase();
-                matches!(
-                    w.as_str(),
-                    "from" | "join" | "into" | "update" | "truncate" | "copy" | "table"
-                )
-            }
+            Token::Word(w) => [
+                "from", "join", "into", "update", "truncate", "copy", "table",
+            ]
+            .iter()
+            .any(|k| w.eq_ignore_ascii_case(k)),
             _ => false,
         };
         i += 1;
@@ -217,14 +276,16 @@ pub fn tables(sql: &str) -> Vec<String> {
         // A comma-separated list of names (FROM a, b), skipping modifiers.
         loop {
             while let Some(Token::Word(w)) = toks.get(i) {
-                let lw = w.to_ascii_lowercase();
-                if ["only", "table", "if", "exists", "not", "lateral"].contains(&lw.as_str()) {
+                if ["only", "table", "if", "exists", "not", "lateral"]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k))
+                {
                     i += 1;
                 } else {
                     break;
                 }
             }
-            let Some(name) = qualified_name(&toks, &mut i) else {
+            let Some(name) = qualified_name(toks, &mut i) else {
                 break;
             };
             if !out.contains(&name) {
@@ -315,18 +376,22 @@ fn qualified_name(toks: &[Token<'_>], i: &mut usize) -> Option<String> {
 /// parameters replaced by `?`, comments and white space dropped. Identical in the kernel and
 /// in components.
 pub fn fingerprint(sql: &str) -> u64 {
+    fingerprint_of(&tokens(sql))
+}
+
+fn fingerprint_of(toks: &[Token<'_>]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     let mut feed = |bytes: &[u8]| {
         for &b in bytes {
-            h ^= b as u64;
+            h ^= b.to_ascii_lowercase() as u64;
             h = h.wrapping_mul(0x100000001b3);
         }
         h ^= 0xff;
         h = h.wrapping_mul(0x100000001b3);
     };
-    for tok in tokens(sql) {
+    for tok in toks.iter().copied() {
         match tok {
-            Token::Word(w) => feed(w.to_ascii_lowercase().as_bytes()),
+            Token::Word(w) => feed(w.as_bytes()),
             Token::Quoted(q) => feed(q.as_bytes()),
             Token::Number | Token::Str | Token::Param => feed(b"?"),
             Token::Punct(b';') => {}

@@ -6,7 +6,8 @@
 pub mod facts;
 
 pub use facts::{
-    StatementClass, classify, fingerprint, has_keyword, hints, tables, words_after_where,
+    Facts, StatementClass, analyze, classify, fingerprint, has_keyword, hints, tables, word_list,
+    words, words_after_where,
 };
 
 /// What a statement does to session state that the kernel must track in pooled modes.

@@ -31,7 +31,7 @@ async fn router_sends_reads_to_the_replica_and_writes_to_the_primary() {
     config.plugins.push(plugin(
         "router",
         "helios-router",
-        &[Grant::Topology],
+        &[Grant::Topology, Grant::Clock],
         "[workload.olap]\ntag = \"analytics\"\npatterns = [\"group by\"]\n",
     ));
     let proxy = start_proxy(config).await;
@@ -347,7 +347,7 @@ async fn a_component_importing_an_ungranted_interface_is_refused_at_load() {
     let mut config = proxy_config(pg, PoolMode::Transaction, 2);
     config
         .plugins
-        .push(plugin("router", "helios-router", &[], ""));
+        .push(plugin("router", "helios-router", &[Grant::Clock], ""));
     let err = match heliosproxy::server::Proxy::bind(config).await {
         Err(e) => e.to_string(),
         Ok(_) => panic!("loading must fail"),

@@ -60,7 +60,13 @@ impl Plugin for Guardrail {
         if !s.applications.is_empty() && !s.applications.contains(&session.application_name) {
             return Verdict::Allow;
         }
-        let first = sql::leading_words(&stmt.sql, 1).pop().unwrap_or_default();
+        // One pass over the words of the statement serves every check.
+        let words = sql::word_list(&stmt.sql);
+        let first = words
+            .first()
+            .map(|w| w.to_ascii_lowercase())
+            .unwrap_or_default();
+        let has = |w: &str| words.iter().any(|x| x.eq_ignore_ascii_case(w));
         let guard = |why: String| deny("42501", why);
         if s.deny_destructive && (first == "drop" || first == "truncate") {
             return guard(format!(
@@ -68,25 +74,26 @@ impl Plugin for Guardrail {
                 first.to_uppercase()
             ));
         }
-        if s.require_where
-            && (first == "delete" || first == "update")
-            && !sql::has_keyword(&stmt.sql, "where")
-        {
+        if s.require_where && (first == "delete" || first == "update") && !has("where") {
             return guard(format!(
                 "{} without a WHERE clause is not allowed",
                 first.to_uppercase()
             ));
         }
         if stmt.class == StatementClass::Read
-            && !sql::has_keyword(&stmt.sql, "limit")
+            && !has("limit")
             && let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.large_tables))
         {
             return guard(format!("SELECT on large table {t} needs a LIMIT"));
         }
         if let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
-            let filtered = sql::words_after_where(&stmt.sql).contains(&s.tenant_column);
-            let inserting = first == "insert";
-            if !filtered && !inserting {
+            let after_where = words
+                .iter()
+                .skip_while(|w| !w.eq_ignore_ascii_case("where"));
+            let filtered = after_where
+                .skip(1)
+                .any(|w| w.eq_ignore_ascii_case(&s.tenant_column));
+            if !filtered && first != "insert" {
                 return guard(format!(
                     "statements on {t} must filter on {} in WHERE",
                     s.tenant_column

@@ -8,7 +8,7 @@
 //! 4. other reads: a healthy replica whose replay lag is within `max_replica_lag_bytes`
 //!    (spread by session), else the primary.
 //!
-//! Needs the `topology` grant.
+//! Needs the `topology` and `clock` grants.
 
 use std::sync::OnceLock;
 
@@ -71,7 +71,7 @@ impl Plugin for Router {
             }
         }
         let max_lag = settings().max_lag;
-        let replicas: Vec<_> = host::nodes()
+        let replicas: Vec<_> = cached_nodes()
             .into_iter()
             .filter(|n| n.role == "replica" && n.healthy)
             .filter(|n| match (max_lag, n.lag_bytes) {
@@ -85,6 +85,26 @@ impl Plugin for Router {
         let pick = (session.session_id % replicas.len() as u64) as usize;
         RouteTarget::Node(replicas[pick].name.clone())
     }
+}
+
+/// How long this instance reuses the node list before asking the host again.
+const NODES_TTL_MS: u64 = 200;
+
+thread_local! {
+    static NODES: std::cell::RefCell<(u64, Vec<host::Node>)> = const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// The node list, refreshed from the host at most every [`NODES_TTL_MS`] (lag and health
+/// change on the scale of seconds; copying the list on every statement would not pay).
+fn cached_nodes() -> Vec<host::Node> {
+    let now = host::now_ms();
+    NODES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.1.is_empty() || now.saturating_sub(cache.0) > NODES_TTL_MS {
+            *cache = (now, host::nodes());
+        }
+        cache.1.clone()
+    })
 }
 
 fn from_hint(value: &str) -> Option<RouteTarget> {

@@ -260,7 +260,8 @@ fn failure(p: &LoadedPlugin, hook: HookName, e: &crate::plugins::CallError) -> O
 
 /// The statement facts hooks receive.
 pub fn statement(sql_text: &str) -> Statement {
-    let class = match sql::classify(sql_text) {
+    let facts = sql::analyze(sql_text);
+    let class = match facts.class {
         sql::StatementClass::Read => StatementClass::Read,
         sql::StatementClass::Write => StatementClass::Write,
         sql::StatementClass::Ddl => StatementClass::Ddl,
@@ -271,9 +272,9 @@ pub fn statement(sql_text: &str) -> Statement {
     Statement {
         sql: sql_text.to_owned(),
         class,
-        tables: sql::tables(sql_text),
-        fingerprint: sql::fingerprint(sql_text),
-        hints: sql::hints(sql_text),
+        tables: facts.tables,
+        fingerprint: facts.fingerprint,
+        hints: facts.hints,
     }
 }
 
