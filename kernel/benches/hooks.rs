@@ -2,7 +2,7 @@
 //! and the whole chain (facts + PreQuery/Validate + Route) with router and llm-guardrail.
 //! Builds the first-party components for wasm32-wasip2 first (in target/wasm).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -41,7 +41,7 @@ fn components() -> PathBuf {
     target.join("wasm32-wasip2").join("wasm")
 }
 
-fn plugin(dir: &PathBuf, name: &str, file: &str, grants: &[Grant], config: &str) -> PluginConfig {
+fn plugin(dir: &Path, name: &str, file: &str, grants: &[Grant], config: &str) -> PluginConfig {
     PluginConfig {
         name: name.into(),
         source: dir.join(file).display().to_string(),
