@@ -24,6 +24,8 @@
 #   HELIOSPROXY_BIN [<repo>/target/release/heliosproxy] (built if missing)
 #   EXTRA_HELIOS_CONFIG  TOML text appended to the HeliosProxy config
 #   SKIP_HELIOS [0]      1 = do not build/run HeliosProxy (column says `skipped`)
+#   COMPONENTS [0]       1 = HeliosProxy runs with the router and llm-guardrail components
+#                        on every statement (built for wasm32-wasip2 into target/wasm)
 #   PGBOUNCER_BIN [/usr/sbin/pgbouncer]
 #   PG_BINDIR [$(pg_config --bindir)]
 #   BENCH_USER [postgres, else nobody]  unprivileged user used when run as root
@@ -40,6 +42,7 @@ WARMUP=${WARMUP:-3}
 MODES=${MODES:-"simple extended prepared"}
 SKIP_HELIOS=${SKIP_HELIOS:-0}
 EXTRA_HELIOS_CONFIG=${EXTRA_HELIOS_CONFIG:-}
+COMPONENTS=${COMPONENTS:-0}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -277,6 +280,26 @@ host = "127.0.0.1"
 port = $PG_PORT
 role = "primary"
 EOF
+    if [[ $COMPONENTS == 1 ]]; then
+        log "building components (router, llm-guardrail) for wasm32-wasip2"
+        (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$REPO_ROOT/target/wasm" cargo build -q --profile wasm \
+            --target wasm32-wasip2 -p helios-router -p helios-llm-guardrail)
+        WASM_DIR="$REPO_ROOT/target/wasm/wasm32-wasip2/wasm"
+        cat >>"$TMP/heliosproxy.toml" <<EOF
+
+[[plugins]]
+name = "router"
+source = "$WASM_DIR/helios_router.wasm"
+grants = ["topology", "clock"]
+
+[[plugins]]
+name = "guardrail"
+source = "$WASM_DIR/helios_llm_guardrail.wasm"
+[plugins.config]
+large_tables = ["pgbench_history"]
+tenant_tables = ["tenants"]
+EOF
+    fi
     if [[ -n $EXTRA_HELIOS_CONFIG ]]; then
         printf '\n# --- EXTRA_HELIOS_CONFIG ---\n%s\n' "$EXTRA_HELIOS_CONFIG" >>"$TMP/heliosproxy.toml"
     fi
@@ -346,6 +369,7 @@ ratio() {
 }
 
 echo
+[[ $COMPONENTS == 1 ]] && echo "HeliosProxy runs the router and llm-guardrail components on every statement"
 echo "pgbench -S (read-only), scale $SCALE, $CLIENTS clients, $THREADS threads, ${DURATION}s per run," \
     "pool size $POOL, $(nproc) CPUs"
 fmt='%-9s | %12s | %13s | %15s | %16s | %13s | %16s\n'
