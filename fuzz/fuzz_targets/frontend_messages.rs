@@ -2,9 +2,9 @@
 //! must return an error or "need more", never panic or over-read.
 #![no_main]
 
-use heliosproxy::wire::frame::split_message;
-use heliosproxy::wire::frontend;
-use heliosproxy::wire::startup::parse_startup;
+use helios_wire::frame::split_message;
+use helios_wire::frontend;
+use helios_wire::startup::parse_startup;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,20 +2,25 @@
 //! statement pooling.
 //!
 //! The kernel owns what must be fast and correct on every byte: the wire codec ([`wire`]),
-//! client sessions ([`session`]), server pools ([`pool`]) and the accept loop ([`server`]).
-//! Policies arrive later as WebAssembly components bound to hook points.
+//! client sessions ([`session`]), server pools ([`pool`]), the backend nodes ([`topology`])
+//! and the accept loop ([`server`]). Policies are WebAssembly components ([`plugins`], loaded
+//! and verified through [`oci`]) called by the hook pipeline ([`hooks`]); the admin API lives
+//! in [`admin`].
 
+pub mod admin;
 pub mod config;
 pub mod embedded;
 pub mod hooks;
+pub mod oci;
 pub mod plugins;
 pub mod pool;
 pub mod server;
 pub mod session;
 pub mod topology;
-pub mod wire;
 
 pub use config::Config;
 /// SQL helpers shared with the plugin SDK.
 pub use helios_sql as sql;
+/// The wire protocol (its own crate so it can be fuzzed without the rest of the kernel).
+pub use helios_wire as wire;
 pub use server::{Proxy, ProxyHandle};

@@ -65,6 +65,8 @@ pub struct Shared {
     pub pipeline: ArcSwap<Pipeline>,
     /// The component runtime, when components are configured.
     pub plugin_runtime: Option<plugins::Runtime>,
+    /// Every loaded component (config order) and which are disabled.
+    pub components: std::sync::Mutex<ComponentRegistry>,
     /// Cancel keys of live sessions.
     pub cancels: Arc<CancelRegistry>,
     /// TLS acceptor for clients, when configured.
@@ -72,16 +74,84 @@ pub struct Shared {
     client_slots: Arc<Semaphore>,
 }
 
+/// The loaded components, enabled or not.
+#[derive(Default)]
+pub struct ComponentRegistry {
+    /// In config order.
+    pub loaded: Vec<Arc<plugins::LoadedPlugin>>,
+    /// Names of disabled components.
+    pub disabled: std::collections::HashSet<String>,
+}
+
+impl ComponentRegistry {
+    fn pipeline(&self) -> Pipeline {
+        Pipeline::new(
+            self.loaded
+                .iter()
+                .filter(|p| !self.disabled.contains(&p.name))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl Shared {
+    /// Re-reads, verifies and instantiates a component from its configured source and swaps
+    /// it in atomically: statements already past their hooks finish on the old version, new
+    /// ones use the new. On any failure the old version keeps serving. Returns the new digest.
+    pub fn reload_component(&self, name: &str) -> Result<String, String> {
+        let runtime = self
+            .plugin_runtime
+            .as_ref()
+            .ok_or("no components are configured")?;
+        let config = self
+            .config
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("no component named {name}"))?;
+        let fresh = runtime
+            .load(config, self.topology.clone())
+            .map_err(|e| e.to_string())?;
+        let digest = fresh.digest.clone();
+        let mut registry = self.components.lock().expect("components lock");
+        if let Some(slot) = registry.loaded.iter_mut().find(|p| p.name == name) {
+            *slot = fresh;
+        }
+        self.pipeline.store(Arc::new(registry.pipeline()));
+        tracing::info!(component = name, %digest, "component reloaded");
+        Ok(digest)
+    }
+
+    /// Enables or disables a component without unloading it.
+    pub fn set_component_enabled(&self, name: &str, enabled: bool) -> Result<(), String> {
+        let mut registry = self.components.lock().expect("components lock");
+        if !registry.loaded.iter().any(|p| p.name == name) {
+            return Err(format!("no component named {name}"));
+        }
+        if enabled {
+            registry.disabled.remove(name);
+        } else {
+            registry.disabled.insert(name.to_owned());
+        }
+        self.pipeline.store(Arc::new(registry.pipeline()));
+        Ok(())
+    }
+}
+
 /// A configured proxy, ready to serve.
 pub struct Proxy {
     shared: Arc<Shared>,
     listener: TcpListener,
+    admin: TcpListener,
 }
 
 /// A running proxy: its address, and a way to stop it.
 pub struct ProxyHandle {
     /// The address clients connect to.
     pub local_addr: SocketAddr,
+    /// The admin API address.
+    pub admin_addr: SocketAddr,
     /// The shared state (pools and their counters).
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
@@ -127,8 +197,8 @@ impl Proxy {
         };
         config.primary().ok_or(StartError::NoPrimary)?;
         let topology = Arc::new(Topology::new(&config, backend_tls));
-        let (plugin_runtime, pipeline) = if config.plugins.is_empty() {
-            (None, Pipeline::default())
+        let (plugin_runtime, loaded) = if config.plugins.is_empty() {
+            (None, Vec::new())
         } else {
             let runtime = plugins::Runtime::new(&config.plugin_runtime)?;
             let mut loaded = Vec::new();
@@ -137,12 +207,23 @@ impl Proxy {
                 tracing::info!(component = %p.name, digest = %plugin.digest, "component loaded");
                 loaded.push(plugin);
             }
-            (Some(runtime), Pipeline::new(loaded))
+            (Some(runtime), loaded)
         };
+        let registry = ComponentRegistry {
+            loaded,
+            disabled: Default::default(),
+        };
+        let pipeline = registry.pipeline();
         let listener = TcpListener::bind(&config.listen_address)
             .await
             .map_err(|source| StartError::Bind {
                 addr: config.listen_address.clone(),
+                source,
+            })?;
+        let admin = TcpListener::bind(&config.admin_address)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.admin_address.clone(),
                 source,
             })?;
         let shared = Arc::new(Shared {
@@ -151,12 +232,17 @@ impl Proxy {
             topology,
             pipeline: ArcSwap::from_pointee(pipeline),
             plugin_runtime,
+            components: std::sync::Mutex::new(registry),
             cancels: Arc::new(CancelRegistry::default()),
             tls,
             client_slots: Arc::new(Semaphore::new(config.pool.max_connections)),
             config,
         });
-        Ok(Proxy { shared, listener })
+        Ok(Proxy {
+            shared,
+            listener,
+            admin,
+        })
     }
 
     /// The bound address.
@@ -170,7 +256,22 @@ impl Proxy {
     pub fn start(self) -> ProxyHandle {
         let (stop, mut stopped) = watch::channel(false);
         let local_addr = self.local_addr();
+        let admin_addr = self
+            .admin
+            .local_addr()
+            .expect("bound listener has an address");
         let shared = self.shared.clone();
+        let admin_app = crate::admin::app(self.shared.clone());
+        let admin_listener = self.admin;
+        let mut admin_stopped = stop.subscribe();
+        tokio::spawn(async move {
+            let serve = axum::serve(admin_listener, admin_app).with_graceful_shutdown(async move {
+                let _ = admin_stopped.changed().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!("admin API stopped: {e}");
+            }
+        });
         let task = tokio::spawn(async move {
             let reaper = tokio::spawn(reap(self.shared.clone()));
             loop {
@@ -193,6 +294,7 @@ impl Proxy {
         });
         ProxyHandle {
             local_addr,
+            admin_addr,
             shared,
             stop,
             task,

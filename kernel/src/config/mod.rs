@@ -62,6 +62,17 @@ pub struct Config {
     pub plugins: Vec<PluginConfig>,
     /// Settings of the component runtime.
     pub plugin_runtime: PluginRuntimeConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Key required in `X-API-Key` (or `Authorization: Bearer`) by every endpoint except
+    /// health; unset = those endpoints are closed.
+    pub api_key: Option<String>,
 }
 
 impl Default for Config {
@@ -77,6 +88,7 @@ impl Default for Config {
             nodes: Vec::new(),
             plugins: Vec::new(),
             plugin_runtime: PluginRuntimeConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -432,6 +444,9 @@ pub struct PluginRuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Upper bound on live component instances across all components.
     pub max_instances: u32,
+    /// Directory of trusted Ed25519 `*.pub` keys; when set, only signed artefacts whose
+    /// signature verifies are loaded.
+    pub trust_root: Option<PathBuf>,
 }
 
 impl Default for PluginRuntimeConfig {
@@ -439,6 +454,7 @@ impl Default for PluginRuntimeConfig {
         PluginRuntimeConfig {
             cache_dir: None,
             max_instances: 256,
+            trust_root: None,
         }
     }
 }

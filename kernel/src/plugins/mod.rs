@@ -19,6 +19,7 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use self::bindings::{ConfigValue, Hooks, Plugin, PluginPre};
 use self::host::{HostState, KvStore, TopologySource};
 use crate::config::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
+use crate::oci::TrustRoot;
 
 /// The WIT package version components are built against.
 pub const WIT_PACKAGE: &str = "helios:plugin@0.1.0";
@@ -28,16 +29,19 @@ const TICK: Duration = Duration::from_millis(1);
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The file could not be read.
-    #[error("component {name}: cannot read {source_path}: {error}")]
-    Read {
+    /// The source could not be read or verified.
+    #[error("component {name} from {source_path}: {error}")]
+    Source {
         /// Component name.
         name: String,
-        /// Source path.
+        /// Source.
         source_path: String,
         /// Why.
-        error: std::io::Error,
+        error: crate::oci::SourceError,
     },
+    /// The trust root could not be loaded.
+    #[error("plugin_runtime.trust_root: {0}")]
+    TrustRoot(#[from] crate::oci::TrustError),
     /// The bytes are not a valid component, or it does not match the WIT world.
     #[error("component {name}: {message}")]
     Invalid {
@@ -87,6 +91,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
+    trust: Option<TrustRoot>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -132,10 +137,20 @@ impl Runtime {
                 }
             })
             .expect("can start the epoch thread");
+        let trust = match &config.trust_root {
+            Some(dir) => Some(TrustRoot::load(dir)?),
+            None => {
+                tracing::warn!(
+                    "plugin_runtime.trust_root is not set: components are loaded WITHOUT signature verification (development only)"
+                );
+                None
+            }
+        };
         Ok(Runtime {
             engine,
             linker,
             cache_dir: config.cache_dir.clone(),
+            trust,
             stop_ticker,
         })
     }
@@ -147,12 +162,23 @@ impl Runtime {
         config: &PluginConfig,
         topology: Arc<dyn TopologySource>,
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let bytes = std::fs::read(&config.source).map_err(|error| LoadError::Read {
-            name: config.name.clone(),
-            source_path: config.source.clone(),
-            error,
-        })?;
-        self.load_bytes(config, &bytes, topology)
+        let verified =
+            crate::oci::resolve(&config.source, self.trust.as_ref()).map_err(|error| {
+                LoadError::Source {
+                    name: config.name.clone(),
+                    source_path: config.source.clone(),
+                    error,
+                }
+            })?;
+        if let Some(key) = &verified.signed_by {
+            tracing::info!(component = %config.name, key = %key, "signature verified");
+        }
+        let plugin = self.load_bytes(config, &verified.wasm, topology)?;
+        *plugin.provenance.lock().expect("provenance lock") = Provenance {
+            version: verified.manifest.map(|m| m.version),
+            signed_by: verified.signed_by,
+        };
+        Ok(plugin)
     }
 
     /// Like [`Runtime::load`] with the wasm bytes already in hand.
@@ -183,6 +209,7 @@ impl Runtime {
         let pre = PluginPre::new(instance_pre)
             .map_err(|e| invalid(format!("does not implement {WIT_PACKAGE}: {e:#}")))?;
         let plugin = LoadedPlugin {
+            provenance: Mutex::new(Provenance::default()),
             name: config.name.clone(),
             digest,
             config_values: flatten_config(&config.config),
@@ -286,6 +313,16 @@ fn check_grants(
     Ok(())
 }
 
+/// The import and export names of a component (for `helios-plugin inspect`).
+pub fn describe(wasm: &[u8]) -> wasmtime::Result<(Vec<String>, Vec<String>)> {
+    let engine = Engine::default();
+    let component = Component::new(&engine, wasm)?;
+    let ty = component.component_type();
+    let imports = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
+    let exports = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
+    Ok((imports, exports))
+}
+
 /// Turns a TOML table into the flat typed list `init` receives (nested keys dotted).
 pub fn flatten_config(table: &toml::Table) -> Vec<(String, ConfigValue)> {
     fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, ConfigValue)>) {
@@ -340,8 +377,19 @@ struct Instance {
     bindings: Plugin,
 }
 
+/// Where a loaded component came from.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// Version from the artefact's manifest.
+    pub version: Option<String>,
+    /// Trust-root key file that verified it.
+    pub signed_by: Option<String>,
+}
+
 /// A loaded component with its ready instances.
 pub struct LoadedPlugin {
+    /// Version and signature status.
+    pub provenance: Mutex<Provenance>,
     /// Name from config.
     pub name: String,
     /// SHA-256 of the wasm bytes.

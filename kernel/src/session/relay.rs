@@ -213,6 +213,10 @@ impl Relay {
 
     /// Handles every complete client message; returns `false` when the client terminated.
     async fn on_client_data(&mut self) -> Result<bool, SessionError> {
+        // Pick up reloaded components between batches; a statement in flight keeps its own.
+        if self.queue.is_empty() {
+            self.pipeline = self.shared.pipeline.load_full();
+        }
         let mut buf = std::mem::take(&mut self.cbuf);
         let mut pos = 0;
         let mut keep_going = true;

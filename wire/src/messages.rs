@@ -314,7 +314,7 @@ impl ErrorFields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::frame::split_message;
+    use crate::frame::split_message;
 
     fn one(buf: &[u8]) -> (u8, &[u8]) {
         split_message(buf, 1 << 20).unwrap().unwrap()

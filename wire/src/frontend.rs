@@ -80,7 +80,7 @@ pub fn parse(tag: u8, body: &[u8]) -> Result<Frontend<'_>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::frame::split_message;
+    use crate::frame::split_message;
 
     #[test]
     fn every_message_type_decodes() {

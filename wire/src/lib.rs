@@ -1,4 +1,4 @@
-//! The PostgreSQL wire protocol, sans I/O: framing, the startup packet, the messages the
+//! HeliosProxy's PostgreSQL wire protocol, sans I/O: framing, the startup packet, the messages the
 //! proxy reads or writes itself, password exchanges, and the socket type that may carry TLS.
 //!
 //! Parsers take a byte slice and return `Ok(None)` when more input is needed; encoders append

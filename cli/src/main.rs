@@ -1,0 +1,315 @@
+//! `helios-plugin`: scaffold, pack, sign, verify and inspect HeliosProxy components.
+//!
+//! Exit codes a script can rely on: 0 success; 1 the artefact was checked and refused
+//! (bad signature, digest mismatch, malformed); 2 usage error; 3 any other failure (I/O, …).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use heliosproxy::oci::{Artifact, TrustRoot, trust};
+use heliosproxy::plugins;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Create, sign, verify and inspect HeliosProxy components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scaffold a component crate on the SDK that builds and passes its own test.
+    New {
+        /// Crate name (also the directory created).
+        name: String,
+        /// Parent directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Write a new Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub.
+    Keygen {
+        /// Base name of the key files.
+        #[arg(long, default_value = "signing")]
+        name: String,
+        /// Directory to write them to.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Pack a .wasm component into an (unsigned) artefact.
+    Pack {
+        /// The component.
+        #[arg(long)]
+        wasm: PathBuf,
+        /// Component name.
+        #[arg(long)]
+        name: String,
+        /// Component version.
+        #[arg(long, default_value = "0.1.0")]
+        version: String,
+        /// Hooks it implements (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        hooks: Vec<String>,
+        /// Host interfaces it needs (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        grants: Vec<String>,
+        /// Output artefact.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Sign an artefact in place with a private key.
+    Sign {
+        /// PKCS#8 PEM private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The artefact.
+        artifact: PathBuf,
+    },
+    /// Verify an artefact against a trust root; exit 1 when it does not verify.
+    Verify {
+        /// Directory of trusted *.pub keys.
+        #[arg(long)]
+        trust_root: PathBuf,
+        /// The artefact.
+        artifact: PathBuf,
+    },
+    /// Show manifest, digest, size, signature status, and the component's imports/exports.
+    Inspect {
+        /// The artefact (or a bare .wasm).
+        artifact: PathBuf,
+        /// Directory of trusted *.pub keys, to report signature status.
+        #[arg(long)]
+        trust_root: Option<PathBuf>,
+    },
+}
+
+/// A check that ran and said no (exit code 1), as opposed to a failure to run (3).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Refused>().is_some() => {
+            eprintln!("refused: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::New { name, dir } => scaffold(&name, &dir),
+        Command::Keygen { name, out } => {
+            let (private, public) = trust::generate_key_pair();
+            std::fs::create_dir_all(&out)?;
+            let key_path = out.join(format!("{name}.key"));
+            write_private(&key_path, &private)?;
+            let pub_path = out.join(format!("{name}.pub"));
+            std::fs::write(&pub_path, public)?;
+            println!(
+                "wrote {} (private, 0600) and {}",
+                key_path.display(),
+                pub_path.display()
+            );
+            Ok(())
+        }
+        Command::Pack {
+            wasm,
+            name,
+            version,
+            hooks,
+            grants,
+            out,
+        } => {
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+            let artifact = Artifact::new(&name, &version, hooks, grants, bytes);
+            std::fs::write(&out, artifact.pack()?)?;
+            println!(
+                "packed {} ({}) sha256 {}",
+                out.display(),
+                name,
+                artifact.manifest.wasm_sha256
+            );
+            Ok(())
+        }
+        Command::Sign { key, artifact } => {
+            let signing_key = trust::load_signing_key(&key)?;
+            let mut a = read_artifact(&artifact)?;
+            a.signature = Some(trust::sign(&signing_key, &a.wasm));
+            std::fs::write(&artifact, a.pack()?)?;
+            println!("signed {} with {}", artifact.display(), key.display());
+            Ok(())
+        }
+        Command::Verify {
+            trust_root,
+            artifact,
+        } => {
+            let root = TrustRoot::load(&trust_root)?;
+            let a = read_artifact(&artifact)?;
+            let key = root
+                .verify(&a.wasm, a.signature.as_ref())
+                .map_err(|e| Refused(format!("{}: {e}", artifact.display())))?;
+            println!(
+                "{}: {} {} signed by {key}",
+                artifact.display(),
+                a.manifest.name,
+                a.manifest.version
+            );
+            Ok(())
+        }
+        Command::Inspect {
+            artifact,
+            trust_root,
+        } => inspect(&artifact, trust_root.as_deref()),
+    }
+}
+
+fn read_artifact(path: &Path) -> Result<Artifact> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Artifact::unpack(&bytes).map_err(|e| Refused(format!("{}: {e}", path.display())).into())
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn inspect(path: &Path, trust_root: Option<&Path>) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (wasm, manifest, signature) = if path.extension().is_some_and(|e| e == "wasm") {
+        (bytes, None, None)
+    } else {
+        let a =
+            Artifact::unpack(&bytes).map_err(|e| Refused(format!("{}: {e}", path.display())))?;
+        (a.wasm, Some(a.manifest), a.signature)
+    };
+    if let Some(m) = &manifest {
+        println!("name:      {}", m.name);
+        println!("version:   {}", m.version);
+        println!("wit:       {}", m.wit);
+        println!("hooks:     {}", m.hooks.join(", "));
+        println!("grants:    {}", m.grants.join(", "));
+    }
+    println!("size:      {} bytes", wasm.len());
+    println!(
+        "sha256:    {}",
+        heliosproxy::oci::artifact::sha256_hex(&wasm)
+    );
+    let status = match (signature, trust_root) {
+        (None, _) => "unsigned".to_owned(),
+        (Some(_), None) => "signed (not checked: pass --trust-root)".to_owned(),
+        (Some(sig), Some(dir)) => match TrustRoot::load(dir)?.verify(&wasm, Some(&sig)) {
+            Ok(key) => format!("valid, signed by {key}"),
+            Err(e) => format!("INVALID: {e}"),
+        },
+    };
+    println!("signature: {status}");
+    let (imports, exports) =
+        plugins::describe(&wasm).map_err(|e| Refused(format!("not a component: {e}")))?;
+    println!("imports:   {}", imports.join(", "));
+    println!("exports:   {}", exports.join(", "));
+    Ok(())
+}
+
+fn scaffold(name: &str, parent: &Path) -> Result<()> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("`{name}` is not a valid crate name");
+    }
+    let dir = parent.join(name);
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    std::fs::create_dir_all(dir.join("src"))?;
+    let sdk = std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"))
+        .context("locating the helios-sdk crate next to this CLI's sources")?;
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nhelios-sdk = {{ path = \"{}\" }}\n\n[profile.release]\nopt-level = \"s\"\nlto = true\nstrip = true\npanic = \"abort\"\n\n[workspace]\n",
+            sdk.display()
+        ),
+    )?;
+    std::fs::write(dir.join("src/lib.rs"), SCAFFOLD_LIB)?;
+    println!(
+        "created {}: `cargo test` runs its test, `cargo build --release --target wasm32-wasip2` builds the component",
+        dir.display()
+    );
+    Ok(())
+}
+
+const SCAFFOLD_LIB: &str = r#"//! A HeliosProxy component: refuses statements that mention a configured word.
+
+use std::sync::OnceLock;
+
+use helios_sdk::*;
+
+static WORD: OnceLock<String> = OnceLock::new();
+
+pub struct Component;
+
+impl Plugin for Component {
+    fn init(config: &Config) -> Result<Hooks, String> {
+        let word = config.text("forbidden_word").unwrap_or("forbidden").to_lowercase();
+        let _ = WORD.set(word);
+        Ok(Hooks::VALIDATE)
+    }
+
+    fn validate(_session: &SessionInfo, stmt: &Statement) -> Verdict {
+        let word = WORD.get().map(String::as_str).unwrap_or("forbidden");
+        if stmt.sql.to_lowercase().contains(word) {
+            deny("42501", format!("statements mentioning `{word}` are refused"))
+        } else {
+            Verdict::Allow
+        }
+    }
+}
+
+export_plugin!(Component);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use helios_sdk::testing::session;
+
+    #[test]
+    fn refuses_the_forbidden_word() {
+        Component::init(&Config::default()).unwrap();
+        assert!(matches!(Component::validate(&session("app"), &statement("select 1")), Verdict::Allow));
+        assert!(matches!(
+            Component::validate(&session("app"), &statement("select 'FORBIDDEN'")),
+            Verdict::Deny(_)
+        ));
+    }
+}
+"#;

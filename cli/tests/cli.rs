@@ -1,0 +1,158 @@
+//! The `helios-plugin` binary as a script would use it: exit codes and files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_helios-plugin"))
+        .args(args)
+        .output()
+        .expect("helios-plugin runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp(label: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("helios-cli-{}-{label}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A real component: the guardrail, built for wasm32-wasip2 in the shared target/wasm dir.
+fn component() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target").join("wasm");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "-q",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "helios-llm-guardrail",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    target.join("wasm32-wasip2/wasm/helios_llm_guardrail.wasm")
+}
+
+#[test]
+fn keygen_pack_sign_verify_inspect() {
+    let dir = temp("flow");
+    let d = dir.to_str().unwrap();
+    let (code, _, err) = cli(&["keygen", "--name", "release", "--out", d]);
+    assert_eq!(code, 0, "{err}");
+    let mode = std::fs::metadata(dir.join("release.key"))
+        .unwrap()
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o600, "private key is 0600");
+    let trust = dir.join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::copy(dir.join("release.pub"), trust.join("release.pub")).unwrap();
+
+    let wasm = component();
+    let art = dir.join("guard.tar.gz");
+    let a = art.to_str().unwrap();
+    let (code, _, err) = cli(&[
+        "pack",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        "--name",
+        "guardrail",
+        "--version",
+        "1.2.3",
+        "--hooks",
+        "validate",
+        "--out",
+        a,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(&["verify", "--trust-root", trust.to_str().unwrap(), a]);
+    assert_eq!(code, 1, "unsigned artefact is refused");
+    assert!(err.contains("not signed"), "{err}");
+    let (code, _, err) = cli(&[
+        "sign",
+        "--key",
+        dir.join("release.key").to_str().unwrap(),
+        a,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&["verify", "--trust-root", trust.to_str().unwrap(), a]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("signed by release.pub"), "{out}");
+    let (code, out, _) = cli(&["inspect", "--trust-root", trust.to_str().unwrap(), a]);
+    assert_eq!(code, 0);
+    for want in [
+        "name:      guardrail",
+        "version:   1.2.3",
+        "helios:plugin@0.1.0",
+        "valid, signed by release.pub",
+        "validate",
+        "helios:plugin/types@0.1.0",
+        "exports:   init",
+    ] {
+        assert!(out.contains(want), "missing {want} in\n{out}");
+    }
+
+    // A different key in the trust root: refused with exit code 1.
+    let other = dir.join("other");
+    let (code, _, _) = cli(&[
+        "keygen",
+        "--name",
+        "other",
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let other_trust = other.join("trust");
+    std::fs::create_dir_all(&other_trust).unwrap();
+    std::fs::copy(other.join("other.pub"), other_trust.join("other.pub")).unwrap();
+    let (code, _, err) = cli(&["verify", "--trust-root", other_trust.to_str().unwrap(), a]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not verify"), "{err}");
+    // Garbage instead of an artefact: refused, not a crash.
+    std::fs::write(dir.join("junk.tar.gz"), b"junk").unwrap();
+    let (code, _, _) = cli(&[
+        "verify",
+        "--trust-root",
+        trust.to_str().unwrap(),
+        dir.join("junk.tar.gz").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    // keygen never overwrites a private key.
+    let (code, _, _) = cli(&["keygen", "--name", "release", "--out", d]);
+    assert_eq!(code, 3);
+    let (code, _, _) = cli(&["frobnicate"]);
+    assert_eq!(code, 2, "usage errors exit 2");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn new_scaffolds_a_crate_that_passes_its_own_test() {
+    let dir = temp("new");
+    let (code, _, err) = cli(&["new", "my-policy", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
+    let out = Command::new(env!("CARGO"))
+        .current_dir(dir.join("my-policy"))
+        .env("CARGO_TARGET_DIR", target)
+        .args(["test", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

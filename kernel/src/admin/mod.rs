@@ -1,0 +1,189 @@
+//! The admin API (axum) on `admin_address`: health (open), the loaded components with their
+//! provenance and counters, and reload / disable / enable of a component. Every endpoint but
+//! health needs the API key from `[admin] api_key` in an `X-API-Key` or
+//! `Authorization: Bearer` header; without a configured key those endpoints are closed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::config::HookName;
+use crate::server::Shared;
+
+/// The admin router over the proxy's shared state.
+pub fn app(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/plugins", get(list_plugins))
+        .route("/plugins/{name}/reload", post(reload))
+        .route("/plugins/{name}/disable", post(disable))
+        .route("/plugins/{name}/enable", post(enable))
+        .with_state(shared)
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    components: usize,
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        components: shared.pipeline.load().plugins().len(),
+    })
+}
+
+/// One component as `GET /plugins` reports it.
+#[derive(Debug, Serialize)]
+pub struct PluginView {
+    /// Name from config.
+    pub name: String,
+    /// Manifest version, for artefacts.
+    pub version: Option<String>,
+    /// SHA-256 of the wasm.
+    pub digest: String,
+    /// `verified by KEY`, or `unverified`.
+    pub signature: String,
+    /// Hooks the kernel calls.
+    pub hooks: Vec<&'static str>,
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Calls that hit their deadline.
+    pub timeouts: u64,
+    /// Mean call time in microseconds.
+    pub mean_call_us: f64,
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    let Some(expected) = shared
+        .config
+        .admin
+        .api_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+    else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "admin API key not configured ([admin] api_key)",
+        ));
+    };
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err((StatusCode::UNAUTHORIZED, "missing or wrong admin API key")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list_plugins(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r.into_response();
+    }
+    let registry = shared.components.lock().expect("components lock");
+    let views: Vec<PluginView> = registry
+        .loaded
+        .iter()
+        .map(|p| {
+            let prov = p.provenance.lock().expect("provenance lock").clone();
+            let calls = p.stats.calls.load(Relaxed);
+            PluginView {
+                name: p.name.clone(),
+                version: prov.version,
+                digest: p.digest.clone(),
+                signature: prov
+                    .signed_by
+                    .map(|k| format!("verified by {k}"))
+                    .unwrap_or_else(|| "unverified".into()),
+                hooks: HookName::ALL
+                    .into_iter()
+                    .filter(|h| p.has_hook(*h))
+                    .map(HookName::as_str)
+                    .collect(),
+                enabled: !registry.disabled.contains(&p.name),
+                calls,
+                errors: p.stats.errors.load(Relaxed),
+                timeouts: p.stats.timeouts.load(Relaxed),
+                mean_call_us: if calls == 0 {
+                    0.0
+                } else {
+                    p.stats.total_ns.load(Relaxed) as f64 / calls as f64 / 1000.0
+                },
+            }
+        })
+        .collect();
+    Json(views).into_response()
+}
+
+async fn reload(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r.into_response();
+    }
+    // Loading compiles wasm: keep it off the async workers.
+    let s = shared.clone();
+    let result = tokio::task::spawn_blocking(move || s.reload_component(&name)).await;
+    match result {
+        Ok(Ok(digest)) => (StatusCode::OK, Json(serde_json::json!({ "reloaded": true, "digest": digest }))).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "reloaded": false, "error": e.to_string(), "still_serving": "previous version" })),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn disable(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    toggle(shared, headers, name, false).await
+}
+
+async fn enable(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    toggle(shared, headers, name, true).await
+}
+
+async fn toggle(shared: Arc<Shared>, headers: HeaderMap, name: String, on: bool) -> Response {
+    if let Err(r) = authorized(&shared, &headers) {
+        return r.into_response();
+    }
+    match shared.set_component_enabled(&name, on) {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "name": name, "enabled": on })),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, e).into_response(),
+    }
+}

@@ -1,0 +1,100 @@
+//! Where components come from and whether to trust them: artefacts (`.tar.gz` with manifest,
+//! wasm and detached signature, see [`artifact`]), the Ed25519 trust root ([`trust`]), and
+//! resolving a `source` from config into verified wasm bytes.
+//!
+//! Sources: a path to an artefact (`x.tar.gz`, also as `file://…`), or a path to a bare
+//! `.wasm` (development only: refused when a trust root is configured).
+
+pub mod artifact;
+pub mod trust;
+
+use std::path::Path;
+
+pub use artifact::{Artifact, ArtifactError, Manifest};
+pub use trust::{TrustError, TrustRoot};
+
+/// A component ready to compile, with what is known about its provenance.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The wasm bytes.
+    pub wasm: Vec<u8>,
+    /// The manifest, for artefacts.
+    pub manifest: Option<Manifest>,
+    /// The trust-root key file that verified the signature, when one did.
+    pub signed_by: Option<String>,
+}
+
+/// Why a source could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The artefact is malformed.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// Verification failed.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// A bare wasm file with a trust root configured.
+    #[error(
+        "bare .wasm files are unsigned and a trust root is configured; pack and sign the component with `helios-plugin pack` and `helios-plugin sign`"
+    )]
+    BareWasm,
+    /// A scheme this build cannot fetch.
+    #[error("unsupported source `{0}` (use a path to a .tar.gz artefact or a .wasm file)")]
+    Unsupported(String),
+}
+
+/// Reads `source` and verifies it against `trust` (when set).
+pub fn resolve(source: &str, trust: Option<&TrustRoot>) -> Result<Verified, SourceError> {
+    let path = source.strip_prefix("file://").unwrap_or(source);
+    if source.contains("://") && !source.starts_with("file://") {
+        return Err(SourceError::Unsupported(source.to_owned()));
+    }
+    let bytes = read_bounded(Path::new(path))?;
+    if path.ends_with(".wasm") {
+        if trust.is_some() {
+            return Err(SourceError::BareWasm);
+        }
+        return Ok(Verified {
+            wasm: bytes,
+            manifest: None,
+            signed_by: None,
+        });
+    }
+    let artifact = Artifact::unpack(&bytes)?;
+    let signed_by = match trust {
+        Some(root) => Some(
+            root.verify(&artifact.wasm, artifact.signature.as_ref())?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    Ok(Verified {
+        wasm: artifact.wasm,
+        manifest: Some(artifact.manifest),
+        signed_by,
+    })
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, SourceError> {
+    let read_err = |source| SourceError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(read_err)?.len();
+    if len > artifact::MAX_ARTIFACT_BYTES {
+        return Err(ArtifactError::TooLarge {
+            name: path.display().to_string(),
+            limit: artifact::MAX_ARTIFACT_BYTES,
+        }
+        .into());
+    }
+    std::fs::read(path).map_err(read_err)
+}
