@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use heliosproxy::config::{AuthMethod, Config, NodeConfig, NodeRole, PoolMode};
+use heliosproxy::config::{
+    AuthMethod, Config, Grant, NodeConfig, NodeRole, PluginConfig, PoolMode,
+};
 use heliosproxy::embedded::{self, InitOptions, LocalPostgres};
+use heliosproxy::oci::{Artifact, trust};
 use heliosproxy::server::Proxy;
 
 /// A PostgreSQL proxy with pooling, built as a small kernel plus signed WebAssembly policies.
@@ -95,6 +98,108 @@ async fn shutdown_signal() {
     }
 }
 
+/// The directory holding the first-party `.wasm` components: `HELIOS_COMPONENTS_DIR`, else
+/// `target/wasm/wasm32-wasip2/wasm` next to a binary built in `target/<profile>/`.
+fn components_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("HELIOS_COMPONENTS_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent()?.parent()?;
+    let dir = target.join("wasm").join("wasm32-wasip2").join("wasm");
+    dir.join("helios_router.wasm").exists().then_some(dir)
+}
+
+/// Packs and signs the first-party components with a key made on first run, whose public
+/// half is the trust root: a newcomer sees verified components from minute one.
+fn first_party_components(state: &Path) -> Result<Option<(PathBuf, Vec<PluginConfig>)>> {
+    let Some(dir) = components_dir() else {
+        return Ok(None);
+    };
+    let keys = state.join("keys");
+    let trust_root = state.join("trust");
+    let out = state.join("components");
+    for d in [&keys, &trust_root, &out] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let key_path = keys.join("first-run.key");
+    if !key_path.exists() {
+        let (private, public) = trust::generate_key_pair();
+        write_private(&key_path, &private)?;
+        std::fs::write(trust_root.join("first-run.pub"), public)?;
+    }
+    let key = trust::load_signing_key(&key_path)?;
+    let mut plugins = Vec::new();
+    for (name, file, hooks, grants, config) in [
+        (
+            "router",
+            "helios_router.wasm",
+            "route",
+            vec![Grant::Topology, Grant::Clock],
+            "",
+        ),
+        (
+            "llm-guardrail",
+            "helios_llm_guardrail.wasm",
+            "validate",
+            vec![],
+            "applications = [\"llm-agent\"]\n",
+        ),
+    ] {
+        let wasm = std::fs::read(dir.join(file))
+            .with_context(|| format!("reading {}", dir.join(file).display()))?;
+        let mut artifact = Artifact::new(
+            name,
+            env!("CARGO_PKG_VERSION"),
+            vec![hooks.into()],
+            vec![],
+            wasm,
+        );
+        artifact.signature = Some(trust::sign(&key, &artifact.wasm));
+        let path = out.join(format!("{name}.tar.gz"));
+        std::fs::write(&path, artifact.pack()?)?;
+        plugins.push(PluginConfig {
+            name: name.into(),
+            source: path.display().to_string(),
+            hooks: vec![],
+            grants,
+            on_error: None,
+            timeout_ms: 10,
+            memory_mb: 16,
+            instances: 2,
+            config: toml::from_str(config)?,
+        });
+    }
+    Ok(Some((trust_root, plugins)))
+}
+
+/// The admin API key of the first-run default, made on first run (mode 0600).
+fn admin_key(state: &Path) -> Result<String> {
+    let path = state.join("admin.key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        return Ok(key.trim().to_owned());
+    }
+    let mut raw = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+    let key = hex::encode(raw);
+    write_private(&path, &key)?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// Where the first-run default keeps its PostgreSQL data.
 fn state_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("HELIOS_STATE_DIR") {
@@ -130,6 +235,13 @@ async fn run_embedded_default() -> Result<()> {
     let pg_port = embedded::free_port();
     tokio::task::block_in_place(|| pg.start(pg_port)).context("starting the local PostgreSQL")?;
     let mut config = Config::default();
+    // Addresses can be moved for a second instance (or a test) without a config file.
+    if let Ok(addr) = std::env::var("HELIOS_LISTEN") {
+        config.listen_address = addr;
+    }
+    if let Ok(addr) = std::env::var("HELIOS_ADMIN") {
+        config.admin_address = addr;
+    }
     config.pool.mode = PoolMode::Transaction;
     config.auth.method = AuthMethod::Trust;
     config.nodes.push(NodeConfig {
@@ -139,6 +251,14 @@ async fn run_embedded_default() -> Result<()> {
         role: NodeRole::Primary,
         tags: vec!["embedded".into()],
     });
+    let state = state_dir();
+    let components = first_party_components(&state)?;
+    if let Some((trust_root, plugins)) = &components {
+        config.plugin_runtime.trust_root = Some(trust_root.clone());
+        config.plugin_runtime.cache_dir = Some(state.join("component-cache"));
+        config.plugins = plugins.clone();
+    }
+    config.admin.api_key = Some(admin_key(&state)?);
     let proxy = Proxy::bind(config.clone()).await?;
     let addr = proxy.local_addr();
     let handle = proxy.start();
@@ -146,6 +266,34 @@ async fn run_embedded_default() -> Result<()> {
     println!(
         "HeliosProxy is serving a local PostgreSQL (data in {})",
         data_dir.display()
+    );
+    match &components {
+        Some((trust_root, _)) => {
+            let registry = handle.shared.components.lock().expect("components lock");
+            for p in registry.loaded.iter() {
+                let signed = p
+                    .provenance
+                    .lock()
+                    .expect("provenance lock")
+                    .signed_by
+                    .clone();
+                println!(
+                    "  component {:<13} signature verified by {} (trust root {})",
+                    p.name,
+                    signed.unwrap_or_default(),
+                    trust_root.display()
+                );
+            }
+            println!("  the llm-guardrail applies to sessions with application_name=llm-agent");
+        }
+        None => println!(
+            "  no first-party components found (build them with scripts/run-default.sh, or set HELIOS_COMPONENTS_DIR)"
+        ),
+    }
+    println!(
+        "  admin API: http://{} (key in {})",
+        config.admin_address,
+        state.join("admin.key").display()
     );
     println!(
         "  pool mode: transaction, server connections per database/user: {}",
