@@ -68,6 +68,7 @@ async fn admin_api_needs_the_key_except_for_health() {
         "\"signature\":\"unverified\"",
         "\"validate\"",
         "\"calls\":",
+        "\"p99_call_us\":",
     ] {
         assert!(body.contains(want), "{want} in {body}");
     }

@@ -63,6 +63,8 @@ pub struct PluginView {
     pub timeouts: u64,
     /// Mean call time in microseconds.
     pub mean_call_us: f64,
+    /// 99th percentile call time in microseconds (upper bound of its power-of-two bucket).
+    pub p99_call_us: f64,
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
@@ -125,6 +127,7 @@ async fn list_plugins(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
                 calls,
                 errors: p.stats.errors.load(Relaxed),
                 timeouts: p.stats.timeouts.load(Relaxed),
+                p99_call_us: p.stats.quantile_us(0.99),
                 mean_call_us: if calls == 0 {
                     0.0
                 } else {
