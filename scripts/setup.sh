@@ -8,6 +8,9 @@ if ! command -v pg_config >/dev/null 2>&1 || [ ! -x "$(pg_config --bindir 2>/dev
 fi
 command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need_apt+=(postgresql-contrib)
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# A real OCI registry and skopeo for the component-distribution tests.
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -17,7 +20,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-    # Debian starts a cluster on install; the proxy and tests run their own.
+    # Debian starts services on install; the proxy and tests run their own.
+    systemctl stop docker-registry 2>/dev/null || service docker-registry stop 2>/dev/null || true
     if command -v pg_ctlcluster >/dev/null 2>&1; then
         for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do
             pg_ctlcluster "${c%/*}" "${c#*/}" stop 2>/dev/null || true

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use heliosproxy::oci::{Artifact, TrustRoot, trust};
+use heliosproxy::oci::{Artifact, TrustRoot, registry, trust};
 use heliosproxy::plugins;
 
 #[derive(Parser)]
@@ -76,6 +76,27 @@ enum Command {
         trust_root: PathBuf,
         /// The artefact.
         artifact: PathBuf,
+    },
+    /// Push an artefact to an OCI registry (`host:port/repo:tag`, `oci://` optional).
+    Push {
+        /// The artefact.
+        artifact: PathBuf,
+        /// Where to push it.
+        reference: String,
+        /// Speak plain HTTP to this registry (loopback, private mirrors).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Pull an artefact from an OCI registry.
+    Pull {
+        /// What to pull.
+        reference: String,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Speak plain HTTP to this registry.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Show manifest, digest, size, signature status, and the component's imports/exports.
     Inspect {
@@ -180,6 +201,44 @@ fn run(command: Command) -> Result<()> {
             artifact,
             trust_root,
         } => inspect(&artifact, trust_root.as_deref()),
+        Command::Push {
+            artifact,
+            reference,
+            insecure,
+        } => {
+            let reference = reference.trim_start_matches("oci://").to_owned();
+            read_artifact(&artifact)?;
+            let bytes = std::fs::read(&artifact)?;
+            let url = registry::push(&reference, bytes, &insecure_list(&reference, insecure))?;
+            println!("pushed {} to {url}", artifact.display());
+            Ok(())
+        }
+        Command::Pull {
+            reference,
+            out,
+            insecure,
+        } => {
+            let reference = reference.trim_start_matches("oci://").to_owned();
+            let bytes = registry::pull(
+                &reference,
+                &insecure_list(&reference, insecure),
+                None,
+                registry::REGISTRY_TIMEOUT,
+            )?;
+            Artifact::unpack(&bytes).map_err(|e| Refused(format!("{reference}: {e}")))?;
+            std::fs::write(&out, bytes)?;
+            println!("pulled {reference} to {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// The registry host of a reference, when `--insecure` asks for plain HTTP.
+fn insecure_list(reference: &str, insecure: bool) -> Vec<String> {
+    if insecure {
+        vec![reference.split('/').next().unwrap_or(reference).to_owned()]
+    } else {
+        Vec::new()
     }
 }
 

@@ -156,3 +156,72 @@ fn new_scaffolds_a_crate_that_passes_its_own_test() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn push_and_pull_through_a_real_registry() {
+    let dir = temp("oci");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    std::fs::write(
+        dir.join("config.yml"),
+        format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.join("data").display()),
+    )
+    .unwrap();
+    let mut registry = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker-registry is installed");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let art = dir.join("a.tar.gz");
+    let (code, _, err) = cli(&[
+        "pack",
+        "--wasm",
+        component().to_str().unwrap(),
+        "--name",
+        "g",
+        "--out",
+        art.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let reference = format!("oci://{addr}/helios/g:1");
+    let (code, out, err) = cli(&["push", "--insecure", art.to_str().unwrap(), &reference]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pushed"), "{out}");
+    let back = dir.join("back.tar.gz");
+    let (code, _, err) = cli(&[
+        "pull",
+        "--insecure",
+        &reference,
+        "-o",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(&art).unwrap(),
+        std::fs::read(&back).unwrap(),
+        "the same bytes come back"
+    );
+    let (code, _, _) = cli(&[
+        "pull",
+        "--insecure",
+        &format!("oci://{addr}/helios/missing:1"),
+        "-o",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "a missing image is an error");
+    let _ = registry.kill();
+    let _ = registry.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -333,3 +333,50 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
         .map(|d| d.message().to_owned())
         .unwrap_or_else(|| e.to_string())
 }
+
+/// A Distribution (docker-registry) server on a free loopback port, stopped on drop.
+pub struct Registry {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    child: std::process::Child,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Starts Debian's `docker-registry` with filesystem storage in a temp dir.
+    pub fn start() -> Registry {
+        let dir = temp_dir("registry");
+        let port = embedded::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry is installed (apt-get install docker-registry)");
+        let registry = Registry { addr, child };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&registry.addr).is_ok() {
+                return registry;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not start on {}", registry.addr);
+    }
+}

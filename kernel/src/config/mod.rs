@@ -447,6 +447,11 @@ pub struct PluginRuntimeConfig {
     /// Directory of trusted Ed25519 `*.pub` keys; when set, only signed artefacts whose
     /// signature verifies are loaded.
     pub trust_root: Option<PathBuf>,
+    /// Registries (`host:port`) reached over plain HTTP instead of HTTPS (loopback tests,
+    /// private mirrors).
+    pub insecure_registries: Vec<String>,
+    /// How long pulling a component from a registry may take.
+    pub registry_timeout_ms: u64,
 }
 
 impl Default for PluginRuntimeConfig {
@@ -455,6 +460,8 @@ impl Default for PluginRuntimeConfig {
             cache_dir: None,
             max_instances: 256,
             trust_root: None,
+            insecure_registries: Vec::new(),
+            registry_timeout_ms: 20_000,
         }
     }
 }

@@ -2,10 +2,12 @@
 //! wasm and detached signature, see [`artifact`]), the Ed25519 trust root ([`trust`]), and
 //! resolving a `source` from config into verified wasm bytes.
 //!
-//! Sources: a path to an artefact (`x.tar.gz`, also as `file://…`), or a path to a bare
-//! `.wasm` (development only: refused when a trust root is configured).
+//! Sources: `oci://host:port/repo:tag` or `oci://host:port/repo@sha256:…` (see [`registry`]),
+//! a path to an artefact (`x.tar.gz`, also as `file://…`), or a path to a bare `.wasm`
+//! (development only: refused when a trust root is configured).
 
 pub mod artifact;
+pub mod registry;
 pub mod trust;
 
 use std::path::Path;
@@ -47,17 +49,43 @@ pub enum SourceError {
     )]
     BareWasm,
     /// A scheme this build cannot fetch.
-    #[error("unsupported source `{0}` (use a path to a .tar.gz artefact or a .wasm file)")]
+    #[error("unsupported source `{0}` (use oci://…, a path to a .tar.gz artefact or a .wasm file)")]
     Unsupported(String),
+    /// Pulling from a registry failed.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+}
+
+/// Where and how to fetch remote sources.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Registries (`host:port`) spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Directory for pulled artefacts.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// How long a pull may take.
+    pub timeout: std::time::Duration,
 }
 
 /// Reads `source` and verifies it against `trust` (when set).
-pub fn resolve(source: &str, trust: Option<&TrustRoot>) -> Result<Verified, SourceError> {
+pub fn resolve(
+    source: &str,
+    trust: Option<&TrustRoot>,
+    fetch: &FetchOptions,
+) -> Result<Verified, SourceError> {
     let path = source.strip_prefix("file://").unwrap_or(source);
-    if source.contains("://") && !source.starts_with("file://") {
+    let bytes = if let Some(reference) = source.strip_prefix("oci://") {
+        registry::pull(
+            reference,
+            &fetch.insecure_registries,
+            fetch.cache_dir.as_deref(),
+            fetch.timeout,
+        )?
+    } else if source.contains("://") && !source.starts_with("file://") {
         return Err(SourceError::Unsupported(source.to_owned()));
-    }
-    let bytes = read_bounded(Path::new(path))?;
+    } else {
+        read_bounded(Path::new(path))?
+    };
     if path.ends_with(".wasm") {
         if trust.is_some() {
             return Err(SourceError::BareWasm);

@@ -92,6 +92,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     trust: Option<TrustRoot>,
+    fetch: crate::oci::FetchOptions,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -151,6 +152,11 @@ impl Runtime {
             linker,
             cache_dir: config.cache_dir.clone(),
             trust,
+            fetch: crate::oci::FetchOptions {
+                insecure_registries: config.insecure_registries.clone(),
+                cache_dir: config.cache_dir.clone(),
+                timeout: Duration::from_millis(config.registry_timeout_ms),
+            },
             stop_ticker,
         })
     }
@@ -162,13 +168,11 @@ impl Runtime {
         config: &PluginConfig,
         topology: Arc<dyn TopologySource>,
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
-        let verified =
-            crate::oci::resolve(&config.source, self.trust.as_ref()).map_err(|error| {
-                LoadError::Source {
-                    name: config.name.clone(),
-                    source_path: config.source.clone(),
-                    error,
-                }
+        let verified = crate::oci::resolve(&config.source, self.trust.as_ref(), &self.fetch)
+            .map_err(|error| LoadError::Source {
+                name: config.name.clone(),
+                source_path: config.source.clone(),
+                error,
             })?;
         if let Some(key) = &verified.signed_by {
             tracing::info!(component = %config.name, key = %key, "signature verified");
