@@ -142,7 +142,9 @@ fn run(command: Command) -> Result<()> {
             let (private, public) = trust::generate_key_pair();
             std::fs::create_dir_all(&out)?;
             let key_path = out.join(format!("{name}.key"));
-            write_private(&key_path, &private)?;
+            trust::write_private_key(&key_path, &private).with_context(|| {
+                format!("creating {} (it must not exist yet)", key_path.display())
+            })?;
             let pub_path = out.join(format!("{name}.pub"));
             std::fs::write(&pub_path, public)?;
             println!(
@@ -245,19 +247,6 @@ fn insecure_list(reference: &str, insecure: bool) -> Vec<String> {
 fn read_artifact(path: &Path) -> Result<Artifact> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Artifact::unpack(&bytes).map_err(|e| Refused(format!("{}: {e}", path.display())).into())
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 fn inspect(path: &Path, trust_root: Option<&Path>) -> Result<()> {

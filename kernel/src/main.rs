@@ -125,7 +125,8 @@ fn first_party_components(state: &Path) -> Result<Option<(PathBuf, Vec<PluginCon
     let key_path = keys.join("first-run.key");
     if !key_path.exists() {
         let (private, public) = trust::generate_key_pair();
-        write_private(&key_path, &private)?;
+        trust::write_private_key(&key_path, &private)
+            .with_context(|| format!("writing {}", key_path.display()))?;
         std::fs::write(trust_root.join("first-run.pub"), public)?;
     }
     let key = trust::load_signing_key(&key_path)?;
@@ -182,22 +183,8 @@ fn admin_key(state: &Path) -> Result<String> {
     let mut raw = [0u8; 24];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
     let key = hex::encode(raw);
-    write_private(&path, &key)?;
+    trust::write_private_key(&path, &key).with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Where the first-run default keeps its PostgreSQL data.

@@ -130,18 +130,6 @@ fn writes_anyway(toks: &[Token<'_>]) -> bool {
     false
 }
 
-/// Lower-cased words of the SQL outside quotes and comments, in order (keywords and
-/// identifiers; literals and punctuation left out).
-pub fn words(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for tok in tokens(sql) {
-        if let Token::Word(w) = tok {
-            out.push(w.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
 fn contains_word(sql: &str, word: &str) -> bool {
     tokens(sql)
         .iter()
@@ -163,15 +151,6 @@ pub fn word_list(sql: &str) -> Vec<&str> {
 /// Whether `keyword` (lower-case) appears as a word outside quotes and comments.
 pub fn has_keyword(sql: &str, keyword: &str) -> bool {
     contains_word(sql, keyword)
-}
-
-/// The lower-cased words after the first `WHERE`, outside quotes and comments.
-pub fn words_after_where(sql: &str) -> Vec<String> {
-    let w = words(sql);
-    match w.iter().position(|x| x == "where") {
-        Some(p) => w[p + 1..].to_vec(),
-        None => Vec::new(),
-    }
 }
 
 /// A lexical token, enough for facts.

@@ -7,7 +7,6 @@ pub mod facts;
 
 pub use facts::{
     Facts, StatementClass, analyze, classify, fingerprint, has_keyword, hints, tables, word_list,
-    words, words_after_where,
 };
 
 /// What a statement does to session state that the kernel must track in pooled modes.

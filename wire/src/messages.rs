@@ -34,11 +34,6 @@ pub fn error_response(out: &mut Vec<u8>, severity: &str, code: &str, message: &s
     write_fields(out, b'E', severity, code, message);
 }
 
-/// Appends a `NoticeResponse`.
-pub fn notice_response(out: &mut Vec<u8>, severity: &str, code: &str, message: &str) {
-    write_fields(out, b'N', severity, code, message);
-}
-
 fn write_fields(out: &mut Vec<u8>, tag: u8, severity: &str, code: &str, message: &str) {
     write_message(out, tag, |b| {
         for (field, value) in [

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::HookName;
 use crate::server::Shared;
+use crate::wire::auth::constant_time_eq;
 
 /// The admin router over the proxy's shared state.
 pub fn app(shared: Arc<Shared>) -> Router {
@@ -93,10 +94,6 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, &
         Some(p) if constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => Err((StatusCode::UNAUTHORIZED, "missing or wrong admin API key")),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn list_plugins(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -151,6 +151,19 @@ pub fn load_signing_key(path: &Path) -> Result<SigningKey, TrustError> {
     })
 }
 
+/// Writes a secret (private key, API key) readable by its owner only (mode 0600); refuses to
+/// overwrite an existing file.
+pub fn write_private_key(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
 /// Signs `data`.
 pub fn sign(key: &SigningKey, data: &[u8]) -> [u8; 64] {
     key.sign(data).to_bytes()

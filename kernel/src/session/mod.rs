@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::server::Shared;
-use crate::wire::messages::{self, sqlstate};
+use crate::wire::messages;
 use crate::wire::stream::Stream;
 
 /// Why a session ended early; what the client was told is in the message.
@@ -78,6 +78,3 @@ pub(crate) async fn fatal(stream: &mut Stream, code: &str, message: &str) {
     let _ = stream.write_all(&out).await;
     let _ = stream.shutdown().await;
 }
-
-/// The SQLSTATE for a protocol violation, re-exported for the submodules.
-pub(crate) const PROTOCOL_VIOLATION: &str = sqlstate::PROTOCOL_VIOLATION;

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::login::LoggedIn;
 use super::state::{Effect, PRISTINE, SessionState};
 use super::statements::{ClientStatements, Prepared};
-use super::{PROTOCOL_VIOLATION, SessionError, fatal};
+use super::{SessionError, fatal};
 use crate::config::PoolMode;
 use crate::hooks::{self, Pipeline, PreQuery, Route};
 use crate::plugins::bindings::{SessionInfo, Statement};
@@ -215,7 +215,10 @@ impl Relay {
     async fn on_client_data(&mut self) -> Result<bool, SessionError> {
         // Pick up reloaded components between batches; a statement in flight keeps its own.
         if self.queue.is_empty() {
-            self.pipeline = self.shared.pipeline.load_full();
+            let current = self.shared.pipeline.load();
+            if !Arc::ptr_eq(&self.pipeline, &current) {
+                self.pipeline = Arc::clone(&current);
+            }
         }
         let mut buf = std::mem::take(&mut self.cbuf);
         let mut pos = 0;
@@ -227,7 +230,7 @@ impl Relay {
                 Err(e) => {
                     let code = match e {
                         WireError::TooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                        _ => PROTOCOL_VIOLATION,
+                        _ => sqlstate::PROTOCOL_VIOLATION,
                     };
                     self.flush_client().await?;
                     fatal(
@@ -253,7 +256,12 @@ impl Relay {
                 }
                 Err(e) => {
                     self.flush_client().await?;
-                    fatal(&mut self.client, PROTOCOL_VIOLATION, &e.to_string()).await;
+                    fatal(
+                        &mut self.client,
+                        sqlstate::PROTOCOL_VIOLATION,
+                        &e.to_string(),
+                    )
+                    .await;
                     return Err(e);
                 }
             }
