@@ -10,7 +10,9 @@
 pub mod admin;
 pub mod config;
 pub mod embedded;
+pub mod failover;
 pub mod hooks;
+pub mod journal;
 pub mod oci;
 pub mod plugins;
 pub mod pool;

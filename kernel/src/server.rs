@@ -49,6 +49,9 @@ pub enum StartError {
     /// A component could not be loaded.
     #[error(transparent)]
     Plugin(#[from] LoadError),
+    /// The journal could not be opened.
+    #[error("journal: {0}")]
+    Journal(crate::journal::JournalError),
 }
 
 /// State shared by every session.
@@ -71,6 +74,10 @@ pub struct Shared {
     pub cancels: Arc<CancelRegistry>,
     /// TLS acceptor for clients, when configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Failovers and switchovers.
+    pub failover: crate::failover::Coordinator,
+    /// The statement journal, when configured.
+    pub journal: Option<crate::journal::Journal>,
     client_slots: Arc<Semaphore>,
 }
 
@@ -195,8 +202,17 @@ impl Proxy {
                 Some(tls::client_config(config.backend_tls.ca.as_deref())?)
             }
         };
-        config.primary().ok_or(StartError::NoPrimary)?;
+        if config.primary().is_none() && config.ha.is_none() {
+            return Err(StartError::NoPrimary);
+        }
         let topology = Arc::new(Topology::new(&config, backend_tls));
+        if let Some(ha) = &config.ha {
+            crate::topology::tracker::discover(&topology, ha).await;
+        }
+        let journal = match &config.journal {
+            Some(j) => Some(crate::journal::Journal::open(j).map_err(StartError::Journal)?),
+            None => None,
+        };
         let (plugin_runtime, loaded) = if config.plugins.is_empty() {
             (None, Vec::new())
         } else {
@@ -235,6 +251,8 @@ impl Proxy {
             components: std::sync::Mutex::new(registry),
             cancels: Arc::new(CancelRegistry::default()),
             tls,
+            failover: Default::default(),
+            journal,
             client_slots: Arc::new(Semaphore::new(config.pool.max_connections)),
             config,
         });
@@ -272,6 +290,7 @@ impl Proxy {
                 tracing::warn!("admin API stopped: {e}");
             }
         });
+        let trackers = spawn_trackers(&self.shared);
         let task = tokio::spawn(async move {
             let reaper = tokio::spawn(reap(self.shared.clone()));
             loop {
@@ -291,6 +310,9 @@ impl Proxy {
                 }
             }
             reaper.abort();
+            for t in trackers {
+                t.abort();
+            }
         });
         ProxyHandle {
             local_addr,
@@ -300,6 +322,30 @@ impl Proxy {
             task,
         }
     }
+}
+
+/// Starts a health-check task per node when `[ha]` is configured.
+fn spawn_trackers(shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
+    let Some(ha) = shared.config.ha.clone() else {
+        return Vec::new();
+    };
+    let automatic = ha.failover == crate::config::FailoverMode::Automatic;
+    let weak = Arc::downgrade(shared);
+    let primary_down: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |node| {
+        if let (true, Some(shared)) = (automatic, weak.upgrade()) {
+            tokio::spawn(crate::failover::automatic(shared, node));
+        }
+    });
+    (0..shared.topology.nodes.len())
+        .map(|i| {
+            tokio::spawn(crate::topology::tracker::watch_node(
+                shared.topology.clone(),
+                i,
+                ha.clone(),
+                primary_down.clone(),
+            ))
+        })
+        .collect()
 }
 
 /// Closes idle server connections past their idle timeout or lifetime.

@@ -178,6 +178,33 @@ impl<'a> BindRef<'a> {
         })
     }
 
+    /// The parameter format codes and values (`None` = NULL), in order.
+    pub fn params(&self) -> (Vec<i16>, Vec<Option<&'a [u8]>>) {
+        let mut formats = Vec::new();
+        let mut values = Vec::new();
+        let b = self.rest;
+        // Framing was validated by `parse`.
+        let nfmt = i16::from_be_bytes([b[0], b[1]]).max(0) as usize;
+        let mut at = 2;
+        for _ in 0..nfmt {
+            formats.push(i16::from_be_bytes([b[at], b[at + 1]]));
+            at += 2;
+        }
+        let nparams = i16::from_be_bytes([b[at], b[at + 1]]).max(0) as usize;
+        at += 2;
+        for _ in 0..nparams {
+            let len = i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            at += 4;
+            if len < 0 {
+                values.push(None);
+            } else {
+                values.push(Some(&b[at..at + len as usize]));
+                at += len as usize;
+            }
+        }
+        (formats, values)
+    }
+
     /// Appends a `Bind` that reads from another statement name.
     pub fn encode_renamed(&self, out: &mut Vec<u8>, statement: &[u8]) {
         write_message(out, b'B', |b| {

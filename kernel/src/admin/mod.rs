@@ -1,5 +1,6 @@
 //! The admin API (axum) on `admin_address`: health (open), the loaded components with their
-//! provenance and counters, and reload / disable / enable of a component. Every endpoint but
+//! provenance and counters, reload / disable / enable of a component, and (in `ha`) the
+//! topology, switchover and the journal. Every endpoint but
 //! health needs the API key from `[admin] api_key` in an `X-API-Key` or
 //! `Authorization: Bearer` header; without a configured key those endpoints are closed.
 
@@ -17,6 +18,8 @@ use crate::config::HookName;
 use crate::server::Shared;
 use crate::wire::auth::constant_time_eq;
 
+mod ha;
+
 /// The admin router over the proxy's shared state.
 pub fn app(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -25,6 +28,9 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/plugins/{name}/reload", post(reload))
         .route("/plugins/{name}/disable", post(disable))
         .route("/plugins/{name}/enable", post(enable))
+        .route("/api/topology", get(ha::topology))
+        .route("/api/topology/switchover", post(ha::switchover))
+        .route("/api/journal", get(ha::journal))
         .with_state(shared)
 }
 
@@ -68,7 +74,10 @@ pub struct PluginView {
     pub p99_call_us: f64,
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+pub(crate) fn authorized(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
     let Some(expected) = shared
         .config
         .admin

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod ha;
+pub use ha::{FailoverMode, FsyncPolicy, HaConfig, JournalConfig};
+
 /// Errors found while loading a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -64,6 +67,10 @@ pub struct Config {
     pub plugin_runtime: PluginRuntimeConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// Topology tracking and failover; off when absent.
+    pub ha: Option<HaConfig>,
+    /// The statement journal; off when absent.
+    pub journal: Option<JournalConfig>,
 }
 
 /// `[admin]`.
@@ -89,6 +96,8 @@ impl Default for Config {
             plugins: Vec::new(),
             plugin_runtime: PluginRuntimeConfig::default(),
             admin: AdminConfig::default(),
+            ha: None,
+            journal: None,
         }
     }
 }
@@ -287,6 +296,8 @@ pub enum NodeRole {
     Primary,
     /// Read-only standby.
     Replica,
+    /// Discovered by the topology tracker (`[ha]`): primary when not in recovery.
+    Auto,
 }
 
 /// `[[nodes]]`.
@@ -578,8 +589,21 @@ impl Config {
                 problems.push(format!("plugins[{i}].instances: must be between 1 and 64"));
             }
         }
-        if !self.nodes.is_empty() && !self.nodes.iter().any(|n| n.role == NodeRole::Primary) {
+        let auto = self.nodes.iter().any(|n| n.role == NodeRole::Auto);
+        if auto && self.ha.is_none() {
+            problems.push("nodes: role = \"auto\" needs an [ha] section (roles are discovered by its health checks)".into());
+        }
+        if !self.nodes.is_empty()
+            && !auto
+            && !self.nodes.iter().any(|n| n.role == NodeRole::Primary)
+        {
             problems.push("nodes: no node has role = \"primary\"".into());
+        }
+        if let Some(ha) = &self.ha {
+            ha.validate(&mut problems);
+        }
+        if let Some(journal) = &self.journal {
+            journal.validate(&mut problems);
         }
         match (&self.tls.cert, &self.tls.key) {
             (Some(_), None) => problems.push("tls.key: required when tls.cert is set".into()),

@@ -187,6 +187,15 @@ impl Pool {
             .unwrap_or_default())
     }
 
+    /// Closes every idle connection (its node is gone or fenced).
+    pub fn close_idle(&self) -> usize {
+        let closed = self.slots.take_expired(|_| true);
+        for _ in &closed {
+            self.slots.metrics.record_closed();
+        }
+        closed.len()
+    }
+
     /// Closes idle connections past their idle timeout or lifetime.
     pub fn close_expired(&self, idle_timeout: Duration, lifetime: Duration) -> usize {
         let expired = self.slots.take_expired(|c| {
@@ -239,6 +248,24 @@ impl Pools {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Closes the idle connections of every pool on `node`.
+    pub fn close_idle_on(&self, node: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|p| p.key.node == node)
+            .map(|p| p.close_idle())
+            .sum()
+    }
+
+    /// Connections lent out on `node`.
+    pub fn in_use_on(&self, node: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|p| p.key.node == node)
+            .map(|p| p.in_use())
+            .sum()
     }
 
     /// Closes expired idle connections in every pool.

@@ -1,0 +1,339 @@
+//! Failover and planned switchover: pick the best standby (synchronous ones first, then the
+//! least replay lag), promote it with `pg_promote()`, wait until it leaves recovery, fence
+//! the old primary and move the write target — with the switchover gate closed meanwhile, so
+//! new queries wait instead of failing. One failover runs at a time.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::HaConfig;
+use crate::server::Shared;
+use crate::topology::tracker::{self, MONITOR_APPLICATION};
+use crate::topology::{Role, Topology, format_lsn, now_ms};
+
+/// Why a failover or switchover did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    /// Topology tracking is off.
+    #[error("failover needs an [ha] section")]
+    NotConfigured,
+    /// Another failover is running.
+    #[error("a failover is already under way")]
+    Busy,
+    /// No standby can take over.
+    #[error("no healthy standby to promote")]
+    NoCandidate,
+    /// The requested target cannot take over.
+    #[error("node {0} cannot be promoted: {1}")]
+    BadTarget(String, String),
+    /// A step failed.
+    #[error("{step} on {node}: {message}")]
+    Step {
+        /// What was being done.
+        step: &'static str,
+        /// Where.
+        node: String,
+        /// Why it failed.
+        message: String,
+    },
+}
+
+/// One failover or switchover, as `GET /api/topology` reports the last one.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverReport {
+    /// "failover" (automatic) or "switchover" (planned).
+    pub kind: &'static str,
+    /// The old primary.
+    pub from: String,
+    /// The new primary.
+    pub to: String,
+    /// When it started, ms since the epoch.
+    pub started_at_ms: u64,
+    /// How long the gate was closed.
+    pub duration_ms: u64,
+    /// The old primary's WAL position the new one had to reach (switchover only).
+    pub caught_up_to: Option<String>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+}
+
+/// Serialises failovers and remembers the last one.
+#[derive(Default)]
+pub struct Coordinator {
+    running: tokio::sync::Mutex<()>,
+    last: Mutex<Option<FailoverReport>>,
+}
+
+impl Coordinator {
+    /// The last failover or switchover.
+    pub fn last(&self) -> Option<FailoverReport> {
+        self.last.lock().expect("failover lock").clone()
+    }
+}
+
+/// The best standby to promote other than `exclude`: synchronous first, then most WAL
+/// replayed.
+pub fn best_standby(topology: &Topology, exclude: usize) -> Option<usize> {
+    (0..topology.nodes.len())
+        .filter(|&i| {
+            let n = &topology.nodes[i];
+            i != exclude && n.role() == Role::Replica && !n.is_down() && n.report().ok
+        })
+        .max_by_key(|&i| {
+            let n = &topology.nodes[i];
+            let sync = matches!(n.report().sync_state.as_deref(), Some("sync" | "quorum"));
+            (sync, n.lsn())
+        })
+}
+
+/// Promotes the best standby because the primary `failed` its health checks (automatic
+/// mode). Does nothing when the primary changed or recovered meanwhile.
+pub async fn automatic(shared: Arc<Shared>, failed: usize) {
+    let Some(ha) = shared.config.ha.clone() else {
+        return;
+    };
+    let Ok(_running) = shared.failover.running.try_lock() else {
+        return;
+    };
+    let topology = &shared.topology;
+    if topology.primary() != failed || !topology.nodes[failed].is_down() {
+        return;
+    }
+    let started = Instant::now();
+    let started_at_ms = now_ms();
+    topology.begin_switch();
+    let from = topology.nodes[failed].name().to_owned();
+    let result = match best_standby(topology, failed) {
+        None => Err(FailoverError::NoCandidate),
+        Some(target) => promote(topology, target, &ha).await.map(|_| target),
+    };
+    let report = match result {
+        Ok(target) => {
+            topology.nodes[failed].set_role(Role::Fenced);
+            topology.set_primary(target);
+            shared.pools.close_idle_on(&from);
+            let to = topology.nodes[target].name().to_owned();
+            tracing::warn!(
+                from,
+                to,
+                ms = started.elapsed().as_millis() as u64,
+                "failover: promoted a standby"
+            );
+            FailoverReport {
+                kind: "failover",
+                from,
+                to,
+                started_at_ms,
+                duration_ms: started.elapsed().as_millis() as u64,
+                caught_up_to: None,
+                error: None,
+            }
+        }
+        Err(e) => {
+            tracing::error!(from, "failover failed: {e}");
+            FailoverReport {
+                kind: "failover",
+                from,
+                to: String::new(),
+                started_at_ms,
+                duration_ms: started.elapsed().as_millis() as u64,
+                caught_up_to: None,
+                error: Some(e.to_string()),
+            }
+        }
+    };
+    topology.end_switch();
+    *shared.failover.last.lock().expect("failover lock") = Some(report);
+}
+
+/// A planned switchover to `target` (or the best standby): new queries wait, transactions
+/// on the old primary get up to the buffer timeout to finish, the old primary is made
+/// read-only and its remaining sessions ended, the target catches up with its last WAL
+/// position and is promoted.
+pub async fn switchover(
+    shared: &Arc<Shared>,
+    target: Option<&str>,
+) -> Result<FailoverReport, FailoverError> {
+    let ha = shared
+        .config
+        .ha
+        .clone()
+        .ok_or(FailoverError::NotConfigured)?;
+    let _running = shared
+        .failover
+        .running
+        .try_lock()
+        .map_err(|_| FailoverError::Busy)?;
+    let topology = &shared.topology;
+    let old = topology.primary();
+    let target = match target {
+        Some(name) => {
+            let i = topology
+                .by_name(name)
+                .ok_or_else(|| FailoverError::BadTarget(name.into(), "no such node".into()))?;
+            let n = &topology.nodes[i];
+            if i == old {
+                return Err(FailoverError::BadTarget(
+                    name.into(),
+                    "it is the primary already".into(),
+                ));
+            }
+            if n.role() != Role::Replica || n.is_down() {
+                return Err(FailoverError::BadTarget(
+                    name.into(),
+                    format!("it is not a healthy standby (role {:?})", n.role()),
+                ));
+            }
+            i
+        }
+        None => best_standby(topology, old).ok_or(FailoverError::NoCandidate)?,
+    };
+    let started = Instant::now();
+    let started_at_ms = now_ms();
+    topology.begin_switch();
+    let result = switch_to(shared, old, target, &ha).await;
+    let from = topology.nodes[old].name().to_owned();
+    let to = topology.nodes[target].name().to_owned();
+    let report = FailoverReport {
+        kind: "switchover",
+        from: from.clone(),
+        to: to.clone(),
+        started_at_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
+        caught_up_to: result.as_ref().ok().map(|&lsn| format_lsn(lsn)),
+        error: result.as_ref().err().map(|e| e.to_string()),
+    };
+    if result.is_ok() {
+        topology.nodes[old].set_role(Role::Fenced);
+        topology.set_primary(target);
+        shared.pools.close_idle_on(&from);
+        tracing::warn!(from, to, ms = report.duration_ms, "switchover done");
+    }
+    topology.end_switch();
+    *shared.failover.last.lock().expect("failover lock") = Some(report.clone());
+    result.map(|_| report)
+}
+
+/// The switchover's steps with the gate closed; returns the LSN the target caught up to.
+async fn switch_to(
+    shared: &Arc<Shared>,
+    old: usize,
+    target: usize,
+    ha: &HaConfig,
+) -> Result<u64, FailoverError> {
+    let topology = &shared.topology;
+    let old_name = topology.nodes[old].name().to_owned();
+    // Let transactions in flight on the old primary finish.
+    let drain_until = Instant::now() + Duration::from_millis(ha.buffer_timeout_ms / 2);
+    while shared.pools.in_use_on(&old_name) > 0 && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let step = |step: &'static str, node: &str| {
+        let node = node.to_owned();
+        move |message: String| FailoverError::Step {
+            step,
+            node,
+            message,
+        }
+    };
+    let control = tracker::connect(topology, old, ha)
+        .await
+        .map_err(step("connect", &old_name))?;
+    let fence = format!(
+        "alter system set default_transaction_read_only = on; \
+         select pg_reload_conf(); \
+         select pg_terminate_backend(pid) from pg_stat_activity \
+          where backend_type = 'client backend' and pid <> pg_backend_pid() \
+            and application_name is distinct from '{MONITOR_APPLICATION}'"
+    );
+    control
+        .batch_execute(&fence)
+        .await
+        .map_err(|e| step("making read-only", &old_name)(e.to_string()))?;
+    let row = control
+        .query_one("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8", &[])
+        .await
+        .map_err(|e| step("reading the WAL position", &old_name)(e.to_string()))?;
+    let lsn = row.get::<_, i64>(0) as u64;
+    let target_name = topology.nodes[target].name().to_owned();
+    let standby = tracker::connect(topology, target, ha)
+        .await
+        .map_err(step("connect", &target_name))?;
+    let deadline = Instant::now() + Duration::from_millis(ha.promote_timeout_ms);
+    loop {
+        let facts = tracker::check(&standby)
+            .await
+            .map_err(step("checking", &target_name))?;
+        if facts.lsn >= lsn {
+            break;
+        }
+        if Instant::now() > deadline {
+            // Give the old primary its writes back: nothing changed.
+            let _ = control
+                .batch_execute(
+                    "alter system reset default_transaction_read_only; select pg_reload_conf()",
+                )
+                .await;
+            return Err(step("catching up", &target_name)(format!(
+                "replayed {} of {} within {} ms",
+                format_lsn(facts.lsn),
+                format_lsn(lsn),
+                ha.promote_timeout_ms
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    promote(topology, target, ha).await?;
+    Ok(lsn)
+}
+
+/// Promotes `node` and waits until it accepts writes.
+async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), FailoverError> {
+    let name = topology.nodes[node].name().to_owned();
+    let fail = |step: &'static str| {
+        let node = name.clone();
+        move |message: String| FailoverError::Step {
+            step,
+            node,
+            message,
+        }
+    };
+    let client = tracker::connect(topology, node, ha)
+        .await
+        .map_err(fail("connect"))?;
+    let wait_s = (ha.promote_timeout_ms / 1000).max(1) as i32;
+    let promoted: bool = client
+        .query_one("select pg_promote(true, $1)", &[&wait_s])
+        .await
+        .map_err(|e| fail("pg_promote")(e.to_string()))?
+        .get(0);
+    if !promoted {
+        return Err(fail("pg_promote")(format!(
+            "not promoted within {wait_s} s"
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_millis(ha.promote_timeout_ms);
+    loop {
+        let facts = tracker::check(&client).await.map_err(fail("checking"))?;
+        if !facts.in_recovery {
+            // A node fenced read-only by an earlier switchover takes writes again.
+            client
+                .batch_execute(
+                    "alter system reset default_transaction_read_only; select pg_reload_conf()",
+                )
+                .await
+                .map_err(|e| fail("re-enabling writes")(e.to_string()))?;
+            tracker::apply_lsn(topology, node, facts.lsn);
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(fail("leaving recovery")(format!(
+                "still in recovery after {} ms",
+                ha.promote_timeout_ms
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,528 @@
+//! The durable statement journal: every statement a client ran (SQL, bound parameters,
+//! session, transaction, timing, rows, a checksum of the results, the error) appended to
+//! segmented, checksummed files by a writer thread, off the sessions' critical path and in
+//! the order they were queued. After a crash the journal opens cleanly: a torn record at the
+//! tail is cut off and every earlier record verifies. [`Reader`] iterates a time window for
+//! time-travel replay and the shadow comparator.
+
+pub mod record;
+pub mod segment;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime};
+
+pub use record::Record;
+pub use segment::Reader;
+
+use crate::config::{FsyncPolicy, JournalConfig};
+use segment::{Frame, HEADER, MAGIC, SegmentReader};
+
+/// A journal failure.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// File system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Bytes that are not a journal.
+    #[error("{0}")]
+    Format(String),
+    /// A record in the middle of the journal does not verify.
+    #[error("{path} at byte {offset}: {why}")]
+    Corrupt {
+        /// Segment.
+        path: PathBuf,
+        /// Offset of the bad record.
+        offset: u64,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl JournalError {
+    fn io(path: &Path, source: std::io::Error) -> JournalError {
+        JournalError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Records queued.
+    pub queued: AtomicU64,
+    /// Records dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Records written.
+    pub written: AtomicU64,
+    /// fsync calls.
+    pub fsyncs: AtomicU64,
+    /// Bytes cut off a torn tail when the journal opened.
+    pub torn_bytes: AtomicU64,
+}
+
+enum Msg {
+    Record(Box<Record>),
+    Barrier(std::sync::mpsc::Sender<()>),
+}
+
+/// The journal: a handle sessions append through; the writer thread owns the files.
+pub struct Journal {
+    tx: Option<SyncSender<Msg>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Counters.
+    pub stats: Arc<JournalStats>,
+    /// Directory.
+    pub dir: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating when needed) the journal, cutting off a torn tail, and starts the
+    /// writer thread.
+    pub fn open(config: &JournalConfig) -> Result<Journal, JournalError> {
+        let dir = config.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| JournalError::io(&dir, e))?;
+        let stats = Arc::new(JournalStats::default());
+        let mut writer = Writer::open(config, stats.clone())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_records);
+        let handle = std::thread::Builder::new()
+            .name("helios-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| JournalError::io(&dir, e))?;
+        Ok(Journal {
+            tx: Some(tx),
+            writer: Some(handle),
+            stats,
+            dir,
+        })
+    }
+
+    /// Queues a record; never blocks. A full queue drops the record and counts it.
+    pub fn append(&self, record: Record) {
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Waits until every record queued before this call is written (and synced under
+    /// `fsync = "always"`).
+    pub fn barrier(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = std::sync::mpsc::channel();
+        if tx.send(Msg::Barrier(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Records that started within the window, oldest segment first.
+    pub fn read(&self, from: SystemTime, to: SystemTime) -> Result<Reader, JournalError> {
+        Reader::open(&self.dir, unix_us(from), unix_us(to))
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch.
+pub fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+struct Writer {
+    config: JournalConfig,
+    stats: Arc<JournalStats>,
+    file: BufWriter<File>,
+    path: PathBuf,
+    size: u64,
+    next_seq: u64,
+    last_sync: Instant,
+    dirty: bool,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn open(config: &JournalConfig, stats: Arc<JournalStats>) -> Result<Writer, JournalError> {
+        let dir = &config.dir;
+        let segments = segment::list(dir)?;
+        let (path, size, next_seq) = match segments.last() {
+            None => {
+                let path = segment::path_for(dir, 1);
+                create_segment(&path, 1)?;
+                (path, HEADER, 1)
+            }
+            Some((first, path)) => {
+                let (good_end, last_seq) = recover(path, *first, &stats)?;
+                (path.clone(), good_end, last_seq + 1)
+            }
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| JournalError::io(&path, e))?;
+        let writer = Writer {
+            config: config.clone(),
+            stats,
+            file: BufWriter::with_capacity(256 << 10, file),
+            path,
+            size,
+            next_seq,
+            last_sync: Instant::now(),
+            dirty: false,
+            buf: Vec::with_capacity(64 << 10),
+        };
+        writer.enforce_retention();
+        Ok(writer)
+    }
+
+    fn run(&mut self, rx: Receiver<Msg>) {
+        let tick = Duration::from_millis(self.config.fsync_interval_ms.max(1));
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut barriers = Vec::new();
+            let mut batch = first.into_iter().chain(rx.try_iter().take(4096));
+            for msg in &mut batch {
+                match msg {
+                    Msg::Record(mut rec) => {
+                        rec.seq = self.next_seq;
+                        self.next_seq += 1;
+                        rec.encode_framed(&mut self.buf);
+                        if self.size + self.buf.len() as u64 >= self.config.segment_bytes
+                            && let Err(e) = self.write_batch()
+                        {
+                            tracing::error!("journal write failed: {e}");
+                        }
+                    }
+                    Msg::Barrier(done) => barriers.push(done),
+                }
+            }
+            if let Err(e) = self.write_batch() {
+                tracing::error!("journal write failed: {e}");
+            }
+            for b in barriers {
+                let _ = b.send(());
+            }
+        }
+        let _ = self.write_batch();
+        let _ = self.file.flush();
+        let _ = self.file.get_ref().sync_data();
+    }
+
+    fn write_batch(&mut self) -> Result<(), JournalError> {
+        if !self.buf.is_empty() {
+            let records = count_frames(&self.buf);
+            self.file
+                .write_all(&self.buf)
+                .and_then(|_| self.file.flush())
+                .map_err(|e| JournalError::io(&self.path, e))?;
+            self.size += self.buf.len() as u64;
+            self.buf.clear();
+            self.dirty = true;
+            self.stats.written.fetch_add(records, Relaxed);
+        }
+        let sync = match self.config.fsync {
+            FsyncPolicy::Always => self.dirty,
+            FsyncPolicy::Interval => {
+                self.dirty
+                    && self.last_sync.elapsed()
+                        >= Duration::from_millis(self.config.fsync_interval_ms)
+            }
+            FsyncPolicy::Never => false,
+        };
+        if sync {
+            self.file
+                .get_ref()
+                .sync_data()
+                .map_err(|e| JournalError::io(&self.path, e))?;
+            self.stats.fsyncs.fetch_add(1, Relaxed);
+            self.last_sync = Instant::now();
+            self.dirty = false;
+        }
+        if self.size >= self.config.segment_bytes {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    fn roll(&mut self) -> Result<(), JournalError> {
+        self.file
+            .flush()
+            .and_then(|_| self.file.get_ref().sync_data())
+            .map_err(|e| JournalError::io(&self.path, e))?;
+        let path = segment::path_for(&self.config.dir, self.next_seq);
+        create_segment(&path, self.next_seq)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| JournalError::io(&path, e))?;
+        self.file = BufWriter::with_capacity(256 << 10, file);
+        self.path = path;
+        self.size = HEADER;
+        self.dirty = false;
+        self.enforce_retention();
+        Ok(())
+    }
+
+    /// Deletes the oldest closed segments while the journal is over its size, and closed
+    /// segments last written before the retention time.
+    fn enforce_retention(&self) {
+        let Ok(segments) = segment::list(&self.config.dir) else {
+            return;
+        };
+        let sizes: Vec<(PathBuf, u64, Option<SystemTime>)> = segments
+            .iter()
+            .map(|(_, p)| {
+                let meta = std::fs::metadata(p).ok();
+                (
+                    p.clone(),
+                    meta.as_ref().map(|m| m.len()).unwrap_or(0),
+                    meta.and_then(|m| m.modified().ok()),
+                )
+            })
+            .collect();
+        let mut total: u64 = sizes.iter().map(|(_, s, _)| s).sum();
+        let max_age = Duration::from_secs(self.config.retention_s);
+        for (path, size, modified) in &sizes {
+            if *path == self.path {
+                break;
+            }
+            let too_old = modified
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > max_age);
+            if total > self.config.retention_bytes || too_old {
+                if std::fs::remove_file(path).is_ok() {
+                    total -= size;
+                    tracing::debug!(segment = %path.display(), "journal segment removed by retention");
+                }
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+fn count_frames(buf: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut at = 0;
+    while at + 8 <= buf.len() {
+        let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+        at += 8 + len;
+        n += 1;
+    }
+    n
+}
+
+fn create_segment(path: &Path, first_seq: u64) -> Result<(), JournalError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| JournalError::io(path, e))?;
+    let mut header = Vec::with_capacity(HEADER as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&first_seq.to_le_bytes());
+    f.write_all(&header)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| JournalError::io(path, e))
+}
+
+/// Verifies the newest segment, cuts a torn tail off, and returns the good length and the
+/// last sequence number.
+fn recover(path: &Path, first_seq: u64, stats: &JournalStats) -> Result<(u64, u64), JournalError> {
+    let mut reader = SegmentReader::open(path)?;
+    let mut last_seq = first_seq.saturating_sub(1);
+    loop {
+        match reader.next_frame() {
+            Frame::Record(rec) => last_seq = rec.seq,
+            Frame::End => break,
+            Frame::Bad(why) => {
+                let len = std::fs::metadata(path)
+                    .map_err(|e| JournalError::io(path, e))?
+                    .len();
+                let torn = len - reader.good_end;
+                tracing::warn!(
+                    segment = %path.display(),
+                    bytes = torn,
+                    "journal: dropping a torn record at the tail ({why})"
+                );
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(reader.good_end).and_then(|_| f.sync_all()))
+                    .map_err(|e| JournalError::io(path, e))?;
+                stats.torn_bytes.fetch_add(torn, Relaxed);
+                break;
+            }
+        }
+    }
+    Ok((reader.good_end, last_seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> JournalConfig {
+        JournalConfig {
+            dir: dir.to_owned(),
+            segment_bytes: 4096,
+            retention_bytes: 1 << 30,
+            fsync: FsyncPolicy::Never,
+            ..JournalConfig::default()
+        }
+    }
+
+    fn rec(i: u64) -> Record {
+        Record {
+            session_id: i % 3,
+            sql: format!("insert into t values ({i})"),
+            started_at_us: 1_000_000 + i,
+            rows: 1,
+            ..Record::default()
+        }
+    }
+
+    fn temp(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "helios-journal-{label}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn writes_in_order_across_segments_and_reopens() {
+        let dir = temp("order");
+        {
+            let j = Journal::open(&config(&dir)).unwrap();
+            for i in 0..500 {
+                j.append(rec(i));
+            }
+        }
+        assert!(segment::list(&dir).unwrap().len() > 3, "segments rolled");
+        let j = Journal::open(&config(&dir)).unwrap();
+        j.append(rec(500));
+        j.barrier();
+        let all: Vec<Record> = Reader::open(&dir, 0, u64::MAX)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(all.len(), 501);
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.seq, i as u64 + 1);
+            assert_eq!(r.sql, format!("insert into t values ({i})"));
+        }
+        let window: Vec<Record> = Reader::open(&dir, 1_000_100, 1_000_199)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(window.len(), 100);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_earlier_records_verify() {
+        let dir = temp("torn");
+        {
+            let j = Journal::open(&config(&dir)).unwrap();
+            for i in 0..10 {
+                j.append(rec(i));
+            }
+        }
+        let (_, last) = segment::list(&dir).unwrap().pop().unwrap();
+        // Half a record at the end, as a crash mid-write leaves it.
+        let mut half = Vec::new();
+        rec(99).encode_framed(&mut half);
+        half.truncate(half.len() / 2);
+        OpenOptions::new()
+            .append(true)
+            .open(&last)
+            .unwrap()
+            .write_all(&half)
+            .unwrap();
+        let j = Journal::open(&config(&dir)).unwrap();
+        assert_eq!(j.stats.torn_bytes.load(Relaxed), half.len() as u64);
+        j.append(rec(10));
+        j.barrier();
+        let all: Vec<Record> = Reader::open(&dir, 0, u64::MAX)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(all.len(), 11);
+        assert_eq!(all[10].seq, 11);
+    }
+
+    #[test]
+    fn corruption_in_the_middle_is_reported() {
+        let dir = temp("corrupt");
+        {
+            let j = Journal::open(&config(&dir)).unwrap();
+            for i in 0..200 {
+                j.append(rec(i));
+            }
+        }
+        let (_, first) = segment::list(&dir).unwrap().remove(0);
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[HEADER as usize + 20] ^= 0xff;
+        std::fs::write(&first, bytes).unwrap();
+        let errors = Reader::open(&dir, 0, u64::MAX)
+            .unwrap()
+            .filter(Result::is_err)
+            .count();
+        assert_eq!(errors, 1);
+    }
+
+    #[test]
+    fn retention_removes_the_oldest_segments() {
+        let dir = temp("retention");
+        let mut c = config(&dir);
+        c.retention_bytes = 16 << 10;
+        let j = Journal::open(&c).unwrap();
+        for i in 0..2000 {
+            j.append(rec(i));
+        }
+        j.barrier();
+        drop(j);
+        let total: u64 = segment::list(&dir)
+            .unwrap()
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(total <= (16 << 10) + 4096 + 1024, "total {total}");
+        let first = Reader::open(&dir, 0, u64::MAX)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(first.seq > 1, "oldest records were removed");
+    }
+}
