@@ -380,3 +380,125 @@ impl Registry {
         panic!("docker-registry did not start on {}", registry.addr);
     }
 }
+
+/// A trust-auth primary and a streaming standby named `replica` (its `cluster_name`, which
+/// the primary's `pg_stat_replication` reports); with `sync` the primary waits for the
+/// standby to flush every commit (`synchronous_standby_names = 'replica'`).
+pub async fn start_ha_pair(sync: bool) -> (Pg, Pg) {
+    let primary = start_pg(HostAuth::Trust, None);
+    let dir = temp_dir("standby");
+    let data = dir.join("data");
+    let mut standby = {
+        let servers = SERVERS.lock().unwrap();
+        let p = servers
+            .iter()
+            .find(|s| s.port == primary.port)
+            .expect("primary registered");
+        LocalPostgres::standby_of(p, &data, "postgres").expect("pg_basebackup")
+    };
+    standby
+        .configure("\ncluster_name = 'replica'\n")
+        .expect("configure standby");
+    standby.start(embedded::free_port()).expect("start standby");
+    let info = Pg {
+        port: standby.port,
+        user: "postgres".into(),
+        password: None,
+        data_dir: data,
+    };
+    SERVERS.lock().unwrap().push(standby);
+    let p = connect(&primary.direct("postgres")).await.unwrap();
+    if sync {
+        p.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'replica'")
+            .await
+            .unwrap();
+        p.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    }
+    // Wait until the standby streams (and, when asked, is synchronous).
+    for _ in 0..200 {
+        let state: Option<String> = p
+            .query_opt(
+                "select sync_state from pg_stat_replication where application_name = 'replica'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        match state.as_deref() {
+            Some("sync") if sync => return (primary, info),
+            Some(_) if !sync => return (primary, info),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("the standby did not start streaming");
+}
+
+/// Kills the server's postmaster with SIGKILL, like a crash of the machine's database.
+pub fn kill_9(pg: &Pg) {
+    let pid_file = std::fs::read_to_string(pg.data_dir.join("postmaster.pid"))
+        .expect("postmaster.pid of a running server");
+    let pid = pid_file.lines().next().expect("pid line").trim().to_owned();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Stops a harness server (fast shutdown); [`restart`] starts it again on the same port.
+pub fn stop(pg: &Pg) {
+    let mut servers = SERVERS.lock().unwrap();
+    let s = servers
+        .iter_mut()
+        .find(|s| s.port == pg.port)
+        .expect("server registered");
+    s.stop().expect("pg_ctl stop");
+}
+
+/// Starts a stopped harness server again on its port.
+pub fn restart(pg: &Pg) {
+    let mut servers = SERVERS.lock().unwrap();
+    let s = servers
+        .iter_mut()
+        .find(|s| s.port == pg.port)
+        .expect("server registered");
+    s.start(pg.port).expect("pg_ctl start");
+}
+
+/// One HTTP/1.1 request to the admin API; returns the status code and the body.
+pub async fn admin_http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = key
+        .map(|k| format!("X-API-Key: {k}\r\n"))
+        .unwrap_or_default();
+    let body = body.unwrap_or("");
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}

@@ -5,7 +5,6 @@ use std::time::Duration;
 use helios_tests::heliosproxy::config::{Grant, PoolMode};
 use helios_tests::heliosproxy::oci::Artifact;
 use helios_tests::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn http(
     addr: std::net::SocketAddr,
@@ -13,26 +12,7 @@ async fn http(
     path: &str,
     key: Option<&str>,
 ) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = key
-        .map(|k| format!("X-API-Key: {k}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    admin_http(addr, method, path, key, None).await
 }
 
 fn pack(crate_name: &str, path: &std::path::Path) {

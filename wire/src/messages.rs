@@ -27,6 +27,10 @@ pub mod sqlstate {
     pub const QUERY_CANCELED: &str = "57014";
     /// invalid_sql_statement_name
     pub const INVALID_STATEMENT_NAME: &str = "26000";
+    /// serialization_failure: the transaction can be retried
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    /// transaction_resolution_unknown: a COMMIT's outcome is not known
+    pub const TRANSACTION_RESOLUTION_UNKNOWN: &str = "08007";
 }
 
 /// Appends an `ErrorResponse`.
@@ -93,6 +97,11 @@ pub fn query(out: &mut Vec<u8>, sql: &str) {
         b.extend_from_slice(sql.as_bytes());
         b.push(0);
     });
+}
+
+/// Appends a `Sync`.
+pub fn sync(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[b'S', 0, 0, 0, 4]);
 }
 
 /// Appends a `Terminate`.

@@ -241,17 +241,22 @@ async fn switch_to(
     let control = tracker::connect(topology, old, ha)
         .await
         .map_err(step("connect", &old_name))?;
-    let fence = format!(
-        "alter system set default_transaction_read_only = on; \
-         select pg_reload_conf(); \
-         select pg_terminate_backend(pid) from pg_stat_activity \
+    // ALTER SYSTEM cannot share a query string (an implicit transaction) with anything.
+    let terminate = format!(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
           where backend_type = 'client backend' and pid <> pg_backend_pid() \
             and application_name is distinct from '{MONITOR_APPLICATION}'"
     );
-    control
-        .batch_execute(&fence)
-        .await
-        .map_err(|e| step("making read-only", &old_name)(e.to_string()))?;
+    for sql in [
+        "alter system set default_transaction_read_only = on",
+        "select pg_reload_conf()",
+        &terminate,
+    ] {
+        control
+            .batch_execute(sql)
+            .await
+            .map_err(|e| step("making read-only", &old_name)(e.to_string()))?;
+    }
     let row = control
         .query_one("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8", &[])
         .await
@@ -271,11 +276,7 @@ async fn switch_to(
         }
         if Instant::now() > deadline {
             // Give the old primary its writes back: nothing changed.
-            let _ = control
-                .batch_execute(
-                    "alter system reset default_transaction_read_only; select pg_reload_conf()",
-                )
-                .await;
+            let _ = writable_again(&control).await;
             return Err(step("catching up", &target_name)(format!(
                 "replayed {} of {} within {} ms",
                 format_lsn(facts.lsn),
@@ -304,11 +305,13 @@ async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), 
         .await
         .map_err(fail("connect"))?;
     let wait_s = (ha.promote_timeout_ms / 1000).max(1) as i32;
+    let started = Instant::now();
     let promoted: bool = client
         .query_one("select pg_promote(true, $1)", &[&wait_s])
         .await
         .map_err(|e| fail("pg_promote")(e.to_string()))?
         .get(0);
+    tracing::info!(node = %name, ms = started.elapsed().as_millis() as u64, "pg_promote returned");
     if !promoted {
         return Err(fail("pg_promote")(format!(
             "not promoted within {wait_s} s"
@@ -319,10 +322,7 @@ async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), 
         let facts = tracker::check(&client).await.map_err(fail("checking"))?;
         if !facts.in_recovery {
             // A node fenced read-only by an earlier switchover takes writes again.
-            client
-                .batch_execute(
-                    "alter system reset default_transaction_read_only; select pg_reload_conf()",
-                )
+            writable_again(&client)
                 .await
                 .map_err(|e| fail("re-enabling writes")(e.to_string()))?;
             tracker::apply_lsn(topology, node, facts.lsn);
@@ -336,4 +336,12 @@ async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), 
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Undoes the read-only fence of an earlier switchover.
+async fn writable_again(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute("alter system reset default_transaction_read_only")
+        .await?;
+    client.batch_execute("select pg_reload_conf()").await
 }

@@ -275,7 +275,8 @@ impl ServerConn {
         }
     }
 
-    async fn write(&mut self, data: &[u8]) -> Result<(), ServerError> {
+    /// Writes raw protocol bytes.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), ServerError> {
         self.stream.write_all(data).await.map_err(|e| self.io(e))
     }
 

@@ -2,8 +2,10 @@
 //! ([`relay`]) that lends server connections according to the pooling mode.
 
 pub mod cancel;
+pub mod cursors;
 pub mod login;
 pub mod relay;
+pub mod replay;
 pub mod state;
 pub mod statements;
 

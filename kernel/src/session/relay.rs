@@ -25,6 +25,7 @@ use crate::plugins::bindings::{SessionInfo, Statement};
 use crate::pool::{Checkout, CheckoutError, Pool, PoolKey};
 use crate::server::Shared;
 use crate::sql::{opens_transaction, session_effect, split_statements};
+use crate::topology::Role;
 use crate::wire::WireError;
 use crate::wire::frame::peek_header;
 use crate::wire::frontend::{self, Frontend};
@@ -33,6 +34,9 @@ use crate::wire::messages::{self, sqlstate};
 use crate::wire::stream::Stream;
 
 use super::cancel::Registration;
+use super::cursors::Cursors;
+use super::replay::{self, TxLog};
+use crate::journal::Record;
 use crate::pool::server::MAX_SERVER_MESSAGE;
 
 /// What the server will answer to a message already sent (or what the relay answers itself).
@@ -65,6 +69,8 @@ enum Expect {
     Synthetic(Synthetic),
     /// Where the client ended a COPY (`CopyDone`/`CopyFail`); no response of its own.
     CopyEnd,
+    /// The answer to the hidden `txid_current_if_assigned()` sent before a `COMMIT`.
+    Xid,
 }
 
 #[derive(Debug)]
@@ -91,7 +97,9 @@ pub struct Relay {
     pipeline: Arc<Pipeline>,
     info: SessionInfo,
     /// Statements bound to portals, kept only when PostQuery hooks need them.
-    portal_stmts: Vec<(Box<[u8]>, Arc<Prepared>)>,
+    /// Statements (and, with the journal on, parameters) bound to portals, kept only when
+    /// PostQuery hooks or the journal need them.
+    portal_stmts: Vec<(Box<[u8]>, Arc<Prepared>, Option<BoundParams>)>,
     mode: PoolMode,
     client: Stream,
     cbuf: BytesMut,
@@ -109,16 +117,45 @@ pub struct Relay {
     rollback_after_flush: bool,
     cancel: Registration,
     max_message: usize,
+    /// The open transaction's log, when transaction replay is on.
+    tx: Option<Box<TxLog>>,
+    /// Cursors declared `WITH HOLD`.
+    cursors: Cursors,
+    /// The server holding the cursors was lost: re-create them on the next one.
+    restore_cursors: bool,
+    /// A re-sent `COMMIT` or `ROLLBACK` runs outside a transaction: hide the server's
+    /// "there is no transaction in progress" warning until the next `ReadyForQuery`.
+    hide_no_tx_warning: bool,
+    /// Transactions this session started (journal transaction ids).
+    transactions: u64,
 }
 
-/// What PostQuery needs about a statement in flight.
+/// What PostQuery and the journal need about a statement in flight.
 #[derive(Debug)]
 struct PostCtx {
-    stmt: Statement,
+    /// Facts for PostQuery hooks, when any component has one.
+    stmt: Option<Statement>,
     started: Instant,
     tag: String,
     error: Option<(String, String)>,
+    /// What the journal records, when it is on.
+    journal: Option<Box<JournalEntry>>,
 }
+
+/// A journal record being filled in while its statement runs.
+#[derive(Debug)]
+struct JournalEntry {
+    sql: String,
+    param_formats: Vec<i16>,
+    params: Vec<Option<Vec<u8>>>,
+    started_at_us: u64,
+    transaction_id: u64,
+    rows: u64,
+    crc: crc32fast::Hasher,
+}
+
+/// Parameters bound to a portal, for the journal.
+type BoundParams = (Vec<i16>, Vec<Option<Vec<u8>>>);
 
 enum Event {
     Client(std::io::Result<usize>),
@@ -134,6 +171,7 @@ impl Relay {
         cbuf.reserve(READ_CHUNK);
         let primary = shared.topology.primary();
         let mut node_pools = vec![None; shared.topology.nodes.len()];
+        let shared_config_ha = shared.config.ha.clone();
         node_pools[primary] = Some(login.pool.clone());
         Relay {
             mode: shared.config.pool.mode,
@@ -161,6 +199,11 @@ impl Relay {
             syncs_ignored_in_copy: false,
             rollback_after_flush: false,
             cancel: login.cancel,
+            tx: shared_tx_log(&shared_config_ha),
+            cursors: Cursors::default(),
+            restore_cursors: false,
+            hide_no_tx_warning: false,
+            transactions: 0,
         }
     }
 
@@ -200,10 +243,8 @@ impl Relay {
                     }
                 }
                 Event::Client(Err(e)) => return Err(e.into()),
-                Event::Server(Ok(0)) => {
-                    return self.server_lost("server closed the connection").await;
-                }
-                Event::Server(Err(e)) => return self.server_lost(&e.to_string()).await,
+                Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
+                Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
                 Event::Server(Ok(_)) => self.on_server_data().await?,
             }
         }
@@ -324,16 +365,27 @@ impl Relay {
                         return Ok(true);
                     }
                     if pipeline.has_post_query() {
-                        post = Some(PostCtx::new(stmt));
+                        post = Some(PostCtx::new(Some(stmt)));
                     }
                 }
-                let effects = query_effects(rewritten.as_deref().unwrap_or(sql));
+                let effective = rewritten.as_deref().unwrap_or(sql);
+                let effects = query_effects(effective);
+                if self.shared.journal.is_some() {
+                    let entry = self.journal_entry(effective, None);
+                    post.get_or_insert_with(|| PostCtx::new(None)).journal = Some(entry);
+                }
                 if self.attach(true).await {
+                    self.cursors.note(effective);
+                    let in_tx = self.status != b'I';
+                    if let Some(tx) = self.tx.as_deref_mut() {
+                        tx.note_statements(effective, in_tx);
+                    }
                     match &rewritten {
                         Some(new_sql) => messages::query(&mut self.sout, new_sql),
                         None => self.sout.extend_from_slice(msg),
                     }
                     self.queue.push_back(Expect::Query { effects, post });
+                    self.capture_xid();
                 }
             }
             Frontend::Parse(parse) => {
@@ -397,11 +449,26 @@ impl Relay {
                     return Ok(true);
                 }
                 if self.attach(false).await {
-                    if self.pipeline.has_post_query()
+                    let journal = self.shared.journal.is_some();
+                    if (journal || self.pipeline.has_post_query())
                         && let Some(p) = &prepared
                     {
-                        self.portal_stmts.retain(|(name, _)| **name != *bind.portal);
-                        self.portal_stmts.push((bind.portal.into(), p.clone()));
+                        let params = journal.then(|| {
+                            let (formats, values) = bind.params();
+                            let values = values.into_iter().map(|v| v.map(<[u8]>::to_vec));
+                            (formats, values.collect())
+                        });
+                        self.portal_stmts
+                            .retain(|(name, _, _)| **name != *bind.portal);
+                        self.portal_stmts
+                            .push((bind.portal.into(), p.clone(), params));
+                    }
+                    if let Some(p) = &prepared {
+                        self.cursors.note(p.sql());
+                        let in_tx = self.status != b'I';
+                        if let Some(tx) = self.tx.as_deref_mut() {
+                            tx.note_statements(p.sql(), in_tx);
+                        }
                     }
                     match prepared {
                         Some(p) => {
@@ -437,11 +504,7 @@ impl Relay {
             }
             Frontend::Execute { portal } => {
                 let effect = self.stmts.portal_effect(portal);
-                let post = self
-                    .portal_stmts
-                    .iter()
-                    .find(|(name, _)| **name == *portal)
-                    .map(|(_, p)| PostCtx::new(hooks::statement(p.sql())));
+                let post = self.execute_post_ctx(portal);
                 if self.attach(false).await {
                     self.sout.extend_from_slice(msg);
                     self.queue.push_back(Expect::Execute { effect, post });
@@ -466,6 +529,7 @@ impl Relay {
                     self.sout.extend_from_slice(msg);
                     if !self.syncs_ignored_in_copy {
                         self.queue.push_back(Expect::Sync);
+                        self.capture_xid();
                     }
                 }
             }
@@ -492,6 +556,73 @@ impl Relay {
             Frontend::Terminate => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// The PostQuery/journal context of an `Execute` of `portal`.
+    fn execute_post_ctx(&self, portal: &[u8]) -> Option<Box<PostCtx>> {
+        let (_, p, params) = self
+            .portal_stmts
+            .iter()
+            .find(|(name, _, _)| **name == *portal)?;
+        let mut ctx = PostCtx::new(
+            self.pipeline
+                .has_post_query()
+                .then(|| hooks::statement(p.sql())),
+        );
+        if self.shared.journal.is_some() {
+            ctx.journal = Some(self.journal_entry(p.sql(), params.clone()));
+        }
+        Some(ctx)
+    }
+
+    fn journal_entry(&self, sql: &str, params: Option<BoundParams>) -> Box<JournalEntry> {
+        let (param_formats, params) = params.unwrap_or_default();
+        Box::new(JournalEntry {
+            sql: sql.to_owned(),
+            param_formats,
+            params,
+            started_at_us: crate::journal::unix_us(std::time::SystemTime::now()),
+            transaction_id: if self.status != b'I' {
+                self.transactions
+            } else {
+                0
+            },
+            rows: 0,
+            crc: crc32fast::Hasher::new(),
+        })
+    }
+
+    /// After the first request batch of a transaction that wrote, reads the transaction id
+    /// with a hidden query in the same round trip, so that if the server is lost during the
+    /// `COMMIT`, `txid_status` on the new primary tells whether it committed.
+    fn capture_xid(&mut self) {
+        if let Some(tx) = self.tx.as_deref_mut()
+            && tx.wants_xid()
+        {
+            tx.xid_pending = true;
+            messages::query(&mut self.sout, replay::XID_QUERY);
+            self.queue.push_back(Expect::Xid);
+        }
+    }
+
+    /// Handles the answer to the hidden transaction-id query; the client sees none of it.
+    fn on_xid_message(&mut self, tag: u8, body: &[u8]) -> bool {
+        match tag {
+            b'D' => {
+                if let Some(tx) = self.tx.as_deref_mut() {
+                    tx.xid = Some(first_column_i64(body));
+                }
+            }
+            b'Z' => {
+                self.queue.pop_front();
+                if let Some(tx) = self.tx.as_deref_mut() {
+                    tx.xid_pending = false;
+                    tx.injected_answered();
+                }
+            }
+            _ => {}
+        }
+        false
     }
 
     fn refuse_in_statement_mode(&mut self) {
@@ -593,38 +724,83 @@ impl Relay {
         if self.server.is_some() {
             return true;
         }
-        let node = std::mem::replace(&mut self.route_to, self.shared.topology.primary());
-        self.pool = self.pool_for(node);
-        match self.checkout().await {
-            Ok(checkout) => {
-                self.shared.topology.nodes[node].mark_healthy();
-                self.cancel
-                    .slot
-                    .attach(&checkout.conn.target, checkout.conn.key);
-                self.server = Some(checkout);
-                true
+        let topology = self.shared.topology.clone();
+        if topology.switching()
+            && let Err(e) = topology.wait_for_switch().await
+        {
+            self.checkout_failed(sqlstate::CONNECTION_FAILURE, e.to_string(), ends_batch);
+            return false;
+        }
+        let mut node = std::mem::replace(&mut self.route_to, topology.primary());
+        if topology.nodes[node].role() == Role::Fenced {
+            node = topology.primary();
+        }
+        let mut waited_for_failover = false;
+        loop {
+            let admitted = topology.nodes[node].breaker.try_admit();
+            if !admitted && node != topology.primary() {
+                // Reads fall back to the primary while a replica's breaker is open.
+                node = topology.primary();
+                continue;
             }
-            Err(e) => {
-                let code = match &e {
-                    CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
-                    CheckoutError::Connect(_) => {
-                        self.shared.topology.nodes[node].mark_unhealthy();
-                        sqlstate::CANNOT_CONNECT
-                    }
-                };
-                tracing::warn!(pool = ?self.pool.key, "checkout failed: {e}");
-                self.queue.push_back(Expect::Synthetic(Synthetic::Error(
-                    code.into(),
-                    e.to_string(),
-                )));
-                if ends_batch {
-                    self.queue
-                        .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
-                } else {
-                    self.skip_until_sync = true;
+            self.pool = self.pool_for(node);
+            let result = if admitted {
+                self.checkout().await
+            } else {
+                Err(CheckoutError::Connect(crate::pool::ServerError::Protocol {
+                    node: topology.nodes[node].name().to_owned(),
+                    what: "circuit breaker open after repeated failures".into(),
+                }))
+            };
+            match result {
+                Ok(checkout) => {
+                    topology.nodes[node].mark_healthy();
+                    self.cancel
+                        .slot
+                        .attach(&checkout.conn.target, checkout.conn.key);
+                    self.server = Some(checkout);
+                    return true;
                 }
-                false
+                Err(e) => {
+                    let connect_failed = matches!(e, CheckoutError::Connect(_));
+                    if connect_failed && admitted {
+                        topology.nodes[node].mark_unhealthy();
+                    }
+                    // The primary is gone: wait (bounded) for the failover instead of failing.
+                    if connect_failed
+                        && !waited_for_failover
+                        && node == topology.primary()
+                        && topology.can_wait_for_failover()
+                    {
+                        waited_for_failover = true;
+                        let generation = topology.generation();
+                        topology.nudge(node);
+                        if topology.wait_for_new_primary(generation).await {
+                            node = topology.primary();
+                            continue;
+                        }
+                    }
+                    let code = match &e {
+                        CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
+                        CheckoutError::Connect(_) => sqlstate::CANNOT_CONNECT,
+                    };
+                    tracing::warn!(pool = ?self.pool.key, "checkout failed: {e}");
+                    self.checkout_failed(code, e.to_string(), ends_batch);
+                    return false;
+                }
             }
+        }
+    }
+
+    /// Tells the client its statement found no server.
+    fn checkout_failed(&mut self, code: &str, message: String, ends_batch: bool) {
+        self.queue
+            .push_back(Expect::Synthetic(Synthetic::Error(code.into(), message)));
+        if ends_batch {
+            self.queue
+                .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+        } else {
+            self.skip_until_sync = true;
         }
     }
 
@@ -640,6 +816,9 @@ impl Relay {
         if conn.state_hash != self.state.hash() {
             sql.push_str(&self.state.restore_sql(conn.state_hash));
         }
+        if self.restore_cursors {
+            sql.push_str(&self.cursors.restore_sql());
+        }
         if sql.is_empty() {
             return Ok(checkout);
         }
@@ -649,6 +828,7 @@ impl Relay {
                     conn.prepared.clear();
                 }
                 conn.state_hash = self.state.hash();
+                self.restore_cursors = false;
                 Ok(checkout)
             }
             Ok((err, _)) => {
@@ -740,11 +920,51 @@ impl Relay {
     /// client sees it.
     fn on_server_message(&mut self, tag: u8, body: &[u8]) -> bool {
         tracing::trace!(tag = %(tag as char), queue = ?self.queue.front(), "server message");
+        if let Some(Expect::Xid) = self.queue.front() {
+            return self.on_xid_message(tag, body);
+        }
+        if let Some(tx) = self.tx.as_deref_mut() {
+            if tag == b'E' && is_server_going_away(body) {
+                // The connection closes next; the session moves to another server instead
+                // of passing this on.
+                return false;
+            }
+            tx.answer(tag, body);
+        }
         match tag {
-            b'N' | b'A' | b'S' => true,
+            b'D' => {
+                if self.shared.journal.is_some()
+                    && let Some(
+                        Expect::Query {
+                            post: Some(ctx), ..
+                        }
+                        | Expect::Execute {
+                            post: Some(ctx), ..
+                        },
+                    ) = self.queue.front_mut()
+                    && let Some(j) = ctx.journal.as_mut()
+                {
+                    j.rows += 1;
+                    j.crc.update(body);
+                }
+                true
+            }
+            b'N' => !(self.hide_no_tx_warning && is_no_transaction_warning(body)),
+            b'A' | b'S' => true,
             b'Z' => {
                 let status = body.first().copied().unwrap_or(b'I');
-                self.status = status;
+                let before = std::mem::replace(&mut self.status, status);
+                if before == b'I' && status != b'I' {
+                    self.transactions += 1;
+                }
+                if let Some(tx) = self.tx.as_deref_mut()
+                    && tx.ready(before, status)
+                {
+                    let topology = &self.shared.topology;
+                    tx.start_lsn = topology.nodes[topology.primary()].lsn();
+                }
+                self.cursors.on_ready(status);
+                self.hide_no_tx_warning = false;
                 if matches!(
                     self.queue.front(),
                     Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)
@@ -769,6 +989,7 @@ impl Relay {
             b'E' => {
                 self.in_copy = false;
                 self.syncs_ignored_in_copy = false;
+                self.cursors.on_error();
                 let failed_post = match self.queue.front_mut() {
                     Some(Expect::Query {
                         post: Some(ctx), ..
@@ -810,8 +1031,12 @@ impl Relay {
             }
             b'C' => {
                 let tag_text = body.strip_suffix(&[0]).unwrap_or(body);
+                self.cursors.on_tag(tag_text);
                 match tag_text {
-                    b"ROLLBACK" => self.state.saw_rollback(),
+                    b"ROLLBACK" => {
+                        self.state.saw_rollback();
+                        self.cursors.on_rollback();
+                    }
                     b"DISCARD ALL" | b"DEALLOCATE ALL" => {
                         if let Some(s) = self.server.as_mut() {
                             s.conn.prepared.clear();
@@ -828,6 +1053,9 @@ impl Relay {
                         }
                         if let Some(ctx) = post {
                             ctx.tag = String::from_utf8_lossy(tag_text).into_owned();
+                            if let Some(j) = ctx.journal.as_mut() {
+                                j.note_tag(tag_text);
+                            }
                         }
                     }
                     Some(Expect::Execute { effect, post }) => {
@@ -838,6 +1066,9 @@ impl Relay {
                         self.queue.pop_front();
                         if let Some(mut ctx) = post {
                             ctx.tag = String::from_utf8_lossy(tag_text).into_owned();
+                            if let Some(j) = ctx.journal.as_mut() {
+                                j.note_tag(tag_text);
+                            }
                             self.fire_post_query(*ctx);
                         }
                     }
@@ -858,6 +1089,9 @@ impl Relay {
             b'I' | b's' => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
             b'G' => {
                 self.in_copy = true;
+                if let Some(tx) = self.tx.as_deref_mut() {
+                    tx.copy_started();
+                }
                 if matches!(self.queue.front(), Some(Expect::Execute { .. })) {
                     self.forget_syncs_sent_during_copy_in();
                 }
@@ -892,10 +1126,32 @@ impl Relay {
     }
 
     fn fire_post_query(&mut self, ctx: PostCtx) {
-        let error = ctx.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-        let outcome = hooks::outcome(&ctx.tag, error, ctx.started.elapsed(), &self.pool.key.node);
-        self.info.in_transaction = self.status != b'I';
-        self.pipeline.post_query(&self.info, &ctx.stmt, &outcome);
+        let elapsed = ctx.started.elapsed();
+        if let Some(stmt) = &ctx.stmt {
+            let error = ctx.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+            let outcome = hooks::outcome(&ctx.tag, error, elapsed, &self.pool.key.node);
+            self.info.in_transaction = self.status != b'I';
+            self.pipeline.post_query(&self.info, stmt, &outcome);
+        }
+        if let (Some(j), Some(journal)) = (ctx.journal, &self.shared.journal) {
+            let j = *j;
+            journal.append(Record {
+                seq: 0,
+                session_id: self.info.session_id,
+                transaction_id: j.transaction_id,
+                user: self.info.user.clone(),
+                database: self.info.database.clone(),
+                node: self.pool.key.node.clone(),
+                sql: j.sql,
+                param_formats: j.param_formats,
+                params: j.params,
+                started_at_us: j.started_at_us,
+                duration_us: elapsed.as_micros() as u64,
+                rows: j.rows,
+                checksum: j.crc.finalize(),
+                error: ctx.error,
+            });
+        }
     }
 
     #[inline]
@@ -958,6 +1214,7 @@ impl Relay {
             || self.in_copy
             || self.status != b'I'
             || !self.sout.is_empty()
+            || self.cursors.any()
         {
             return;
         }
@@ -966,14 +1223,45 @@ impl Relay {
         self.pool.release(checkout);
     }
 
-    /// The server connection died under the client: the client gets a FATAL error, since its
-    /// transaction's fate is unknown, and everyone else carries on.
+    /// The server connection died under the client. With transaction replay on, the session
+    /// moves to the new primary (or another node): its state, statements, held cursors and
+    /// open transaction are restored and the request in flight is sent again, so the client
+    /// notices nothing; when that cannot be done safely the client gets 40001 (retry) or
+    /// 08007 (commit outcome unknown). Without it, or when no server can be reached, the
+    /// client gets a FATAL error. Everyone else carries on.
     async fn server_lost(&mut self, why: &str) -> Result<(), SessionError> {
+        let topology = self.shared.topology.clone();
+        let lost = topology.by_name(&self.pool.key.node);
         if let Some(s) = self.server.take() {
             self.cancel.slot.detach();
             self.pool.discard(s);
         }
         tracing::warn!(pool = ?self.pool.key, "server connection lost: {why}");
+        if let Some(node) = lost {
+            topology.nodes[node].mark_unhealthy();
+            topology.nudge(node);
+        }
+        if self.tx.is_some()
+            && let Some(node) = lost
+        {
+            match self.recover(node).await {
+                Ok(()) => {
+                    self.emit_synthetics();
+                    self.flush_client().await?;
+                    return Ok(());
+                }
+                Err((code, message)) if code != sqlstate::CONNECTION_FAILURE => {
+                    tracing::warn!("transaction not replayed ({code}): {message}");
+                    self.fail_in_flight(code, message);
+                    self.emit_synthetics();
+                    self.flush_client().await?;
+                    return Ok(());
+                }
+                Err((_, message)) => {
+                    tracing::warn!("session could not move to another server: {message}");
+                }
+            }
+        }
         self.queue.clear();
         let _ = self.flush_client().await;
         fatal(
@@ -985,6 +1273,270 @@ impl Relay {
         Err(SessionError::Refused(format!(
             "server connection lost: {why}"
         )))
+    }
+
+    /// Moves the session to a new server after `lost` failed; see [`Relay::server_lost`].
+    async fn recover(&mut self, lost: usize) -> Result<(), (&'static str, String)> {
+        let mut tx = self.tx.take().expect("transaction replay is on");
+        let result = self.recover_with(&mut tx, lost).await;
+        tx.answered = 0;
+        self.tx = Some(tx);
+        result
+    }
+
+    async fn recover_with(
+        &mut self,
+        tx: &mut TxLog,
+        lost: usize,
+    ) -> Result<(), (&'static str, String)> {
+        // A hidden transaction-id query in flight is dropped: it is captured again below.
+        self.queue.retain(|e| !matches!(e, Expect::Xid));
+        tx.xid_pending = false;
+        let in_flight = !self.queue.is_empty();
+        if !in_flight && self.status == b'I' {
+            // Idle: the next statement lands on a new server, with the session's state.
+            self.restore_cursors = self.cursors.any();
+            return Ok(());
+        }
+        const RETRY: &str = sqlstate::SERIALIZATION_FAILURE;
+        const UNKNOWN: &str = sqlstate::TRANSACTION_RESOLUTION_UNKNOWN;
+        if tx.overflow {
+            return Err((
+                RETRY,
+                "the server was lost and this transaction is too large (or pipelined) to replay; retry it".into(),
+            ));
+        }
+        let commit_in_flight = in_flight && tx.commits;
+        if in_flight && !commit_in_flight && !tx.resendable() {
+            return Err(if tx.autocommit_write && tx.answered == 0 {
+                (
+                    UNKNOWN,
+                    "the server was lost while running a statement that commits by itself; whether it committed is unknown".into(),
+                )
+            } else {
+                (
+                    RETRY,
+                    "the server was lost while its answer was being sent; retry the transaction"
+                        .into(),
+                )
+            });
+        }
+        if commit_in_flight && tx.wrote && !matches!(tx.xid, Some(Some(_))) {
+            return Err((
+                UNKNOWN,
+                "the server was lost during COMMIT and the outcome cannot be resolved".into(),
+            ));
+        }
+        let topology = self.shared.topology.clone();
+        if lost == topology.primary() {
+            let generation = topology.generation();
+            topology.nudge(lost);
+            if !topology.primary_still_serves(lost, generation).await {
+                return Err((
+                    sqlstate::CONNECTION_FAILURE,
+                    "the primary was lost and no new primary took over in time".into(),
+                ));
+            }
+        }
+        let target = topology.primary();
+        self.route_to = target;
+        self.pool = self.pool_for(target);
+        let mut checkout = self
+            .checkout()
+            .await
+            .map_err(|e| (sqlstate::CONNECTION_FAILURE, e.to_string()))?;
+        let conn = &mut checkout.conn;
+        let io = |e: String| (sqlstate::CONNECTION_FAILURE, e);
+        if !conn.prepared.is_empty() {
+            conn.run_internal("DEALLOCATE ALL")
+                .await
+                .map_err(|e| io(e.to_string()))?;
+            conn.prepared.clear();
+        }
+        // Did the COMMIT in flight make it to the new primary?
+        let mut committed = false;
+        if commit_in_flight
+            && tx.wrote
+            && let Some(Some(xid)) = tx.xid
+        {
+            let sql = format!("select txid_status({xid})");
+            let rows = run_rows(conn, &sql).await.map_err(io)?;
+            match rows.as_deref() {
+                Ok([status]) if status == "committed" && tx.statements == 1 => committed = true,
+                Ok([status]) if status == "committed" => {
+                    self.pool.release(checkout);
+                    return Err((
+                        UNKNOWN,
+                        "the server was lost during COMMIT: the transaction did commit (txid_status on the new primary), but the answers to the statements sent together with the COMMIT are lost".into(),
+                    ));
+                }
+                Ok([status]) if status == "aborted" => {}
+                Ok([status]) if status == "in progress" => {
+                    self.pool.discard(checkout);
+                    return Err((
+                        UNKNOWN,
+                        "the COMMIT's transaction is still in progress on the new primary".into(),
+                    ));
+                }
+                // NULL: too old to tell; an error: the new primary never saw this id.
+                Ok(_) => {
+                    self.pool.discard(checkout);
+                    return Err((UNKNOWN, "the COMMIT's outcome cannot be resolved".into()));
+                }
+                Err(_) => {}
+            }
+        }
+        if !committed {
+            let lsn = topology.nodes[target].lsn();
+            if tx.start_lsn > 0 && lsn > 0 && lsn < tx.start_lsn {
+                self.pool.release(checkout);
+                return Err((
+                    RETRY,
+                    "the new primary had not received the data this transaction started from; retry it".into(),
+                ));
+            }
+        }
+        // Every statement the client prepared, before anything refers to it.
+        let mut parses = Vec::new();
+        let mut hashes = Vec::new();
+        for p in self.stmts.all() {
+            p.encode_parse(&mut parses);
+            messages::sync(&mut parses);
+            hashes.push(p.hash);
+        }
+        if !parses.is_empty() {
+            conn.write(&parses).await.map_err(|e| io(e.to_string()))?;
+            let mut errors = vec![false; hashes.len()];
+            let mut i = 0;
+            while i < hashes.len() {
+                let (tag, _) = conn.read_message().await.map_err(|e| io(e.to_string()))?;
+                match tag {
+                    b'E' => errors[i] = true,
+                    b'Z' => i += 1,
+                    _ => {}
+                }
+            }
+            for (hash, failed) in hashes.into_iter().zip(errors) {
+                if !failed {
+                    conn.prepared.insert(hash);
+                }
+            }
+        }
+        if !committed {
+            for (n, batch) in tx.done.iter().enumerate() {
+                let bytes = replay::strip_injected(&batch.bytes);
+                let (crc, rows, _) = replay::rerun(conn, &bytes).await.map_err(io)?;
+                if crc != batch.crc || rows != batch.rows {
+                    let _ = conn.run_internal("ROLLBACK").await;
+                    self.pool.release(checkout);
+                    return Err((
+                        RETRY,
+                        format!(
+                            "the server was lost and replaying this transaction on the new primary gave different results at request {} ({} rows instead of {}); retry it",
+                            n + 1,
+                            rows,
+                            batch.rows
+                        ),
+                    ));
+                }
+            }
+        }
+        if !committed && tx.wrote && !tx.done.is_empty() {
+            // The replayed transaction has a new id on the new primary.
+            tx.xid = run_rows(conn, replay::XID_QUERY)
+                .await
+                .map_err(io)?
+                .ok()
+                .and_then(|rows| rows.first().map(|v| v.parse().ok()));
+        }
+        if in_flight {
+            let mut bytes = replay::strip_injected(&tx.unanswered());
+            self.requeue_for_resend();
+            if tx.wants_xid() {
+                tx.xid_pending = true;
+                messages::query(&mut bytes, replay::XID_QUERY);
+                self.queue.push_back(Expect::Xid);
+            }
+            if committed {
+                // Sent outside a transaction now: the server warns there is none.
+                self.hide_no_tx_warning = true;
+            }
+            conn.write(&bytes).await.map_err(|e| io(e.to_string()))?;
+            tx.resent(&bytes);
+        }
+        tracing::info!(
+            node = topology.nodes[target].name(),
+            replayed = tx.done.len(),
+            committed,
+            "session moved to a new server"
+        );
+        self.restore_cursors = false;
+        self.cancel
+            .slot
+            .attach(&checkout.conn.target, checkout.conn.key);
+        self.server = Some(checkout);
+        Ok(())
+    }
+
+    /// Adapts the queue to a re-sent batch: its proxy `Parse`s were removed (the statements
+    /// are prepared already).
+    fn requeue_for_resend(&mut self) {
+        let old = std::mem::take(&mut self.queue);
+        for e in old {
+            match e {
+                Expect::Parse { hidden: true, .. } => {}
+                Expect::Parse { hidden: false, .. } => self
+                    .queue
+                    .push_back(Expect::Synthetic(Synthetic::ParseComplete)),
+                other => self.queue.push_back(other),
+            }
+        }
+    }
+
+    /// Answers every request in flight with an error; the transaction (if one was open) is
+    /// now failed, as the client will see in `ReadyForQuery`.
+    fn fail_in_flight(&mut self, code: &str, message: String) {
+        let old = std::mem::take(&mut self.queue);
+        if self.status != b'I' {
+            self.status = b'E';
+            // The client's ROLLBACK will reach a server that has no transaction.
+            self.hide_no_tx_warning = true;
+        }
+        let error = || Expect::Synthetic(Synthetic::Error(code.into(), message.clone()));
+        let mut answered = false;
+        let mut open_extended = false;
+        for e in old {
+            match e {
+                Expect::Query { .. } | Expect::FunctionCall => {
+                    self.queue.push_back(error());
+                    self.queue
+                        .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                }
+                Expect::Sync => {
+                    if !answered {
+                        self.queue.push_back(error());
+                    }
+                    self.queue
+                        .push_back(Expect::Synthetic(Synthetic::ReadyForQuery));
+                    answered = false;
+                    open_extended = false;
+                }
+                Expect::Xid | Expect::CopyEnd => {}
+                Expect::Synthetic(s) => self.queue.push_back(Expect::Synthetic(s)),
+                _ => {
+                    if !answered {
+                        self.queue.push_back(error());
+                        answered = true;
+                    }
+                    open_extended = true;
+                }
+            }
+        }
+        if open_extended {
+            self.skip_until_sync = true;
+        }
+        self.in_copy = false;
+        self.syncs_ignored_in_copy = false;
     }
 
     /// Cleans up after the client left: an idle server goes back (reset in session mode), an
@@ -1029,6 +1581,9 @@ impl Relay {
             self.sout.clear();
             return Ok(());
         };
+        if let Some(tx) = self.tx.as_deref_mut() {
+            tx.sent(&self.sout);
+        }
         if let Err(e) = s.conn.stream.write_all(&self.sout).await {
             self.sout.clear();
             return self.server_lost(&e.to_string()).await;
@@ -1047,13 +1602,99 @@ impl Relay {
 }
 
 impl PostCtx {
-    fn new(stmt: Statement) -> Box<PostCtx> {
+    fn new(stmt: Option<Statement>) -> Box<PostCtx> {
         Box::new(PostCtx {
             stmt,
             started: Instant::now(),
             tag: String::new(),
             error: None,
+            journal: None,
         })
+    }
+}
+
+impl JournalEntry {
+    /// Folds a command tag into the checksum, and the rows a write reports into the count.
+    fn note_tag(&mut self, tag: &[u8]) {
+        self.crc.update(tag);
+        let writes = [&b"INSERT "[..], b"UPDATE ", b"DELETE ", b"MERGE ", b"COPY "];
+        if writes.iter().any(|w| tag.starts_with(w))
+            && let Some(n) = std::str::from_utf8(tag)
+                .ok()
+                .and_then(|t| t.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+        {
+            self.rows += n;
+        }
+    }
+}
+
+/// The first column of a `DataRow` as an integer; `None` for NULL or anything else.
+fn first_column_i64(body: &[u8]) -> Option<i64> {
+    if body.len() < 6 {
+        return None;
+    }
+    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
+    if len < 0 || body.len() < 6 + len as usize {
+        return None;
+    }
+    std::str::from_utf8(&body[6..6 + len as usize])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether an `ErrorResponse` is the FATAL a server sends before it closes the connection
+/// because it shuts down, crashed or was told to end the session.
+fn is_server_going_away(body: &[u8]) -> bool {
+    messages::ErrorFields::parse(body).is_ok_and(|f| {
+        f.severity == "FATAL" && matches!(f.code.as_str(), "57P01" | "57P02" | "57P03")
+    })
+}
+
+/// Whether a `NoticeResponse` is "there is no transaction in progress" (25P01).
+fn is_no_transaction_warning(body: &[u8]) -> bool {
+    messages::ErrorFields::parse(body).is_ok_and(|f| f.code == "25P01")
+}
+
+/// The transaction log of a new session, when `[ha] transaction_replay` is on.
+fn shared_tx_log(ha: &Option<crate::config::HaConfig>) -> Option<Box<TxLog>> {
+    ha.as_ref()
+        .filter(|ha| ha.transaction_replay)
+        .map(|ha| Box::new(TxLog::new(ha.replay_max_statements, ha.replay_max_bytes)))
+}
+
+/// Runs a query on an internal connection and returns the first column of each row
+/// (`Err` with the server's message when it failed).
+async fn run_rows(
+    conn: &mut crate::pool::ServerConn,
+    sql: &str,
+) -> Result<Result<Vec<String>, String>, String> {
+    let mut out = Vec::new();
+    messages::query(&mut out, sql);
+    conn.write(&out).await.map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        let (tag, body) = conn.read_message().await.map_err(|e| e.to_string())?;
+        match tag {
+            b'D' => {
+                if body.len() >= 6 {
+                    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
+                    if len >= 0 && body.len() >= 6 + len as usize {
+                        rows.push(String::from_utf8_lossy(&body[6..6 + len as usize]).into_owned());
+                    }
+                }
+            }
+            b'E' => error = error_of(&body).map(|(_, m)| m),
+            b'Z' => {
+                return Ok(match error {
+                    Some(e) => Err(e),
+                    None => Ok(rows),
+                });
+            }
+            _ => {}
+        }
     }
 }
 

@@ -111,6 +111,11 @@ impl ClientStatements {
         self.by_name.get(name)
     }
 
+    /// Every statement the client has defined.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Prepared>> {
+        self.by_name.values()
+    }
+
     /// Forgets a statement (client `Close`).
     pub fn remove(&mut self, name: &[u8]) {
         self.by_name.remove(name);

@@ -377,6 +377,29 @@ impl Topology {
         .is_ok()
     }
 
+    /// After a session lost its connection to the primary `node`: waits (at most the buffer
+    /// timeout) for the next health check. `true` when that check passed (only the one
+    /// connection was lost) or a new primary took over; `false` when neither happened.
+    pub async fn primary_still_serves(&self, node: usize, seen: u64) -> bool {
+        let asked = now_ms();
+        let deadline = tokio::time::Instant::now() + self.buffer_timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.generation() != seen && !self.switching() {
+                return true;
+            }
+            let report = self.nodes[node].report();
+            if !self.switching()
+                && report.ok
+                && report.checked_at_ms > asked
+                && self.primary() == node
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// Whether a failed primary is worth waiting for: tracking is on and a failover can
     /// replace it.
     pub fn can_wait_for_failover(&self) -> bool {

@@ -1,0 +1,458 @@
+//! High availability against a real primary and a real streaming standby (`pg_basebackup
+//! -R`): discovered roles and lag, circuit breakers, automatic failover after `kill -9` of
+//! the primary under write load, a session that moves to the new primary with its state,
+//! prepared statement, held cursor and open transaction, and a planned switchover under
+//! pgbench. Every assertion is on what clients see.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use helios_tests::heliosproxy::config::{Config, Grant, HaConfig, NodeRole, PoolMode};
+use helios_tests::*;
+
+const KEY: &str = "ha-admin-key";
+
+/// A transaction-mode proxy over both servers, roles discovered, quick health checks.
+fn ha_config(primary: &Pg, standby: &Pg) -> Config {
+    let mut c = proxy_config(primary, PoolMode::Transaction, 8);
+    c.nodes[0].name = "pg1".into();
+    c.nodes[0].role = NodeRole::Auto;
+    add_replica(&mut c, standby, "replica", &[]);
+    c.nodes[1].role = NodeRole::Auto;
+    c.ha = Some(HaConfig {
+        check_interval_ms: 100,
+        retry_interval_ms: 50,
+        check_timeout_ms: 500,
+        failure_threshold: 2,
+        buffer_timeout_ms: 20_000,
+        ..HaConfig::default()
+    });
+    c.admin.api_key = Some(KEY.into());
+    c
+}
+
+async fn topology(proxy: &heliosproxy::ProxyHandle) -> serde_json::Value {
+    let (code, body) = admin_http(proxy.admin_addr, "GET", "/api/topology", Some(KEY), None).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn node<'a>(t: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    t["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+/// Polls the topology until `cond` holds (at most `secs`).
+async fn wait_topology(
+    proxy: &heliosproxy::ProxyHandle,
+    secs: u64,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let t = topology(proxy).await;
+        if cond(&t) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{what}; topology: {t:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn in_recovery(c: &tokio_postgres::Client) -> bool {
+    let rows = c.simple_query("select pg_is_in_recovery()").await.unwrap();
+    match &rows[1] {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0) == Some("t"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_are_discovered_and_reads_avoid_a_lagging_standby_and_an_open_breaker() {
+    let (primary, standby) = start_ha_pair(false).await;
+    let mut config = ha_config(&primary, &standby);
+    {
+        let ha = config.ha.as_mut().unwrap();
+        ha.max_replica_lag_bytes = 256 * 1024;
+        ha.breaker_failures = 2;
+        ha.breaker_reset_ms = 1500;
+        ha.breaker_half_open_requests = 2;
+    }
+    config.plugins.push(plugin(
+        "router",
+        "helios-router",
+        &[Grant::Topology, Grant::Clock],
+        "max_replica_lag_bytes = 262144\n",
+    ));
+    let proxy = start_proxy(config).await;
+    let t = topology(&proxy).await;
+    assert_eq!(t["primary"], "pg1", "{t:#}");
+    assert_eq!(node(&t, "pg1")["role"], "primary");
+    assert_eq!(node(&t, "replica")["role"], "replica");
+    assert_eq!(node(&t, "replica")["configured_role"], "auto");
+    assert_eq!(node(&t, "replica")["breaker"], "closed");
+
+    let c = connect(&via_proxy(&proxy, "postgres", "postgres"))
+        .await
+        .unwrap();
+    assert!(in_recovery(&c).await, "reads go to the standby");
+
+    // The standby stops replaying while the primary writes ~2 MB of WAL.
+    let s = connect(&standby.direct("postgres")).await.unwrap();
+    s.batch_execute("select pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let p = connect(&primary.direct("postgres")).await.unwrap();
+    p.batch_execute(
+        "create table lag_filler as select repeat('x', 1000) as pad from generate_series(1, 2000)",
+    )
+    .await
+    .unwrap();
+    let t = wait_topology(&proxy, 10, "the standby's lag is seen", |t| {
+        node(t, "replica")["lag_bytes"].as_u64().unwrap_or(0) > 256 * 1024
+    })
+    .await;
+    assert_eq!(node(&t, "replica")["readable"], false);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the router's node cache
+    for _ in 0..5 {
+        assert!(!in_recovery(&c).await, "no reads on a lagging standby");
+    }
+    s.batch_execute("select pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    wait_topology(&proxy, 10, "the standby catches up", |t| {
+        node(t, "replica")["readable"] == true
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(in_recovery(&c).await, "reads return to the standby");
+
+    // The standby goes away: its breaker opens and reads stay on the primary, error-free.
+    drop(s);
+    stop(&standby);
+    wait_topology(&proxy, 10, "the breaker opens", |t| {
+        node(t, "replica")["breaker"] == "open"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        assert!(!in_recovery(&c).await, "an open breaker receives nothing");
+    }
+    restart(&standby);
+    wait_topology(&proxy, 15, "probes close the breaker", |t| {
+        node(t, "replica")["breaker"] == "closed" && node(t, "replica")["readable"] == true
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        in_recovery(&c).await,
+        "reads return after the probes succeeded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_primary_under_write_load_loses_no_acknowledged_commit() {
+    let (primary, standby) = start_ha_pair(true).await;
+    let p = connect(&primary.direct("postgres")).await.unwrap();
+    p.batch_execute(
+        "create table ledger (client int, n int, primary key (client, n));
+         create table totals (client int primary key, total int not null);
+         insert into totals select g, 0 from generate_series(0, 7) g;",
+    )
+    .await
+    .unwrap();
+    drop(p);
+    let proxy = start_proxy(ha_config(&primary, &standby)).await;
+    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let first_commit_after: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let stop_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for client in 0..8i32 {
+        let url = via_proxy(&proxy, "postgres", "postgres");
+        let (killed_at, first_commit_after, stop_at) = (
+            killed_at.clone(),
+            first_commit_after.clone(),
+            stop_at.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&url).await.unwrap();
+            let insert = c
+                .prepare("insert into ledger values ($1, $2)")
+                .await
+                .unwrap();
+            let add = c
+                .prepare("update totals set total = total + 1 where client = $1")
+                .await
+                .unwrap();
+            let mut acked = Vec::new();
+            let mut errors = Vec::new();
+            let mut n = 0i32;
+            loop {
+                if stop_at.lock().unwrap().is_some_and(|t| Instant::now() > t) {
+                    break;
+                }
+                n += 1;
+                let result = async {
+                    let t = c.transaction().await?;
+                    t.execute(&insert, &[&client, &n]).await?;
+                    t.execute(&add, &[&client]).await?;
+                    t.commit().await
+                }
+                .await;
+                match result {
+                    Ok(()) => {
+                        acked.push(n);
+                        if killed_at.lock().unwrap().is_some() {
+                            first_commit_after
+                                .lock()
+                                .unwrap()
+                                .get_or_insert_with(Instant::now);
+                        }
+                    }
+                    Err(e) => {
+                        errors.push(format!(
+                            "{}: {}",
+                            e.code().map(|c| c.code()).unwrap_or("-"),
+                            db_message(&e)
+                        ));
+                        if c.is_closed() {
+                            break;
+                        }
+                    }
+                }
+            }
+            (client, acked, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    kill_9(&primary);
+    let kill = Instant::now();
+    *killed_at.lock().unwrap() = Some(kill);
+    let deadline = kill + Duration::from_secs(20);
+    while first_commit_after.lock().unwrap().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    *stop_at.lock().unwrap() = Some(Instant::now() + Duration::from_secs(1));
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let pause = first_commit_after
+        .lock()
+        .unwrap()
+        .map(|t| t.duration_since(kill));
+    let t = topology(&proxy).await;
+    let errors: Vec<&String> = results.iter().flat_map(|(_, _, e)| e).collect();
+    let acked: usize = results.iter().map(|(_, a, _)| a.len()).sum();
+    // The new primary has every acknowledged commit, each applied once.
+    let s = connect(&standby.direct("postgres")).await.unwrap();
+    assert!(!in_recovery(&s).await, "the standby was promoted");
+    let mut missing = 0;
+    for (client, acked, _) in &results {
+        let rows = s
+            .query("select n from ledger where client = $1", &[client])
+            .await
+            .unwrap();
+        let stored: HashSet<i32> = rows.iter().map(|r| r.get(0)).collect();
+        missing += acked.iter().filter(|n| !stored.contains(n)).count();
+        let total: i32 = s
+            .query_one("select total from totals where client = $1", &[client])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            total as usize,
+            stored.len(),
+            "client {client}: every ledger row counted exactly once"
+        );
+    }
+    println!(
+        "failover: pause {pause:?} from kill -9 to the first commit, {acked} commits acknowledged, \
+         {} client errors {errors:?}, {missing} acknowledged commits missing; last failover: {}",
+        errors.len(),
+        t["last_failover"]
+    );
+    assert_eq!(t["primary"], "replica", "{t:#}");
+    assert_eq!(t["last_failover"]["kind"], "failover");
+    assert_eq!(missing, 0, "acknowledged commits missing after failover");
+    assert!(errors.is_empty(), "client errors: {errors:?}");
+    let pause = pause.expect("commits resumed after the failover");
+    assert!(pause < Duration::from_secs(5), "pause {pause:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_to_the_new_primary_with_its_state_statements_cursor_and_transaction() {
+    // Synchronous: with an asynchronous standby a backend orphaned by the crash can still
+    // acknowledge a commit the standby never receives (PostgreSQL's own semantics).
+    let (primary, standby) = start_ha_pair(true).await;
+    let p = connect(&primary.direct("postgres")).await.unwrap();
+    p.batch_execute(
+        "create table items (id int primary key, label text);
+         insert into items select g, 'item ' || g from generate_series(1, 100) g;",
+    )
+    .await
+    .unwrap();
+    wait_for_replay(&primary, &standby).await;
+    let proxy = start_proxy(ha_config(&primary, &standby)).await;
+    let url = via_proxy(&proxy, "postgres", "postgres");
+    let c = connect(&url).await.unwrap();
+    c.batch_execute("SET work_mem = '7MB'; SET application_name = 'mover'")
+        .await
+        .unwrap();
+    let by_id = c
+        .prepare("select label from items where id = $1")
+        .await
+        .unwrap();
+    c.batch_execute("DECLARE cur CURSOR WITH HOLD FOR SELECT id FROM items ORDER BY id")
+        .await
+        .unwrap();
+    let ids = |msgs: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<i32> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids(c.simple_query("FETCH 10 FROM cur").await.unwrap()),
+        (1..=10).collect::<Vec<_>>()
+    );
+    // Another session is inside a transaction that has written.
+    let w = connect(&url).await.unwrap();
+    w.batch_execute("BEGIN; INSERT INTO items VALUES (1000, 'before the crash')")
+        .await
+        .unwrap();
+
+    kill_9(&primary);
+
+    // The open transaction continues on the new primary and commits.
+    w.batch_execute("INSERT INTO items VALUES (1001, 'after the crash')")
+        .await
+        .expect("the transaction was replayed on the new primary");
+    w.batch_execute("COMMIT").await.expect("and commits there");
+    // The cursor continues where it was, with the session's settings and statement.
+    assert_eq!(
+        ids(c
+            .simple_query("FETCH 5 FROM cur")
+            .await
+            .expect("cursor restored")),
+        (11..=15).collect::<Vec<_>>()
+    );
+    let work_mem: String = c.query_one("SHOW work_mem", &[]).await.unwrap().get(0);
+    assert_eq!(work_mem, "7MB");
+    let app: String = c
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app, "mover");
+    let label: String = c.query_one(&by_id, &[&42i32]).await.unwrap().get(0);
+    assert_eq!(label, "item 42");
+    assert!(!in_recovery(&c).await, "served by the promoted standby");
+
+    let s = connect(&standby.direct("postgres")).await.unwrap();
+    let rows: i64 = s
+        .query_one("select count(*) from items where id in (1000, 1001)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, 2,
+        "both writes of the replayed transaction committed once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_switchover_under_pgbench_fails_no_transaction() {
+    let (primary, standby) = start_ha_pair(false).await;
+    let port = primary.port.to_string();
+    let (ok, _, err) = run_program(
+        "pgbench",
+        &[
+            "-i",
+            "-s",
+            "1",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "postgres",
+        ],
+        &[],
+    )
+    .await;
+    assert!(ok, "{err}");
+    wait_for_replay(&primary, &standby).await;
+    let proxy = start_proxy(ha_config(&primary, &standby)).await;
+    let proxy_port = proxy.local_addr.port().to_string();
+    let bench = tokio::spawn(async move {
+        run_program(
+            "pgbench",
+            &[
+                "-n",
+                "-c",
+                "4",
+                "-j",
+                "2",
+                "-T",
+                "6",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &proxy_port,
+                "-U",
+                "postgres",
+                "postgres",
+            ],
+            &[],
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, body) = admin_http(
+        proxy.admin_addr,
+        "POST",
+        "/api/topology/switchover",
+        Some(KEY),
+        Some(r#"{"target":"replica"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["to"], "replica");
+    let (ok, out, err) = bench.await.unwrap();
+    println!("switchover: {report}\n{out}");
+    assert!(ok, "pgbench failed:\n{out}\n{err}");
+    let processed: i64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.trim().parse().ok())
+        .expect("pgbench summary");
+    assert!(
+        out.contains("number of failed transactions: 0 "),
+        "no failed transactions:\n{out}"
+    );
+    let t = topology(&proxy).await;
+    assert_eq!(t["primary"], "replica");
+    assert_eq!(node(&t, "pg1")["role"], "fenced");
+    // Every transaction pgbench counted is on the new primary, once.
+    let s = connect(&standby.direct("postgres")).await.unwrap();
+    assert!(!in_recovery(&s).await);
+    let history: i64 = s
+        .query_one("select count(*) from pgbench_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(history, processed);
+}
