@@ -397,7 +397,7 @@ pub async fn start_ha_pair(sync: bool) -> (Pg, Pg) {
         LocalPostgres::standby_of(p, &data, "postgres").expect("pg_basebackup")
     };
     standby
-        .configure("\ncluster_name = 'replica'\n")
+        .configure("\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\n")
         .expect("configure standby");
     standby.start(embedded::free_port()).expect("start standby");
     let info = Pg {
