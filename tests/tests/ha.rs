@@ -465,3 +465,73 @@ async fn planned_switchover_under_pgbench_fails_no_transaction() {
         .get(0);
     assert_eq!(history, processed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_records_statements_with_parameters_rows_errors_and_transactions() {
+    let pg = shared_pg();
+    create_database(pg, "journaled").await;
+    let mut config = proxy_config(pg, PoolMode::Transaction, 2);
+    config.admin.api_key = Some(KEY.into());
+    config.journal = Some(helios_tests::heliosproxy::config::JournalConfig {
+        dir: temp_dir("journal"),
+        ..Default::default()
+    });
+    let proxy = start_proxy(config).await;
+    let c = connect(&via_proxy(&proxy, "postgres", "journaled"))
+        .await
+        .unwrap();
+    c.batch_execute("create table t (id int, label text)")
+        .await
+        .unwrap();
+    c.execute("insert into t values ($1, $2)", &[&7i32, &"seven"])
+        .await
+        .unwrap();
+    c.batch_execute("begin; insert into t values (8, 'eight'); insert into t values (9, 'nine')")
+        .await
+        .unwrap();
+    c.batch_execute("commit").await.unwrap();
+    let rows = c.query("select id from t order by id", &[]).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    c.query("select id from t order by id", &[]).await.unwrap();
+    let err = c
+        .batch_execute("select * from missing_table")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42P01");
+
+    let (code, body) = admin_http(proxy.admin_addr, "GET", "/api/journal", Some(KEY), None).await;
+    assert_eq!(code, 200, "{body}");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let records = j["records"].as_array().unwrap();
+    let find = |prefix: &str| -> Vec<&serde_json::Value> {
+        records
+            .iter()
+            .filter(|r| r["sql"].as_str().unwrap().starts_with(prefix))
+            .collect()
+    };
+    let insert = find("insert into t values ($1")[0];
+    assert_eq!(insert["rows"], 1);
+    assert_eq!(insert["user"], "postgres");
+    assert_eq!(insert["database"], "journaled");
+    assert_eq!(insert["node"], "primary");
+    assert_eq!(insert["params"][1], "seven", "{insert}");
+    assert_eq!(insert["transaction_id"], 0, "autocommit");
+    let tx = find("begin;")[0];
+    assert_eq!(tx["rows"], 2, "two rows inserted by the batch");
+    let commit = find("commit")[0];
+    assert_ne!(commit["transaction_id"], 0, "{commit}");
+    let selects = find("select id from t");
+    assert_eq!(selects.len(), 2);
+    assert_eq!(selects[0]["rows"], 3);
+    assert_eq!(
+        selects[0]["checksum"], selects[1]["checksum"],
+        "same results, same checksum"
+    );
+    assert_ne!(selects[0]["checksum"], insert["checksum"]);
+    let failed = find("select * from missing_table")[0];
+    assert_eq!(failed["error"][0], "42P01");
+    assert!(failed["duration_us"].as_u64().is_some());
+    assert_eq!(j["dropped"], 0);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}

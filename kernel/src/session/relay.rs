@@ -99,7 +99,7 @@ pub struct Relay {
     /// Statements bound to portals, kept only when PostQuery hooks need them.
     /// Statements (and, with the journal on, parameters) bound to portals, kept only when
     /// PostQuery hooks or the journal need them.
-    portal_stmts: Vec<(Box<[u8]>, Arc<Prepared>, Option<BoundParams>)>,
+    portal_stmts: Vec<PortalStmt>,
     mode: PoolMode,
     client: Stream,
     cbuf: BytesMut,
@@ -156,6 +156,9 @@ struct JournalEntry {
 
 /// Parameters bound to a portal, for the journal.
 type BoundParams = (Vec<i16>, Vec<Option<Vec<u8>>>);
+
+/// A portal's name, statement and (for the journal) parameters.
+type PortalStmt = (Box<[u8]>, Arc<Prepared>, Option<BoundParams>);
 
 enum Event {
     Client(std::io::Result<usize>),
@@ -1629,19 +1632,15 @@ impl JournalEntry {
     }
 }
 
+/// The first column of a `DataRow` body; `None` for NULL or a malformed row.
+fn first_column(body: &[u8]) -> Option<&[u8]> {
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    body.get(6..6 + usize::try_from(len).ok()?)
+}
+
 /// The first column of a `DataRow` as an integer; `None` for NULL or anything else.
 fn first_column_i64(body: &[u8]) -> Option<i64> {
-    if body.len() < 6 {
-        return None;
-    }
-    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
-    if len < 0 || body.len() < 6 + len as usize {
-        return None;
-    }
-    std::str::from_utf8(&body[6..6 + len as usize])
-        .ok()?
-        .parse()
-        .ok()
+    std::str::from_utf8(first_column(body)?).ok()?.parse().ok()
 }
 
 /// Whether an `ErrorResponse` is the FATAL a server sends before it closes the connection
@@ -1679,11 +1678,8 @@ async fn run_rows(
         let (tag, body) = conn.read_message().await.map_err(|e| e.to_string())?;
         match tag {
             b'D' => {
-                if body.len() >= 6 {
-                    let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
-                    if len >= 0 && body.len() >= 6 + len as usize {
-                        rows.push(String::from_utf8_lossy(&body[6..6 + len as usize]).into_owned());
-                    }
+                if let Some(v) = first_column(&body) {
+                    rows.push(String::from_utf8_lossy(v).into_owned());
                 }
             }
             b'E' => error = error_of(&body).map(|(_, m)| m),
