@@ -26,6 +26,11 @@
 #   SKIP_HELIOS [0]      1 = do not build/run HeliosProxy (column says `skipped`)
 #   COMPONENTS [0]       1 = HeliosProxy runs with the router and llm-guardrail components
 #                        on every statement (built for wasm32-wasip2 into target/wasm)
+#   VARIANTS [""]        extra HeliosProxy instances measured in the same run, each with one
+#                        feature on: `journal` (statement journal, fsync interval) and/or `ha`
+#                        (topology tracking + transaction replay); reported against plain Helios
+#   BUILTIN [-S]         pgbench built-in script flag: -S select-only, -N simple-update,
+#                        `tpcb` for the default TPC-B-like script
 #   PGBOUNCER_BIN [/usr/sbin/pgbouncer]
 #   PG_BINDIR [$(pg_config --bindir)]
 #   BENCH_USER [postgres, else nobody]  unprivileged user used when run as root
@@ -43,6 +48,9 @@ MODES=${MODES:-"simple extended prepared"}
 SKIP_HELIOS=${SKIP_HELIOS:-0}
 EXTRA_HELIOS_CONFIG=${EXTRA_HELIOS_CONFIG:-}
 COMPONENTS=${COMPONENTS:-0}
+VARIANTS=${VARIANTS:-}
+BUILTIN=${BUILTIN:--S}
+[[ $BUILTIN == tpcb ]] && BUILTIN=""
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -119,15 +127,16 @@ PGDATA_DIR=$TMP/pgdata
 SOCK_DIR=$TMP/sock
 PGBOUNCER_PID=""
 HELIOS_PID=""
+VARIANT_PIDS=""
 PG_STARTED=0
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
-    if [[ -n $HELIOS_PID ]]; then
-        kill "$HELIOS_PID" 2>/dev/null && wait "$HELIOS_PID" 2>/dev/null
-    fi
+    for pid in $HELIOS_PID $VARIANT_PIDS; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     if [[ -n $PGBOUNCER_PID ]]; then
         kill "$PGBOUNCER_PID" 2>/dev/null
         for _ in {1..50}; do kill -0 "$PGBOUNCER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -316,15 +325,47 @@ EOF
     fi
 fi
 
+# Extra HeliosProxy instances: the same config plus one feature each.
+declare -A VARIANT_PORT VARIANT_OK
+for variant in $VARIANTS; do
+    free_port vport
+    free_port vadmin
+    case $variant in
+        journal) extra="[journal]
+dir = \"$TMP/journal\"
+fsync = \"interval\"" ;;
+        ha) extra="[ha]
+user = \"postgres\"
+failover = \"manual\"" ;;
+        *) die "unknown variant $variant (journal, ha)" ;;
+    esac
+    sed -e "s/^listen_address = .*/listen_address = \"127.0.0.1:$vport\"/" \
+        -e "s/^admin_address = .*/admin_address = \"127.0.0.1:$vadmin\"/" \
+        "$TMP/heliosproxy.toml" >"$TMP/heliosproxy-$variant.toml"
+    printf '\n%s\n' "$extra" >>"$TMP/heliosproxy-$variant.toml"
+    "$HELIOS_BIN" --config "$TMP/heliosproxy-$variant.toml" >"$TMP/heliosproxy-$variant.log" 2>&1 &
+    VARIANT_PIDS+=" $!"
+    VARIANT_PORT[$variant]=$vport
+    if wait_ready "$vport" "$!"; then
+        VARIANT_OK[$variant]=1
+        log "HeliosProxy+$variant on port $vport"
+    else
+        VARIANT_OK[$variant]=0
+        log "HeliosProxy+$variant failed to start"
+        tail -n 20 "$TMP/heliosproxy-$variant.log" >&2 || true
+    fi
+done
+
 # ------------------------------------------------------------- benchmark -----
 declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$BOUNCER_PORT [heliosproxy]=$HELIOS_PORT)
+for variant in $VARIANTS; do PORT[helios+$variant]=${VARIANT_PORT[$variant]}; done
 declare -A RESULT
 
 # run_pgbench TARGET MODE -> prints TPS, or `error`.
 run_pgbench() {
     local target=$1 mode=$2 out=$TMP/pgbench-$1-$2.log tps
     if timeout -k 5 $((DURATION + 60)) \
-        "$PGBIN/pgbench" -S -n -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M "$mode" \
+        "$PGBIN/pgbench" $BUILTIN -n -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M "$mode" \
         -h 127.0.0.1 -p "${PORT[$target]}" -U postgres postgres >"$out" 2>&1; then
         tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
         if [[ -n $tps ]]; then
@@ -345,8 +386,12 @@ fi
 
 log "running: -S -c $CLIENTS -j $THREADS -T $DURATION, pool size $POOL, modes: $MODES"
 for mode in $MODES; do
-    for target in direct pgbouncer heliosproxy; do
-        if [[ $target == heliosproxy && $SKIP_HELIOS == 1 ]]; then
+    targets="direct pgbouncer heliosproxy"
+    for variant in $VARIANTS; do targets+=" helios+$variant"; done
+    for target in $targets; do
+        if [[ $target == helios+* && ${VARIANT_OK[${target#helios+}]} != 1 ]]; then
+            RESULT[$target,$mode]=error
+        elif [[ $target == heliosproxy && $SKIP_HELIOS == 1 ]]; then
             RESULT[$target,$mode]=skipped
         elif [[ ($target == pgbouncer && $BOUNCER_OK != 1) || ($target == heliosproxy && $HELIOS_OK != 1) ]]; then
             RESULT[$target,$mode]=error
@@ -370,7 +415,7 @@ ratio() {
 
 echo
 [[ $COMPONENTS == 1 ]] && echo "HeliosProxy runs the router and llm-guardrail components on every statement"
-echo "pgbench -S (read-only), scale $SCALE, $CLIENTS clients, $THREADS threads, ${DURATION}s per run," \
+echo "pgbench ${BUILTIN:-(TPC-B)}, scale $SCALE, $CLIENTS clients, $THREADS threads, ${DURATION}s per run," \
     "pool size $POOL, $(nproc) CPUs"
 fmt='%-9s | %12s | %13s | %15s | %16s | %13s | %16s\n'
 printf "$fmt" mode "direct TPS" "PgBouncer TPS" "HeliosProxy TPS" "Helios/PgBouncer" "Helios/direct" "PgBouncer/direct"
@@ -380,3 +425,16 @@ for mode in $MODES; do
     printf "$fmt" "$mode" "$(fmt_tps "$d")" "$(fmt_tps "$b")" "$(fmt_tps "$h")" \
         "$(ratio "$h" "$b")" "$(ratio "$h" "$d")" "$(ratio "$b" "$d")"
 done
+
+if [[ -n $VARIANTS ]]; then
+    echo
+    vfmt='%-9s | %-10s | %15s | %15s | %10s\n'
+    printf "$vfmt" mode variant "HeliosProxy TPS" "variant TPS" "variant/plain"
+    printf "$vfmt" --------- ---------- --------------- --------------- ----------
+    for mode in $MODES; do
+        for variant in $VARIANTS; do
+            h=${RESULT[heliosproxy,$mode]} v=${RESULT[helios+$variant,$mode]}
+            printf "$vfmt" "$mode" "$variant" "$(fmt_tps "$h")" "$(fmt_tps "$v")" "$(ratio "$v" "$h")"
+        done
+    done
+fi

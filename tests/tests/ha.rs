@@ -289,6 +289,12 @@ async fn kill_9_of_the_primary_under_write_load_loses_no_acknowledged_commit() {
     );
     assert_eq!(t["primary"], "replica", "{t:#}");
     assert_eq!(t["last_failover"]["kind"], "failover");
+    println!("sessions: {}", t["sessions"]);
+    assert!(
+        t["sessions"]["moved"].as_u64().unwrap() > 0,
+        "sessions moved to the new primary: {}",
+        t["sessions"]
+    );
     assert_eq!(missing, 0, "acknowledged commits missing after failover");
     assert!(errors.is_empty(), "client errors: {errors:?}");
     let pause = pause.expect("commits resumed after the failover");

@@ -17,7 +17,7 @@ use crate::server::Shared;
 use crate::topology::NodeView;
 
 #[derive(Serialize)]
-struct TopologyView {
+struct TopologyView<'a> {
     tracking: bool,
     failover: Option<&'static str>,
     primary: String,
@@ -25,6 +25,7 @@ struct TopologyView {
     switching: bool,
     nodes: Vec<NodeView>,
     last_failover: Option<FailoverReport>,
+    sessions: &'a crate::failover::SessionCounters,
 }
 
 /// `GET /api/topology`.
@@ -44,6 +45,7 @@ pub async fn topology(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
         switching: t.switching(),
         nodes: t.view(),
         last_failover: shared.failover.last(),
+        sessions: &shared.failover.sessions,
     })
     .into_response()
 }

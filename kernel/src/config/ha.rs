@@ -56,6 +56,9 @@ pub struct HaConfig {
     pub replay_max_statements: usize,
     /// Bytes kept per transaction for replay.
     pub replay_max_bytes: usize,
+    /// Read each writing transaction's id (one hidden prepared statement in the same round
+    /// trip) so a COMMIT interrupted by a failover is resolved instead of answered 08007.
+    pub resolve_commits: bool,
 }
 
 impl Default for HaConfig {
@@ -79,6 +82,7 @@ impl Default for HaConfig {
             transaction_replay: true,
             replay_max_statements: 1000,
             replay_max_bytes: 4 << 20,
+            resolve_commits: true,
         }
     }
 }

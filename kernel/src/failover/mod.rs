@@ -3,6 +3,7 @@
 //! the old primary and move the write target — with the switchover gate closed meanwhile, so
 //! new queries wait instead of failing. One failover runs at a time.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,23 @@ pub struct FailoverReport {
 pub struct Coordinator {
     running: tokio::sync::Mutex<()>,
     last: Mutex<Option<FailoverReport>>,
+    /// What sessions went through when their server was lost.
+    pub sessions: SessionCounters,
+}
+
+/// Counters of sessions that lost their server.
+#[derive(Debug, Default, Serialize)]
+pub struct SessionCounters {
+    /// Sessions that moved to another server without the client noticing.
+    pub moved: AtomicU64,
+    /// Open transactions replayed (and verified) on the new server.
+    pub transactions_replayed: AtomicU64,
+    /// COMMITs interrupted by the loss whose outcome was read with `txid_status`.
+    pub commits_resolved: AtomicU64,
+    /// Clients answered 40001 (retry): a replay was unsafe or diverged.
+    pub retry_errors: AtomicU64,
+    /// Clients answered 08007: a commit's outcome could not be known.
+    pub unknown_outcomes: AtomicU64,
 }
 
 impl Coordinator {

@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -470,7 +471,7 @@ impl Relay {
                         self.cursors.note(p.sql());
                         let in_tx = self.status != b'I';
                         if let Some(tx) = self.tx.as_deref_mut() {
-                            tx.note_statements(p.sql(), in_tx);
+                            tx.note_kinds(p.replay_kinds(), in_tx);
                         }
                     }
                     match prepared {
@@ -601,9 +602,11 @@ impl Relay {
     fn capture_xid(&mut self) {
         if let Some(tx) = self.tx.as_deref_mut()
             && tx.wants_xid()
+            && let Some(server) = self.server.as_mut()
         {
             tx.xid_pending = true;
-            messages::query(&mut self.sout, replay::XID_QUERY);
+            let prepare = server.conn.prepared.insert(replay::XID_HASH);
+            replay::encode_xid_request(&mut self.sout, prepare);
             self.queue.push_back(Expect::Xid);
         }
     }
@@ -614,6 +617,11 @@ impl Relay {
             b'D' => {
                 if let Some(tx) = self.tx.as_deref_mut() {
                     tx.xid = Some(first_column_i64(body));
+                }
+            }
+            b'E' => {
+                if let Some(s) = self.server.as_mut() {
+                    s.conn.prepared.remove(&replay::XID_HASH);
                 }
             }
             b'Z' => {
@@ -857,6 +865,11 @@ impl Relay {
     // ----- server → client -------------------------------------------------------------
 
     async fn on_server_data(&mut self) -> Result<(), SessionError> {
+        if self.commit_ack_untrusted() {
+            return self
+                .server_lost("the primary is being replaced; its answer to a commit is not trusted")
+                .await;
+        }
         let mut buf = {
             let server = self.server.as_mut().expect("attached");
             std::mem::take(&mut server.conn.rbuf)
@@ -917,6 +930,24 @@ impl Relay {
         }
         self.maybe_release().await;
         Ok(())
+    }
+
+    /// Whether the answer now arriving could acknowledge a commit that a standby being
+    /// promoted will not have: during a switchover, or from a fenced primary (a backend
+    /// orphaned by a crash can still commit while the standby is being promoted). Such a
+    /// commit is resolved on the new primary instead.
+    fn commit_ack_untrusted(&self) -> bool {
+        let Some(tx) = self.tx.as_deref() else {
+            return false;
+        };
+        if !(tx.commits || tx.autocommit_write) {
+            return false;
+        }
+        let topology = &self.shared.topology;
+        topology.switching()
+            || topology
+                .by_name(&self.pool.key.node)
+                .is_some_and(|n| topology.nodes[n].role() == Role::Fenced)
     }
 
     /// Updates the queue and session state for one server message; returns whether the
@@ -1247,14 +1278,22 @@ impl Relay {
         if self.tx.is_some()
             && let Some(node) = lost
         {
+            let shared = self.shared.clone();
+            let counters = &shared.failover.sessions;
             match self.recover(node).await {
                 Ok(()) => {
+                    counters.moved.fetch_add(1, Relaxed);
                     self.emit_synthetics();
                     self.flush_client().await?;
                     return Ok(());
                 }
                 Err((code, message)) if code != sqlstate::CONNECTION_FAILURE => {
                     tracing::warn!("transaction not replayed ({code}): {message}");
+                    if code == sqlstate::SERIALIZATION_FAILURE {
+                        counters.retry_errors.fetch_add(1, Relaxed);
+                    } else {
+                        counters.unknown_outcomes.fetch_add(1, Relaxed);
+                    }
                     self.fail_in_flight(code, message);
                     self.emit_synthetics();
                     self.flush_client().await?;
@@ -1457,7 +1496,8 @@ impl Relay {
             self.requeue_for_resend();
             if tx.wants_xid() {
                 tx.xid_pending = true;
-                messages::query(&mut bytes, replay::XID_QUERY);
+                let prepare = conn.prepared.insert(replay::XID_HASH);
+                replay::encode_xid_request(&mut bytes, prepare);
                 self.queue.push_back(Expect::Xid);
             }
             if committed {
@@ -1473,6 +1513,13 @@ impl Relay {
             committed,
             "session moved to a new server"
         );
+        let counters = &self.shared.failover.sessions;
+        if !tx.done.is_empty() {
+            counters.transactions_replayed.fetch_add(1, Relaxed);
+        }
+        if commit_in_flight && tx.wrote {
+            counters.commits_resolved.fetch_add(1, Relaxed);
+        }
         self.restore_cursors = false;
         self.cancel
             .slot
@@ -1658,9 +1705,13 @@ fn is_no_transaction_warning(body: &[u8]) -> bool {
 
 /// The transaction log of a new session, when `[ha] transaction_replay` is on.
 fn shared_tx_log(ha: &Option<crate::config::HaConfig>) -> Option<Box<TxLog>> {
-    ha.as_ref()
-        .filter(|ha| ha.transaction_replay)
-        .map(|ha| Box::new(TxLog::new(ha.replay_max_statements, ha.replay_max_bytes)))
+    ha.as_ref().filter(|ha| ha.transaction_replay).map(|ha| {
+        Box::new(TxLog::new(
+            ha.replay_max_statements,
+            ha.replay_max_bytes,
+            ha.resolve_commits,
+        ))
+    })
 }
 
 /// Runs a query on an internal connection and returns the first column of each row

@@ -58,11 +58,12 @@ pub struct TxLog {
     batch_writes_in_tx: bool,
     max_statements: usize,
     max_bytes: usize,
+    resolve_commits: bool,
 }
 
 impl TxLog {
     /// An empty log with limits.
-    pub fn new(max_statements: usize, max_bytes: usize) -> TxLog {
+    pub fn new(max_statements: usize, max_bytes: usize, resolve_commits: bool) -> TxLog {
         TxLog {
             in_flight: VecDeque::new(),
             open: Vec::new(),
@@ -82,30 +83,35 @@ impl TxLog {
             batch_writes_in_tx: false,
             max_statements,
             max_bytes,
+            resolve_commits,
         }
     }
 
     /// Notes the statements of a request about to be sent; `in_tx` is whether a
     /// transaction block is open before them.
-    pub fn note_statements(&mut self, sql: &str, mut in_tx: bool) {
-        for stmt in split_statements(sql) {
+    pub fn note_statements(&mut self, sql: &str, in_tx: bool) {
+        self.note_kinds(&kinds(sql), in_tx);
+    }
+
+    /// [`TxLog::note_statements`] with the statements' kinds known already.
+    pub fn note_kinds(&mut self, kinds: &[Kind], mut in_tx: bool) {
+        for kind in kinds {
             self.statements += 1;
-            if starts_with_keyword(stmt, "begin") || starts_with_keyword(stmt, "start") {
-                in_tx = true;
-            } else if is_commit(stmt) {
-                if in_tx {
-                    self.commits = true;
+            match kind {
+                Kind::Begin => in_tx = true,
+                Kind::Commit => {
+                    if in_tx {
+                        self.commits = true;
+                    }
+                    in_tx = false;
                 }
-                in_tx = false;
-            } else if starts_with_keyword(stmt, "rollback") || starts_with_keyword(stmt, "abort") {
-                in_tx = false;
-            } else if !matches!(classify(stmt), StatementClass::Read) {
-                if in_tx {
+                Kind::Rollback => in_tx = false,
+                Kind::Read => {}
+                Kind::Write if in_tx => {
                     self.wrote = true;
                     self.batch_writes_in_tx = true;
-                } else {
-                    self.autocommit_write = true;
                 }
+                Kind::Write => self.autocommit_write = true,
             }
         }
         if !in_tx {
@@ -117,7 +123,7 @@ impl TxLog {
     /// Whether the transaction id should be read after the batch in flight: it is the first
     /// batch of the open transaction that wrote.
     pub fn wants_xid(&self) -> bool {
-        self.batch_writes_in_tx && self.xid.is_none() && !self.xid_pending
+        self.resolve_commits && self.batch_writes_in_tx && self.xid.is_none() && !self.xid_pending
     }
 
     /// Bytes written to the server: whole messages, split into request batches.
@@ -222,6 +228,41 @@ impl TxLog {
     }
 }
 
+/// What a statement means for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT` / `END`.
+    Commit,
+    /// `ROLLBACK` / `ABORT`.
+    Rollback,
+    /// Reads only.
+    Read,
+    /// May write.
+    Write,
+}
+
+/// The kind of every statement in `sql`.
+pub fn kinds(sql: &str) -> Vec<Kind> {
+    split_statements(sql)
+        .into_iter()
+        .map(|stmt| {
+            if starts_with_keyword(stmt, "begin") || starts_with_keyword(stmt, "start") {
+                Kind::Begin
+            } else if is_commit(stmt) {
+                Kind::Commit
+            } else if starts_with_keyword(stmt, "rollback") || starts_with_keyword(stmt, "abort") {
+                Kind::Rollback
+            } else if matches!(classify(stmt), StatementClass::Read) {
+                Kind::Read
+            } else {
+                Kind::Write
+            }
+        })
+        .collect()
+}
+
 /// Whether a statement ends a transaction by committing it.
 pub fn is_commit(stmt: &str) -> bool {
     (starts_with_keyword(stmt, "commit") && !crate::sql::facts::has_keyword(stmt, "prepared"))
@@ -262,24 +303,67 @@ pub async fn rerun(conn: &mut ServerConn, bytes: &[u8]) -> Result<(u32, u64, u8)
     }
 }
 
-/// The hidden query whose answer is the transaction id (NULL when none was assigned yet).
+/// The query whose answer is the transaction id (NULL when none was assigned yet).
 pub const XID_QUERY: &str = "select txid_current_if_assigned()";
+
+/// Server statement (and portal) name of [`XID_QUERY`], prepared once per connection.
+const XID_NAME: &[u8] = b"hp_xid";
+
+/// Hash under which a server connection remembers it has [`XID_NAME`].
+pub const XID_HASH: u64 = 0x6870_5f78_6964;
+
+/// Appends the hidden transaction-id request as its own batch: `Parse` (when the connection
+/// lacks the statement), `Bind` to a named portal (the client's unnamed portal is left
+/// alone), `Execute`, `Close` of the portal, `Sync`.
+pub fn encode_xid_request(out: &mut Vec<u8>, prepare: bool) {
+    use crate::wire::frame::write_message;
+    if prepare {
+        write_message(out, b'P', |b| {
+            b.extend_from_slice(XID_NAME);
+            b.push(0);
+            b.extend_from_slice(XID_QUERY.as_bytes());
+            b.extend_from_slice(&[0, 0, 0]);
+        });
+    }
+    write_message(out, b'B', |b| {
+        for _ in 0..2 {
+            b.extend_from_slice(XID_NAME);
+            b.push(0);
+        }
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    });
+    write_message(out, b'E', |b| {
+        b.extend_from_slice(XID_NAME);
+        b.extend_from_slice(&[0, 0, 0, 0, 0]);
+    });
+    write_message(out, b'C', |b| {
+        b.push(b'P');
+        b.extend_from_slice(XID_NAME);
+        b.push(0);
+    });
+    messages::sync(out);
+}
 
 /// Removes what the proxy injected from a recorded batch: `Parse` messages of proxy-named
 /// statements (`hp_…`; on a new server connection every statement is prepared before the
-/// replay) and the hidden transaction-id query.
+/// replay) and the hidden transaction-id request.
 pub fn strip_injected(bytes: &[u8]) -> Vec<u8> {
-    let mut xid = Vec::new();
-    messages::query(&mut xid, XID_QUERY);
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
+    let mut in_xid_request = false;
     while at + 5 <= bytes.len() {
         let len = u32::from_be_bytes(bytes[at + 1..at + 5].try_into().expect("4")) as usize;
         let end = (at + 1 + len).min(bytes.len());
-        let is_proxy_parse = bytes[at] == b'P' && bytes[at + 5..end].starts_with(b"hp_");
-        let is_xid_query = bytes[at..end] == xid[..];
-        if !is_proxy_parse && !is_xid_query {
+        let (tag, body) = (bytes[at], &bytes[(at + 5).min(end)..end]);
+        let is_proxy_parse = tag == b'P' && body.starts_with(b"hp_");
+        if tag == b'B' && body.starts_with(XID_NAME) && body.get(XID_NAME.len()) == Some(&0) {
+            in_xid_request = true;
+        }
+        if !is_proxy_parse && !in_xid_request {
             out.extend_from_slice(&bytes[at..end]);
+        }
+        if tag == b'S' {
+            in_xid_request = false;
         }
         at = end;
     }
@@ -292,7 +376,7 @@ mod tests {
 
     #[test]
     fn autocommit_writes_are_not_resendable_but_writes_in_a_transaction_are() {
-        let mut log = TxLog::new(100, 1 << 20);
+        let mut log = TxLog::new(100, 1 << 20, true);
         log.note_statements("insert into t values (1)", false);
         assert!(!log.resendable());
         log.ready(b'I', b'I');
@@ -326,8 +410,11 @@ mod tests {
         bytes.extend_from_slice(&parse);
         messages::query(&mut bytes, "select 3");
         let mut xid = Vec::new();
-        messages::query(&mut xid, XID_QUERY);
+        encode_xid_request(&mut xid, true);
         bytes.extend_from_slice(&xid);
+        let mut tail = Vec::new();
+        messages::sync(&mut tail);
+        bytes.extend_from_slice(&tail);
         let stripped = strip_injected(&bytes);
         assert_eq!(stripped.len(), bytes.len() - parse.len() - xid.len());
     }

@@ -27,6 +27,8 @@ pub struct Prepared {
     body_after_name: Box<[u8]>,
     /// Session-state effect of executing it, if any.
     pub effect: Option<Effect>,
+    /// What its statements mean for transaction replay, worked out on first use.
+    replay_kinds: std::sync::OnceLock<Vec<super::replay::Kind>>,
 }
 
 impl Prepared {
@@ -60,7 +62,14 @@ impl Prepared {
             server_name,
             body_after_name: body.into_boxed_slice(),
             effect,
+            replay_kinds: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What its statements mean for transaction replay.
+    pub fn replay_kinds(&self) -> &[super::replay::Kind] {
+        self.replay_kinds
+            .get_or_init(|| super::replay::kinds(self.sql()))
     }
 
     /// The query text.
