@@ -269,7 +269,18 @@ async fn kill_9_of_the_primary_under_write_load_loses_no_acknowledged_commit() {
             .await
             .unwrap();
         let stored: HashSet<i32> = rows.iter().map(|r| r.get(0)).collect();
-        missing += acked.iter().filter(|(n, _)| !stored.contains(n)).count();
+        let lost: Vec<i32> = acked
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !stored.contains(n))
+            .collect();
+        if !lost.is_empty() {
+            println!(
+                "client {client}: acknowledged but missing: {lost:?}; last acked {:?}",
+                acked.last().map(|a| a.0)
+            );
+        }
+        missing += lost.len();
         let total: i32 = s
             .query_one("select total from totals where client = $1", &[client])
             .await

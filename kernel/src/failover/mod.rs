@@ -340,6 +340,14 @@ async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), 
         let facts = tracker::check(&client).await.map_err(fail("checking"))?;
         if !facts.in_recovery {
             // A node fenced read-only by an earlier switchover takes writes again.
+            // Before any new transaction on it: the first id it hands out. Interrupted
+            // commits with an id at or past this never reached it.
+            let horizon: i64 = client
+                .query_one("select txid_snapshot_xmax(txid_current_snapshot())", &[])
+                .await
+                .map_err(|e| fail("reading the transaction id horizon")(e.to_string()))?
+                .get(0);
+            topology.set_xid_horizon(horizon as u64);
             writable_again(&client)
                 .await
                 .map_err(|e| fail("re-enabling writes")(e.to_string()))?;

@@ -617,6 +617,7 @@ impl Relay {
             b'D' => {
                 if let Some(tx) = self.tx.as_deref_mut() {
                     tx.xid = Some(first_column_i64(body));
+                    tx.xid_generation = self.shared.topology.generation();
                 }
             }
             b'E' => {
@@ -1401,8 +1402,18 @@ impl Relay {
             && tx.wrote
             && let Some(Some(xid)) = tx.xid
         {
-            let sql = format!("select txid_status({xid})");
-            let rows = run_rows(conn, &sql).await.map_err(io)?;
+            // Ids at or past the new primary's horizon were never seen by it (and may be
+            // handed out again there): such a transaction did not commit.
+            let horizon = topology.xid_horizon();
+            let rows = if tx.xid_generation != topology.generation()
+                && horizon > 0
+                && xid as u64 >= horizon
+            {
+                Ok(vec!["aborted".to_owned()])
+            } else {
+                let sql = format!("select txid_status({xid})");
+                run_rows(conn, &sql).await.map_err(io)?
+            };
             match rows.as_deref() {
                 Ok([status]) if status == "committed" && tx.statements == 1 => committed = true,
                 Ok([status]) if status == "committed" => {
@@ -1490,6 +1501,7 @@ impl Relay {
                 .map_err(io)?
                 .ok()
                 .and_then(|rows| rows.first().map(|v| v.parse().ok()));
+            tx.xid_generation = topology.generation();
         }
         if in_flight {
             let mut bytes = replay::strip_injected(&tx.unanswered());
@@ -1508,9 +1520,12 @@ impl Relay {
             tx.resent(&bytes);
         }
         tracing::info!(
+            session = self.info.session_id,
             node = topology.nodes[target].name(),
             replayed = tx.done.len(),
+            commit_in_flight,
             committed,
+            xid = ?tx.xid,
             "session moved to a new server"
         );
         let counters = &self.shared.failover.sessions;

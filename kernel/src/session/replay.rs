@@ -52,6 +52,8 @@ pub struct TxLog {
     pub xid: Option<Option<i64>>,
     /// The hidden transaction-id query is in flight.
     pub xid_pending: bool,
+    /// The topology generation (which primary) the id was read under.
+    pub xid_generation: u64,
     /// The open transaction has run statements that may write.
     pub wrote: bool,
     /// The batch in flight writes inside a transaction block that is still open after it.
@@ -79,6 +81,7 @@ impl TxLog {
             start_lsn: 0,
             xid: None,
             xid_pending: false,
+            xid_generation: 0,
             wrote: false,
             batch_writes_in_tx: false,
             max_statements,

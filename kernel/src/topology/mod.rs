@@ -187,6 +187,7 @@ pub struct Topology {
     buffer_max_waiters: usize,
     buffer_timeout: Duration,
     nudges: Vec<Notify>,
+    xid_horizon: AtomicU64,
 }
 
 impl Topology {
@@ -256,7 +257,19 @@ impl Topology {
             buffer_max_waiters,
             buffer_timeout,
             nudges,
+            xid_horizon: AtomicU64::new(0),
         }
+    }
+
+    /// The first transaction id the latest promoted primary can hand out: ids at or past it
+    /// were never seen there (0 when unknown).
+    pub fn xid_horizon(&self) -> u64 {
+        self.xid_horizon.load(Relaxed)
+    }
+
+    /// Records the promoted primary's transaction id horizon (before it is made primary).
+    pub fn set_xid_horizon(&self, horizon: u64) {
+        self.xid_horizon.store(horizon, Relaxed);
     }
 
     /// Index of the primary.
