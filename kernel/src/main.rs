@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use heliosproxy::config::{
-    AuthMethod, Config, Grant, NodeConfig, NodeRole, PluginConfig, PoolMode,
+    AuthMethod, Config, FailoverMode, Grant, HaConfig, JournalConfig, NodeConfig, NodeRole,
+    PluginConfig, PoolMode,
 };
 use heliosproxy::embedded::{self, InitOptions, LocalPostgres};
 use heliosproxy::oci::{Artifact, trust};
@@ -246,6 +247,16 @@ async fn run_embedded_default() -> Result<()> {
         config.plugins = plugins.clone();
     }
     config.admin.api_key = Some(admin_key(&state)?);
+    // One node: topology tracking shows its health and WAL position; nothing to fail over to.
+    config.ha = Some(HaConfig {
+        failover: FailoverMode::Manual,
+        ..HaConfig::default()
+    });
+    config.journal = Some(JournalConfig {
+        dir: state.join("journal"),
+        retention_bytes: 256 << 20,
+        ..JournalConfig::default()
+    });
     let proxy = Proxy::bind(config.clone()).await?;
     let addr = proxy.local_addr();
     let handle = proxy.start();
@@ -281,6 +292,10 @@ async fn run_embedded_default() -> Result<()> {
         "  admin API: http://{} (key in {})",
         config.admin_address,
         state.join("admin.key").display()
+    );
+    println!(
+        "  topology: GET /api/topology; statement journal in {} (GET /api/journal)",
+        state.join("journal").display()
     );
     println!(
         "  pool mode: transaction, server connections per database/user: {}",

@@ -124,6 +124,25 @@ fn no_config_starts_a_local_postgres_and_serves_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The admin API shows the tracked node and the journal has the query.
+    let key = std::fs::read_to_string(state.join("admin.key")).unwrap();
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {}\r\nConnection: close\r\n\r\n",
+            key.trim()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let topology = get("/api/topology");
+    assert!(topology.contains("\"role\":\"primary\""), "{topology}");
+    let journal = get("/api/journal");
+    assert!(journal.contains("select 40 + 2"), "{journal}");
     // SIGTERM: the proxy stops and takes its PostgreSQL down with it.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();

@@ -711,4 +711,37 @@ mod tests {
         assert!(problems.iter().any(|p| p.starts_with("nodes")));
         assert!(problems.iter().any(|p| p.starts_with("auth.users_file")));
     }
+
+    #[test]
+    fn discovered_roles_need_the_ha_section_and_its_values_are_checked() {
+        let auto =
+            "[auth]\nmethod = \"trust\"\n[[nodes]]\nname = \"a\"\nhost = \"h\"\nrole = \"auto\"\n";
+        let problems = Config::parse(auto).unwrap().validate();
+        assert!(
+            problems.iter().any(|p| p.contains("needs an [ha] section")),
+            "{problems:?}"
+        );
+        let with_ha = format!("{auto}[ha]\nuser = \"monitor\"\nfailover = \"manual\"\n");
+        let c = Config::parse(&with_ha).unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        let ha = c.ha.unwrap();
+        assert_eq!(ha.failover, FailoverMode::Manual);
+        assert_eq!(ha.breaker_failures, 5, "product page default");
+        assert_eq!(ha.breaker_reset_ms, 30_000);
+        assert_eq!(ha.breaker_half_open_requests, 3);
+        let bad = format!("{auto}[ha]\nfailure_threshold = 0\n[journal]\nsegment_bytes = 10\n");
+        let problems = Config::parse(&bad).unwrap().validate();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("ha.failure_threshold"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("journal.segment_bytes"))
+        );
+        let typo = Config::parse("[ha]\nfailover = \"sometimes\"\n").unwrap_err();
+        assert!(typo.contains("ha.failover"), "{typo}");
+    }
 }
