@@ -20,6 +20,13 @@ pub enum SessionEffect {
     ResetAll,
     /// `DISCARD ALL`.
     DiscardAll,
+    /// `PREPARE name …` (SQL-level; not undone by `ROLLBACK`). The name as PostgreSQL sees
+    /// it: folded to lower case unless quoted (then with its quotes).
+    Prepare(String),
+    /// `DEALLOCATE [PREPARE] name`.
+    Deallocate(String),
+    /// `DEALLOCATE [PREPARE] ALL` (also drops protocol-level statements).
+    DeallocateAll,
 }
 
 /// Splits SQL text into statements, dropping empty ones. Unterminated quotes or comments end
@@ -167,7 +174,7 @@ pub fn opens_transaction(sql: &str) -> bool {
 pub fn session_effect(stmt: &str) -> Option<SessionEffect> {
     let first = skip_space_and_comments(stmt);
     let c = first.as_bytes().first()?.to_ascii_lowercase();
-    if c != b's' && c != b'r' && c != b'd' {
+    if c != b's' && c != b'r' && c != b'd' && c != b'p' {
         return None;
     }
     let w = leading_words(stmt, 4);
@@ -201,8 +208,43 @@ pub fn session_effect(stmt: &str) -> Option<SessionEffect> {
             name => Some(SessionEffect::Reset(name.to_owned())),
         },
         "discard" if w.get(1).map(String::as_str) == Some("all") => Some(SessionEffect::DiscardAll),
+        // PREPARE TRANSACTION is two-phase commit, not a statement.
+        "prepare" if w.get(1).is_some_and(|n| n != "transaction") => {
+            Some(SessionEffect::Prepare(identifier_after(first, 1)?))
+        }
+        "deallocate" => {
+            let skip = if w.get(1).map(String::as_str) == Some("prepare") {
+                2
+            } else {
+                1
+            };
+            match w.get(skip).map(String::as_str)? {
+                "all" => Some(SessionEffect::DeallocateAll),
+                _ => Some(SessionEffect::Deallocate(identifier_after(first, skip)?)),
+            }
+        }
         _ => None,
     }
+}
+
+/// The identifier after the first `skip` words of a statement, as PostgreSQL resolves it:
+/// lower-cased when unquoted, verbatim with its quotes when quoted.
+fn identifier_after(stmt: &str, skip: usize) -> Option<String> {
+    let mut s = skip_space_and_comments(stmt);
+    for _ in 0..skip {
+        let end = s
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len());
+        s = skip_space_and_comments(&s[end..]);
+    }
+    if let Some(rest) = s.strip_prefix('"') {
+        let close = rest.find('"')?;
+        return Some(format!("\"{}\"", &rest[..close]));
+    }
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .unwrap_or(s.len());
+    (end > 0).then(|| s[..end].to_lowercase())
 }
 
 /// Quotes a string as an SQL literal.
@@ -222,6 +264,27 @@ pub fn quote_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_prepare_and_deallocate_are_session_effects() {
+        assert_eq!(
+            session_effect("PREPARE Q1 (int) AS select $1"),
+            Some(SessionEffect::Prepare("q1".into()))
+        );
+        assert_eq!(
+            session_effect("prepare \"Mixed\" as select 1"),
+            Some(SessionEffect::Prepare("\"Mixed\"".into()))
+        );
+        assert_eq!(session_effect("PREPARE TRANSACTION 'gid'"), None);
+        assert_eq!(
+            session_effect("deallocate prepare q1"),
+            Some(SessionEffect::Deallocate("q1".into()))
+        );
+        assert_eq!(
+            session_effect("DEALLOCATE ALL"),
+            Some(SessionEffect::DeallocateAll)
+        );
+    }
 
     #[test]
     fn splits_respecting_quotes_comments_and_dollars() {

@@ -335,6 +335,9 @@ async fn a_session_moves_to_the_new_primary_with_its_state_statements_cursor_and
         .prepare("select label from items where id = $1")
         .await
         .unwrap();
+    c.batch_execute("PREPARE sql_by_id (int) AS SELECT label FROM items WHERE id = $1")
+        .await
+        .unwrap();
     c.batch_execute("DECLARE cur CURSOR WITH HOLD FOR SELECT id FROM items ORDER BY id")
         .await
         .unwrap();
@@ -381,6 +384,13 @@ async fn a_session_moves_to_the_new_primary_with_its_state_statements_cursor_and
     assert_eq!(app, "mover");
     let label: String = c.query_one(&by_id, &[&42i32]).await.unwrap().get(0);
     assert_eq!(label, "item 42");
+    let rows = c.simple_query("EXECUTE sql_by_id(7)").await.unwrap();
+    assert!(
+        rows.iter().any(
+            |m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("item 7"))
+        ),
+        "SQL-level prepared statement restored"
+    );
     assert!(!in_recovery(&c).await, "served by the promoted standby");
 
     let s = connect(&standby.direct("postgres")).await.unwrap();

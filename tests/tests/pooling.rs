@@ -78,6 +78,42 @@ async fn a_clients_set_stays_its_own_in_transaction_mode() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_prepare_is_a_clients_own_in_transaction_mode() {
+    let pg = shared_pg();
+    create_database(pg, "pool_sql_prepare").await;
+    // One server connection: both clients take turns on it with the same statement name.
+    let proxy = start_proxy(proxy_config(pg, PoolMode::Transaction, 1)).await;
+    let url = via_proxy(&proxy, "postgres", "pool_sql_prepare");
+    let a = connect(&url).await.unwrap();
+    let b = connect(&url).await.unwrap();
+    let first = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
+        rows.into_iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .unwrap()
+    };
+    a.batch_execute("PREPARE q (int) AS SELECT $1 * 2")
+        .await
+        .unwrap();
+    b.batch_execute("PREPARE q AS SELECT 'b'").await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(first(a.simple_query("EXECUTE q(21)").await.unwrap()), "42");
+        assert_eq!(first(b.simple_query("EXECUTE q").await.unwrap()), "b");
+    }
+    // PREPARE is not undone by ROLLBACK; DEALLOCATE is the client's own too.
+    a.batch_execute("BEGIN; PREPARE r AS SELECT 'r'; ROLLBACK")
+        .await
+        .unwrap();
+    b.batch_execute("DEALLOCATE q").await.unwrap();
+    assert_eq!(first(a.simple_query("EXECUTE r").await.unwrap()), "r");
+    assert_eq!(first(a.simple_query("EXECUTE q(5)").await.unwrap()), "10");
+    let err = b.simple_query("EXECUTE q").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "26000", "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_survive_moving_between_server_connections() {
     let pg = shared_pg();
     create_database(pg, "pool_prep").await;

@@ -90,6 +90,8 @@ pub struct ServerConn {
     pub params: Vec<(String, String)>,
     /// Hashes of the statements prepared on this connection under `hp_<hash>` names.
     pub prepared: HashSet<u64>,
+    /// Names of the SQL-level (`PREPARE`) statements it has.
+    pub sql_prepared: Vec<String>,
     /// Hash of the client session state applied to this connection (0 = as logged in).
     pub state_hash: u64,
     /// When it was opened.
@@ -145,6 +147,7 @@ impl ServerConn {
             target: target.clone(),
             params: Vec::new(),
             prepared: HashSet::new(),
+            sql_prepared: Vec::new(),
             state_hash: 0,
             created: Instant::now(),
             last_used: Instant::now(),

@@ -822,11 +822,20 @@ impl Relay {
         let conn = &mut checkout.conn;
         let limit = self.shared.config.pool.max_prepared_statements;
         let mut sql = String::new();
-        if conn.prepared.len() > limit {
+        let deallocate_all = conn.prepared.len() > limit;
+        if deallocate_all {
+            // Also drops SQL-level statements: this client's are prepared again below.
             sql.push_str("DEALLOCATE ALL;");
         }
-        if conn.state_hash != self.state.hash() {
-            sql.push_str(&self.state.restore_sql(conn.state_hash));
+        let stale = conn.state_hash != self.state.hash()
+            || (deallocate_all && !self.state.prepared_names().is_empty());
+        if stale {
+            let server_prepares: &[String] = if deallocate_all {
+                &[]
+            } else {
+                &conn.sql_prepared
+            };
+            sql.push_str(&self.state.restore_sql(conn.state_hash, server_prepares));
         }
         if self.restore_cursors {
             sql.push_str(&self.cursors.restore_sql());
@@ -836,10 +845,11 @@ impl Relay {
         }
         match conn.run_internal(&sql).await {
             Ok((None, b'I')) => {
-                if sql.starts_with("DEALLOCATE ALL;") {
+                if deallocate_all {
                     conn.prepared.clear();
                 }
                 conn.state_hash = self.state.hash();
+                conn.sql_prepared = self.state.prepared_names();
                 self.restore_cursors = false;
                 Ok(checkout)
             }
@@ -1075,6 +1085,7 @@ impl Relay {
                     b"DISCARD ALL" | b"DEALLOCATE ALL" => {
                         if let Some(s) = self.server.as_mut() {
                             s.conn.prepared.clear();
+                            s.conn.sql_prepared.clear();
                         }
                     }
                     _ => {}
@@ -1084,7 +1095,7 @@ impl Relay {
                     Some(Expect::Query { effects, post }) => {
                         if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten()
                         {
-                            self.state.record(effect);
+                            record_effect(&mut self.state, &mut self.server, effect);
                         }
                         if let Some(ctx) = post {
                             ctx.tag = String::from_utf8_lossy(tag_text).into_owned();
@@ -1095,7 +1106,7 @@ impl Relay {
                     }
                     Some(Expect::Execute { effect, post }) => {
                         if let Some(effect) = effect.take() {
-                            self.state.record(effect);
+                            record_effect(&mut self.state, &mut self.server, effect);
                         }
                         let post = post.take();
                         self.queue.pop_front();
@@ -1630,6 +1641,7 @@ impl Relay {
         if ok {
             if self.mode == PoolMode::Session {
                 s.conn.prepared.clear();
+                s.conn.sql_prepared.clear();
                 s.conn.state_hash = PRISTINE;
             }
             self.pool.release(s);
@@ -1760,6 +1772,21 @@ async fn run_rows(
     }
 }
 
+/// Records a completed session-state statement; a `PREPARE`/`DEALLOCATE` also changes what
+/// the attached server has.
+fn record_effect(state: &mut SessionState, server: &mut Option<Checkout>, effect: Effect) {
+    let sql_level = matches!(
+        effect.kind,
+        crate::sql::SessionEffect::Prepare(_)
+            | crate::sql::SessionEffect::Deallocate(_)
+            | crate::sql::SessionEffect::DeallocateAll
+    );
+    state.record(effect);
+    if sql_level && let Some(s) = server.as_mut() {
+        s.conn.sql_prepared = state.prepared_names();
+    }
+}
+
 /// SQLSTATE and message of an `ErrorResponse` body.
 fn error_of(body: &[u8]) -> Option<(String, String)> {
     messages::ErrorFields::parse(body)
@@ -1789,5 +1816,9 @@ fn query_effects(sql: &str) -> Option<VecDeque<Option<Effect>>> {
 fn might_change_session(sql: &str) -> bool {
     let b = sql.as_bytes();
     b.windows(3).any(|w| w.eq_ignore_ascii_case(b"set"))
-        || b.windows(7).any(|w| w.eq_ignore_ascii_case(b"discard"))
+        || b.windows(7).any(|w| {
+            w.eq_ignore_ascii_case(b"discard")
+                || w.eq_ignore_ascii_case(b"prepare")
+                || w.eq_ignore_ascii_case(b"dealloc")
+        })
 }

@@ -1,6 +1,7 @@
-//! A client's own session state (startup parameters and successful `SET`s) in pooled modes:
-//! recorded per client, committed or discarded with the transaction that made it, and
-//! replayed on whichever server connection the client lands on.
+//! A client's own session state (startup parameters, successful `SET`s and SQL-level
+//! `PREPARE`d statements) in pooled modes: recorded per client, `SET`s committed or discarded
+//! with the transaction that made them (`PREPARE` is not transactional), and replayed on
+//! whichever server connection the client lands on.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -29,6 +30,10 @@ const NOT_REPLAYED: &[&str] = &["user", "database", "replication", "options"];
 pub struct SessionState {
     startup: Vec<(String, String)>,
     sets: Vec<(String, Arc<str>)>,
+    /// SQL-level prepared statements: name (as the server resolves it) and `PREPARE` text.
+    prepares: Vec<(String, Arc<str>)>,
+    /// A `PREPARE`/`DEALLOCATE` changed the state since the last `ReadyForQuery`.
+    changed_now: bool,
     pending: Vec<Effect>,
     rollback_seen: bool,
     reset_since_commit: bool,
@@ -72,9 +77,28 @@ impl SessionState {
         self.hash
     }
 
-    /// Records a completed session-state statement (applied when its transaction commits).
+    /// Records a completed session-state statement: a `SET` applies when its transaction
+    /// commits, a `PREPARE`/`DEALLOCATE` at once.
     pub fn record(&mut self, effect: Effect) {
-        self.pending.push(effect);
+        match &effect.kind {
+            SessionEffect::Prepare(name) => {
+                self.prepares.retain(|(n, _)| n != name);
+                self.prepares.push((name.clone(), effect.sql.clone()));
+            }
+            SessionEffect::Deallocate(name) => self.prepares.retain(|(n, _)| n != name),
+            SessionEffect::DeallocateAll => self.prepares.clear(),
+            _ => {
+                self.pending.push(effect);
+                return;
+            }
+        }
+        self.changed_now = true;
+        self.rehash();
+    }
+
+    /// Names of the SQL-level prepared statements the server must have.
+    pub fn prepared_names(&self) -> Vec<String> {
+        self.prepares.iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// Notes that a transaction ended in `ROLLBACK`.
@@ -84,16 +108,17 @@ impl SessionState {
 
     /// Handles `ReadyForQuery`; returns the hash the server now carries when this changed it.
     pub fn on_ready(&mut self, status: u8) -> Option<u64> {
+        let changed_now = std::mem::take(&mut self.changed_now).then_some(self.hash);
         if status != b'I' {
-            return None;
+            return changed_now;
         }
         let rolled_back = std::mem::take(&mut self.rollback_seen);
         if self.pending.is_empty() {
-            return None;
+            return changed_now;
         }
         let pending = std::mem::take(&mut self.pending);
         if rolled_back {
-            return None;
+            return changed_now;
         }
         for effect in pending {
             match &effect.kind {
@@ -105,10 +130,18 @@ impl SessionState {
                     self.sets.retain(|(n, _)| n != name);
                     self.reset_since_commit |= self.startup.iter().any(|(n, _)| n == name);
                 }
-                SessionEffect::ResetAll | SessionEffect::DiscardAll => {
+                SessionEffect::ResetAll => {
                     self.sets.clear();
                     self.reset_since_commit |= !self.startup.is_empty();
                 }
+                SessionEffect::DiscardAll => {
+                    self.sets.clear();
+                    self.prepares.clear();
+                    self.reset_since_commit |= !self.startup.is_empty();
+                }
+                SessionEffect::Prepare(_)
+                | SessionEffect::Deallocate(_)
+                | SessionEffect::DeallocateAll => {}
             }
         }
         self.rehash();
@@ -121,9 +154,15 @@ impl SessionState {
         }
     }
 
-    /// SQL that turns a server carrying `server_hash` into one carrying this state.
-    pub fn restore_sql(&self, server_hash: u64) -> String {
+    /// SQL that turns a server carrying `server_hash` and the SQL-level prepared statements
+    /// `server_prepares` into one carrying this state.
+    pub fn restore_sql(&self, server_hash: u64, server_prepares: &[String]) -> String {
         let mut sql = String::new();
+        for name in server_prepares {
+            sql.push_str("DEALLOCATE ");
+            sql.push_str(name);
+            sql.push(';');
+        }
         if server_hash != PRISTINE {
             sql.push_str("SET SESSION AUTHORIZATION DEFAULT;RESET ALL;");
         }
@@ -134,7 +173,7 @@ impl SessionState {
             sql.push_str(&quote_literal(value));
             sql.push(';');
         }
-        for (_, stmt) in &self.sets {
+        for (_, stmt) in self.sets.iter().chain(&self.prepares) {
             sql.push_str(stmt);
             sql.push(';');
         }
@@ -147,13 +186,13 @@ impl SessionState {
     }
 
     fn rehash(&mut self) {
-        if self.startup.is_empty() && self.sets.is_empty() {
+        if self.startup.is_empty() && self.sets.is_empty() && self.prepares.is_empty() {
             self.hash = PRISTINE;
             return;
         }
         let mut h = DefaultHasher::new();
         self.startup.hash(&mut h);
-        for (n, s) in &self.sets {
+        for (n, s) in self.sets.iter().chain(&self.prepares) {
             n.hash(&mut h);
             s.hash(&mut h);
         }
@@ -214,7 +253,10 @@ mod tests {
             ("application_name".into(), "".into()),
         ];
         let s = SessionState::from_startup(&client, &server);
-        assert_eq!(s.restore_sql(PRISTINE), "SET application_name TO 'app';");
+        assert_eq!(
+            s.restore_sql(PRISTINE, &[]),
+            "SET application_name TO 'app';"
+        );
         assert_ne!(s.hash(), PRISTINE);
         let plain = SessionState::from_startup(&[("user".into(), "u".into())], &server);
         assert_eq!(plain.hash(), PRISTINE);
@@ -245,9 +287,31 @@ mod tests {
         assert_eq!(s.on_ready(b'I'), Some(DIRTY));
         assert_eq!(s.sets().count(), 0);
         assert!(
-            s.restore_sql(DIRTY)
+            s.restore_sql(DIRTY, &[])
                 .starts_with("SET SESSION AUTHORIZATION DEFAULT;RESET ALL;")
         );
+    }
+
+    #[test]
+    fn sql_prepares_apply_at_once_survive_rollback_and_replace_the_servers_own() {
+        let mut s = SessionState::default();
+        s.record(Effect {
+            kind: SessionEffect::Prepare("q".into()),
+            sql: "PREPARE q AS SELECT 1".into(),
+        });
+        s.saw_rollback();
+        let hash = s.on_ready(b'I').expect("changed");
+        assert_ne!(hash, PRISTINE);
+        assert_eq!(s.prepared_names(), vec!["q".to_owned()]);
+        assert_eq!(
+            s.restore_sql(7, &["other".into()]),
+            "DEALLOCATE other;SET SESSION AUTHORIZATION DEFAULT;RESET ALL;PREPARE q AS SELECT 1;"
+        );
+        s.record(Effect {
+            kind: SessionEffect::Deallocate("q".into()),
+            sql: "DEALLOCATE q".into(),
+        });
+        assert_eq!(s.on_ready(b'I'), Some(PRISTINE));
     }
 
     #[test]
@@ -260,7 +324,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            s.restore_sql(PRISTINE),
+            s.restore_sql(PRISTINE, &[]),
             "SET search_path TO 'x';SET statement_timeout TO '5';"
         );
     }
