@@ -244,7 +244,7 @@ impl Proxy {
             })?;
         let shared = Arc::new(Shared {
             users,
-            pools: Pools::new(config.pool.clone()),
+            pools: Pools::new(pool_config(&config)),
             topology,
             pipeline: ArcSwap::from_pointee(pipeline),
             plugin_runtime,
@@ -322,6 +322,17 @@ impl Proxy {
             task,
         }
     }
+}
+
+/// The pool settings in effect: with `[ha]` every reused connection gets the (one
+/// non-blocking read) liveness check, so a connection that died with its server is never
+/// handed out and a statement is never sent into it.
+fn pool_config(config: &Config) -> crate::config::PoolConfig {
+    let mut pool = config.pool.clone();
+    if config.ha.is_some() {
+        pool.health_check_after_ms = 0;
+    }
+    pool
 }
 
 /// Starts a health-check task per node when `[ha]` is configured.

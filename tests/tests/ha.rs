@@ -562,3 +562,56 @@ async fn the_journal_records_statements_with_parameters_rows_errors_and_transact
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_manual_failover_queries_wait_a_bounded_time_then_an_operator_promotes() {
+    let (primary, standby) = start_ha_pair(false).await;
+    let mut config = ha_config(&primary, &standby);
+    {
+        let ha = config.ha.as_mut().unwrap();
+        ha.failover = helios_tests::heliosproxy::config::FailoverMode::Manual;
+        ha.buffer_timeout_ms = 1500;
+    }
+    let proxy = start_proxy(config).await;
+    let c = connect(&via_proxy(&proxy, "postgres", "postgres"))
+        .await
+        .unwrap();
+    c.batch_execute("create table m (x int)").await.unwrap();
+    kill_9(&primary);
+    wait_topology(&proxy, 10, "the primary is seen down", |t| {
+        node(t, "pg1")["down"] == true
+    })
+    .await;
+    // Nobody promotes: the query waits for the buffer timeout, then fails clearly.
+    let started = Instant::now();
+    let err = c
+        .batch_execute("insert into m values (1)")
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(err.code().unwrap().code(), "08006", "{err}");
+    assert!(
+        db_message(&err).contains("no new primary took over within 1500 ms"),
+        "{}",
+        db_message(&err)
+    );
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // The operator promotes the standby; the session (or a new one) writes there.
+    let (code, body) = admin_http(
+        proxy.admin_addr,
+        "POST",
+        "/api/topology/switchover",
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let c = connect(&via_proxy(&proxy, "postgres", "postgres"))
+        .await
+        .unwrap();
+    c.batch_execute("insert into m values (2)").await.unwrap();
+    assert!(!in_recovery(&c).await);
+}

@@ -169,7 +169,8 @@ pub async fn automatic(shared: Arc<Shared>, failed: usize) {
 /// A planned switchover to `target` (or the best standby): new queries wait, transactions
 /// on the old primary get up to the buffer timeout to finish, the old primary is made
 /// read-only and its remaining sessions ended, the target catches up with its last WAL
-/// position and is promoted.
+/// position and is promoted. When the primary is down already (manual failover mode), the
+/// target is promoted at once.
 pub async fn switchover(
     shared: &Arc<Shared>,
     target: Option<&str>,
@@ -211,7 +212,11 @@ pub async fn switchover(
     let started = Instant::now();
     let started_at_ms = now_ms();
     topology.begin_switch();
-    let result = switch_to(shared, old, target, &ha).await;
+    let result = if topology.nodes[old].is_down() {
+        promote(topology, target, &ha).await.map(|_| 0)
+    } else {
+        switch_to(shared, old, target, &ha).await
+    };
     let from = topology.nodes[old].name().to_owned();
     let to = topology.nodes[target].name().to_owned();
     let report = FailoverReport {
@@ -220,7 +225,11 @@ pub async fn switchover(
         to: to.clone(),
         started_at_ms,
         duration_ms: started.elapsed().as_millis() as u64,
-        caught_up_to: result.as_ref().ok().map(|&lsn| format_lsn(lsn)),
+        caught_up_to: result
+            .as_ref()
+            .ok()
+            .filter(|&&lsn| lsn > 0)
+            .map(|&lsn| format_lsn(lsn)),
         error: result.as_ref().err().map(|e| e.to_string()),
     };
     if result.is_ok() {

@@ -129,6 +129,8 @@ pub struct Relay {
     hide_no_tx_warning: bool,
     /// Transactions this session started (journal transaction ids).
     transactions: u64,
+    /// The topology generation when the attached server was checked out.
+    attached_generation: u64,
 }
 
 /// What PostQuery and the journal need about a statement in flight.
@@ -208,6 +210,7 @@ impl Relay {
             restore_cursors: false,
             hide_no_tx_warning: false,
             transactions: 0,
+            attached_generation: 0,
         }
     }
 
@@ -258,6 +261,9 @@ impl Relay {
 
     /// Handles every complete client message; returns `false` when the client terminated.
     async fn on_client_data(&mut self) -> Result<bool, SessionError> {
+        if self.server.is_some() && self.shared.topology.generation() != self.attached_generation {
+            self.leave_fenced_server().await?;
+        }
         // Pick up reloaded components between batches; a statement in flight keeps its own.
         if self.queue.is_empty() {
             let current = self.shared.pipeline.load();
@@ -748,6 +754,21 @@ impl Relay {
             node = topology.primary();
         }
         let mut waited_for_failover = false;
+        if node == topology.primary()
+            && topology.nodes[node].is_down()
+            && topology.can_wait_for_failover()
+        {
+            // Known down: wait (bounded) for a new primary instead of trying it.
+            waited_for_failover = true;
+            let generation = topology.generation();
+            match topology.wait_for_new_primary(generation).await {
+                Ok(()) => node = topology.primary(),
+                Err(e) => {
+                    self.checkout_failed(sqlstate::CONNECTION_FAILURE, e.to_string(), ends_batch);
+                    return false;
+                }
+            }
+        }
         loop {
             let admitted = topology.nodes[node].breaker.try_admit();
             if !admitted && node != topology.primary() {
@@ -771,6 +792,7 @@ impl Relay {
                         .slot
                         .attach(&checkout.conn.target, checkout.conn.key);
                     self.server = Some(checkout);
+                    self.attached_generation = topology.generation();
                     return true;
                 }
                 Err(e) => {
@@ -787,7 +809,7 @@ impl Relay {
                         waited_for_failover = true;
                         let generation = topology.generation();
                         topology.nudge(node);
-                        if topology.wait_for_new_primary(generation).await {
+                        if topology.wait_for_new_primary(generation).await.is_ok() {
                             node = topology.primary();
                             continue;
                         }
@@ -802,6 +824,21 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// The primary changed while this session kept its server (a held cursor, session mode,
+    /// an open transaction): a server on the fenced old primary is given up and the session
+    /// moves, so it neither reads stale data nor writes where the writes would be lost.
+    async fn leave_fenced_server(&mut self) -> Result<(), SessionError> {
+        let topology = self.shared.topology.clone();
+        self.attached_generation = topology.generation();
+        let fenced = topology
+            .by_name(&self.pool.key.node)
+            .is_some_and(|n| topology.nodes[n].role() == Role::Fenced);
+        if fenced && self.tx.is_some() {
+            self.server_lost("its primary was replaced").await?;
+        }
+        Ok(())
     }
 
     /// Tells the client its statement found no server.
@@ -1551,6 +1588,7 @@ impl Relay {
             .slot
             .attach(&checkout.conn.target, checkout.conn.key);
         self.server = Some(checkout);
+        self.attached_generation = topology.generation();
         Ok(())
     }
 

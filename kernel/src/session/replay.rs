@@ -257,10 +257,14 @@ pub fn kinds(sql: &str) -> Vec<Kind> {
                 Kind::Commit
             } else if starts_with_keyword(stmt, "rollback") || starts_with_keyword(stmt, "abort") {
                 Kind::Rollback
-            } else if matches!(classify(stmt), StatementClass::Read) {
-                Kind::Read
             } else {
-                Kind::Write
+                match classify(stmt) {
+                    // Session commands and savepoints leave nothing durable behind.
+                    StatementClass::Read
+                    | StatementClass::Session
+                    | StatementClass::Transaction => Kind::Read,
+                    _ => Kind::Write,
+                }
             }
         })
         .collect()

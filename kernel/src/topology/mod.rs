@@ -159,10 +159,10 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BufferError {
     /// Too many queries are waiting already.
-    #[error("a failover is under way and {0} queries are already waiting for it")]
+    #[error("the primary is unavailable and {0} queries are already waiting for a new one")]
     Full(usize),
-    /// The switchover took longer than the buffer timeout.
-    #[error("a failover is under way and did not finish within {0} ms")]
+    /// No new primary within the buffer timeout.
+    #[error("the primary is unavailable and no new primary took over within {0} ms")]
     TimedOut(u64),
 }
 
@@ -378,16 +378,22 @@ impl Topology {
         }
     }
 
-    /// Waits until the primary changes from generation `seen` or a switchover ends, at most
-    /// the buffer timeout; `true` when a new primary is in place.
-    pub async fn wait_for_new_primary(&self, seen: u64) -> bool {
+    /// Waits until the primary changes from generation `seen` (bounded in count and time,
+    /// like [`Topology::wait_for_switch`]).
+    pub async fn wait_for_new_primary(&self, seen: u64) -> Result<(), BufferError> {
+        let waiting = self.waiters.fetch_add(1, Relaxed);
+        let _guard = Decrement(&self.waiters);
+        if waiting >= self.buffer_max_waiters {
+            return Err(BufferError::Full(waiting));
+        }
         let mut rx = self.switch.subscribe();
         tokio::time::timeout(
             self.buffer_timeout,
             rx.wait_for(|s| s.generation != seen && !s.in_progress),
         )
         .await
-        .is_ok()
+        .map(|_| ())
+        .map_err(|_| BufferError::TimedOut(self.buffer_timeout.as_millis() as u64))
     }
 
     /// After a session lost its connection to the primary `node`: waits (at most the buffer
