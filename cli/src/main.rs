@@ -333,7 +333,7 @@ impl Plugin for Component {
         Ok(Hooks::VALIDATE)
     }
 
-    fn validate(_session: &SessionInfo, stmt: &Statement) -> Verdict {
+    fn validate(_call: &Call, stmt: &Statement) -> Verdict {
         let word = WORD.get().map(String::as_str).unwrap_or("forbidden");
         if stmt.sql.to_lowercase().contains(word) {
             deny("42501", format!("statements mentioning `{word}` are refused"))

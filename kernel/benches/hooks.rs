@@ -8,8 +8,9 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use heliosproxy::config::{Config, Grant, NodeConfig, NodeRole, PluginConfig, PluginRuntimeConfig};
 use heliosproxy::hooks::{self, Pipeline};
+use heliosproxy::hooks::{CallScope, SessionInfo};
 use heliosproxy::plugins::Runtime;
-use heliosproxy::plugins::bindings::SessionInfo;
+use heliosproxy::plugins::bindings::Call;
 use heliosproxy::topology::Topology;
 use std::hint::black_box;
 
@@ -92,15 +93,25 @@ fn bench(c: &mut Criterion) {
             ("region".into(), "eu-west".into()),
             ("role".into(), "reader".into()),
         ],
-        in_transaction: false,
     };
     let sql = "SELECT o.id, o.total, o.status, c.name, c.email FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.tenant_id = $1 AND o.created_at > now() - interval '7 days' ORDER BY o.created_at DESC LIMIT 50";
     assert!((185..=215).contains(&sql.len()), "{}", sql.len());
+    let session = Arc::new(session);
     let stmt = hooks::statement(sql);
+    let call = Call {
+        session_id: 42,
+        in_transaction: false,
+    };
+    let scope = CallScope {
+        session: session.clone(),
+        stmt: Some(stmt.clone()),
+    };
     c.bench_function("hooks/noop_pre_query_call", |b| {
         b.iter(|| {
-            noop.call(|p, s| p.call_pre_query(s, black_box(&session), black_box(&stmt)))
-                .unwrap()
+            noop.call(Some(&scope), |p, s| {
+                p.call_pre_query(s, black_box(call), black_box(&stmt))
+            })
+            .unwrap()
         })
     });
     let bare_session = SessionInfo {
@@ -111,13 +122,18 @@ fn bench(c: &mut Criterion) {
         client_addr: String::new(),
         tenant: None,
         attributes: vec![],
-        in_transaction: false,
     };
     let bare_stmt = hooks::statement("select 1");
+    let bare_scope = CallScope {
+        session: Arc::new(bare_session),
+        stmt: Some(bare_stmt.clone()),
+    };
     c.bench_function("hooks/noop_pre_query_call_bare", |b| {
         b.iter(|| {
-            noop.call(|p, s| p.call_pre_query(s, black_box(&bare_session), black_box(&bare_stmt)))
-                .unwrap()
+            noop.call(Some(&bare_scope), |p, s| {
+                p.call_pre_query(s, black_box(call), black_box(&bare_stmt))
+            })
+            .unwrap()
         })
     });
     let router = runtime
@@ -141,15 +157,54 @@ fn bench(c: &mut Criterion) {
                 &[],
                 "large_tables = [\"events\"]\ntenant_tables = [\"orders\"]",
             ),
-            topology,
+            topology.clone(),
         )
         .unwrap();
+    c.bench_function("hooks/router_route_call", |b| {
+        b.iter(|| {
+            router
+                .call(Some(&scope), |p, s| {
+                    p.call_route(s, black_box(call), black_box(&stmt))
+                })
+                .unwrap()
+        })
+    });
+    c.bench_function("hooks/guardrail_validate_call", |b| {
+        b.iter(|| {
+            guard
+                .call(Some(&scope), |p, s| {
+                    p.call_validate(s, black_box(call), black_box(&stmt))
+                })
+                .unwrap()
+        })
+    });
+    let guard_uncached = runtime
+        .load(
+            &plugin(
+                &dir,
+                "guard-uncached",
+                "helios_llm_guardrail.wasm",
+                &[],
+                "large_tables = [\"events\"]\ntenant_tables = [\"orders\"]\ncache_verdicts = false",
+            ),
+            topology.clone(),
+        )
+        .unwrap();
+    c.bench_function("hooks/guardrail_validate_call_uncached", |b| {
+        b.iter(|| {
+            guard_uncached
+                .call(Some(&scope), |p, s| {
+                    p.call_validate(s, black_box(call), black_box(&stmt))
+                })
+                .unwrap()
+        })
+    });
     let chain = Pipeline::new(vec![router, guard]);
     c.bench_function("hooks/router_and_guardrail_chain", |b| {
         b.iter(|| {
             let (decision, stmt) =
-                chain.pre_query_and_validate(black_box(&session), black_box(sql));
-            let route = chain.route(&session, &stmt);
+                chain.pre_query_and_validate(black_box(&session), false, black_box(sql));
+            let route = chain.route(&session, false, &stmt);
             (matches!(decision, hooks::PreQuery::Proceed(None)), route)
         })
     });

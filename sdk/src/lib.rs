@@ -1,9 +1,12 @@
 //! The crate HeliosProxy component authors depend on.
 //!
 //! Implement [`Plugin`] (every hook has a default that does nothing), register with
-//! [`export_plugin!`], build with `cargo build --release --target wasm32-wasip2`. Host
-//! capabilities are in [`host`]; on a native target they talk to a fake host you control from
-//! [`testing`], so a component's logic is unit-tested with plain `cargo test`.
+//! [`export_plugin!`], build with `cargo build --release --target wasm32-wasip2`. A hook gets
+//! the [`Call`] (session id, whether a transaction is open) and the [`Statement`] (SQL, class,
+//! fingerprint); the rest of the session and the statement's tables and hints are read on
+//! demand from [`context`]. Host capabilities are in [`host`]; on a native target both talk to
+//! a fake host you control from [`testing`], so a component's logic is unit-tested with plain
+//! `cargo test`.
 //!
 //! ```ignore
 //! use helios_sdk::*;
@@ -14,7 +17,7 @@
 //!     fn init(_config: &Config) -> Result<Hooks, String> {
 //!         Ok(Hooks::VALIDATE)
 //!     }
-//!     fn validate(_session: &SessionInfo, stmt: &Statement) -> Verdict {
+//!     fn validate(_call: &Call, stmt: &Statement) -> Verdict {
 //!         if stmt.class == StatementClass::Read {
 //!             Verdict::Allow
 //!         } else {
@@ -27,6 +30,7 @@
 //! ```
 
 pub mod config;
+pub mod context;
 pub mod host;
 pub mod testing;
 
@@ -44,8 +48,8 @@ pub mod bindings {
 }
 
 pub use bindings::helios::plugin::types::{
-    AuthDecision, AuthRequest, ConfigValue, Hooks, Identity, Outcome, PreQueryAction, Refusal,
-    ResultSet, RouteTarget, SessionInfo, Statement, StatementClass, Verdict,
+    AuthDecision, AuthRequest, Call, ConfigValue, Hooks, Identity, Outcome, PreQueryAction,
+    Refusal, ResultSet, RouteTarget, Statement, StatementClass, Verdict,
 };
 pub use config::Config;
 /// SQL helpers shared with the kernel (classification, tables, fingerprints, hints).
@@ -68,22 +72,22 @@ pub trait Plugin {
     }
 
     /// Before a statement runs: proceed, rewrite, block or respond.
-    fn pre_query(_session: &SessionInfo, _stmt: &Statement) -> PreQueryAction {
+    fn pre_query(_call: &Call, _stmt: &Statement) -> PreQueryAction {
         PreQueryAction::Proceed
     }
 
     /// On the final SQL.
-    fn validate(_session: &SessionInfo, _stmt: &Statement) -> Verdict {
+    fn validate(_call: &Call, _stmt: &Statement) -> Verdict {
         Verdict::Allow
     }
 
     /// Chooses the node when a statement starts a new server checkout.
-    fn route(_session: &SessionInfo, _stmt: &Statement) -> RouteTarget {
+    fn route(_call: &Call, _stmt: &Statement) -> RouteTarget {
         RouteTarget::Default
     }
 
     /// After a statement completed or failed.
-    fn post_query(_session: &SessionInfo, _stmt: &Statement, _outcome: &Outcome) {}
+    fn post_query(_call: &Call, _stmt: &Statement, _outcome: &Outcome) {}
 }
 
 /// A refusal with a SQLSTATE and message, for `Verdict::Deny`.
@@ -99,18 +103,22 @@ pub fn refusal(sqlstate: &str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// The value of a hint, e.g. `hint(stmt, "route")` for `/*+ route=primary */`.
-pub fn hint<'a>(stmt: &'a Statement, key: &str) -> Option<&'a str> {
-    stmt.hints
-        .iter()
+/// The value of a hint, e.g. `hint(stmt, "route")` for `/*+ route=primary */` (asks the host
+/// only when the SQL has a hint comment at all).
+pub fn hint(stmt: &Statement, key: &str) -> Option<String> {
+    if !stmt.sql.contains("/*+") {
+        return None;
+    }
+    context::hints(stmt)
+        .into_iter()
         .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v)
 }
 
 /// Builds the [`Statement`] the kernel would pass for `sql` (for tests and the fake host).
 pub fn statement(text: &str) -> Statement {
-    let facts = sql::analyze(text);
-    let class = match facts.class {
+    let (class, fingerprint) = sql::class_and_fingerprint(text);
+    let class = match class {
         sql::StatementClass::Read => StatementClass::Read,
         sql::StatementClass::Write => StatementClass::Write,
         sql::StatementClass::Ddl => StatementClass::Ddl,
@@ -121,9 +129,7 @@ pub fn statement(text: &str) -> Statement {
     Statement {
         sql: text.to_owned(),
         class,
-        tables: facts.tables,
-        fingerprint: facts.fingerprint,
-        hints: facts.hints,
+        fingerprint,
     }
 }
 
@@ -148,24 +154,17 @@ macro_rules! export_plugin {
             fn authenticate(request: $crate::AuthRequest) -> $crate::AuthDecision {
                 <$plugin as $crate::Plugin>::authenticate(&request)
             }
-            fn pre_query(
-                session: $crate::SessionInfo,
-                stmt: $crate::Statement,
-            ) -> $crate::PreQueryAction {
-                <$plugin as $crate::Plugin>::pre_query(&session, &stmt)
+            fn pre_query(call: $crate::Call, stmt: $crate::Statement) -> $crate::PreQueryAction {
+                <$plugin as $crate::Plugin>::pre_query(&call, &stmt)
             }
-            fn validate(session: $crate::SessionInfo, stmt: $crate::Statement) -> $crate::Verdict {
-                <$plugin as $crate::Plugin>::validate(&session, &stmt)
+            fn validate(call: $crate::Call, stmt: $crate::Statement) -> $crate::Verdict {
+                <$plugin as $crate::Plugin>::validate(&call, &stmt)
             }
-            fn route(session: $crate::SessionInfo, stmt: $crate::Statement) -> $crate::RouteTarget {
-                <$plugin as $crate::Plugin>::route(&session, &stmt)
+            fn route(call: $crate::Call, stmt: $crate::Statement) -> $crate::RouteTarget {
+                <$plugin as $crate::Plugin>::route(&call, &stmt)
             }
-            fn post_query(
-                session: $crate::SessionInfo,
-                stmt: $crate::Statement,
-                outcome: $crate::Outcome,
-            ) {
-                <$plugin as $crate::Plugin>::post_query(&session, &stmt, &outcome)
+            fn post_query(call: $crate::Call, stmt: $crate::Statement, outcome: $crate::Outcome) {
+                <$plugin as $crate::Plugin>::post_query(&call, &stmt, &outcome)
             }
         }
 

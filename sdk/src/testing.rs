@@ -1,11 +1,29 @@
 //! A fake host for native unit tests of component logic: set the nodes the `topology`
-//! interface reports, inspect the key/value store and the log lines, build sessions.
+//! interface reports and the session `context` reports, inspect the key/value store and the
+//! log lines.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::SessionInfo;
+use crate::Call;
 use crate::host::{Level, Node};
+
+/// The session [`crate::context`] reports.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Login user.
+    pub user: String,
+    /// Database.
+    pub database: String,
+    /// `application_name`.
+    pub application_name: String,
+    /// Client address.
+    pub client_addr: String,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// Attributes.
+    pub attributes: Vec<(String, String)>,
+}
 
 /// What the fake host holds (one per test thread).
 #[derive(Debug, Default, Clone)]
@@ -18,6 +36,8 @@ pub struct FakeHost {
     pub logs: Vec<(Level, String)>,
     /// What `host::now_ms()` returns.
     pub now_ms: u64,
+    /// What `context` reports about the session.
+    pub session: Session,
 }
 
 thread_local! {
@@ -45,16 +65,21 @@ pub fn node(name: &str, role: &str, tags: &[&str], lag_bytes: Option<u64>) -> No
     }
 }
 
-/// A session outside any transaction.
-pub fn session(application_name: &str) -> SessionInfo {
-    SessionInfo {
+/// Makes `context` report a session of user `app` with this `application_name`, and returns
+/// its call outside any transaction.
+pub fn session(application_name: &str) -> Call {
+    with_fake(|h| {
+        h.session = Session {
+            user: "app".into(),
+            database: "app".into(),
+            application_name: application_name.to_owned(),
+            client_addr: "127.0.0.1:50000".into(),
+            tenant: None,
+            attributes: Vec::new(),
+        }
+    });
+    Call {
         session_id: 1,
-        user: "app".into(),
-        database: "app".into(),
-        application_name: application_name.to_owned(),
-        client_addr: "127.0.0.1:50000".into(),
-        tenant: None,
-        attributes: Vec::new(),
         in_transaction: false,
     }
 }

@@ -44,6 +44,13 @@ pub fn analyze(sql: &str) -> Facts {
     }
 }
 
+/// Class and fingerprint only, from one tokenisation (what every hook call needs; tables and
+/// hints are worked out when asked for).
+pub fn class_and_fingerprint(sql: &str) -> (StatementClass, u64) {
+    let toks = tokens(sql);
+    (classify_tokens(&toks), fingerprint_of(&toks))
+}
+
 /// Classifies one statement by its leading keywords.
 pub fn classify(sql: &str) -> StatementClass {
     classify_tokens(&tokens(sql))

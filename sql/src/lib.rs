@@ -6,7 +6,8 @@
 pub mod facts;
 
 pub use facts::{
-    Facts, StatementClass, analyze, classify, fingerprint, has_keyword, hints, tables, word_list,
+    Facts, StatementClass, analyze, class_and_fingerprint, classify, fingerprint, has_keyword,
+    hints, tables, word_list,
 };
 
 /// What a statement does to session state that the kernel must track in pooled modes.

@@ -9,8 +9,14 @@
 //! - `tenant_tables = ["orders", …]` with `tenant_column = "tenant_id"`: statements on these
 //!   tables must filter on the tenant column in their WHERE clause.
 //!
+//! - `cache_verdicts = true`: a verdict depends only on the statement's structure, so it is
+//!   remembered per statement fingerprint (constants ignored) in each instance; a statement
+//!   shape seen before costs a hash lookup instead of a re-parse.
+//!
 //! Every refusal is SQLSTATE 42501 with a message saying why.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use helios_sdk::*;
@@ -22,9 +28,18 @@ struct Settings {
     large_tables: Vec<String>,
     tenant_tables: Vec<String>,
     tenant_column: String,
+    cache_verdicts: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Verdicts remembered per statement fingerprint; cleared when full. (A `BTreeMap`: a
+/// `HashMap` would seed itself from WASI randomness, which components do not get.)
+const VERDICT_CACHE_MAX: usize = 10_000;
+
+thread_local! {
+    static VERDICTS: RefCell<BTreeMap<u64, Verdict>> = const { RefCell::new(BTreeMap::new()) };
+}
 
 /// The guardrail component.
 pub struct Guardrail;
@@ -51,15 +66,37 @@ impl Plugin for Guardrail {
                 .collect(),
             tenant_tables,
             tenant_column,
+            cache_verdicts: config.boolean("cache_verdicts").unwrap_or(true),
         });
         Ok(Hooks::VALIDATE)
     }
 
-    fn validate(session: &SessionInfo, stmt: &Statement) -> Verdict {
+    fn validate(_call: &Call, stmt: &Statement) -> Verdict {
         let s = SETTINGS.get().expect("init ran before any hook");
-        if !s.applications.is_empty() && !s.applications.contains(&session.application_name) {
+        if !s.applications.is_empty() && !s.applications.contains(&context::application_name()) {
             return Verdict::Allow;
         }
+        if !s.cache_verdicts {
+            return judge(s, stmt);
+        }
+        if let Some(v) = VERDICTS.with(|c| c.borrow().get(&stmt.fingerprint).cloned()) {
+            return v;
+        }
+        let verdict = judge(s, stmt);
+        VERDICTS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= VERDICT_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(stmt.fingerprint, verdict.clone());
+        });
+        verdict
+    }
+}
+
+/// The verdict on one statement, from its structure alone.
+fn judge(s: &Settings, stmt: &Statement) -> Verdict {
+    {
         // One pass over the words of the statement serves every check.
         let words = sql::word_list(&stmt.sql);
         let first = words
@@ -80,13 +117,19 @@ impl Plugin for Guardrail {
                 first.to_uppercase()
             ));
         }
+        // Ask the kernel for the tables only when a table rule is configured.
+        let tables = if s.large_tables.is_empty() && s.tenant_tables.is_empty() {
+            Vec::new()
+        } else {
+            context::tables(stmt)
+        };
         if stmt.class == StatementClass::Read
             && !has("limit")
-            && let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.large_tables))
+            && let Some(t) = tables.iter().find(|t| is_listed(t, &s.large_tables))
         {
             return guard(format!("SELECT on large table {t} needs a LIMIT"));
         }
-        if let Some(t) = stmt.tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
+        if let Some(t) = tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
             let after_where = words
                 .iter()
                 .skip_while(|w| !w.eq_ignore_ascii_case("where"));

@@ -57,33 +57,38 @@ impl Plugin for Router {
         Ok(Hooks::ROUTE)
     }
 
-    fn route(session: &SessionInfo, stmt: &Statement) -> RouteTarget {
-        if let Some(target) = hint(stmt, "route").and_then(from_hint) {
+    fn route(session: &Call, stmt: &Statement) -> RouteTarget {
+        if let Some(target) = hint(stmt, "route").and_then(|v| from_hint(&v)) {
             return target;
         }
         if session.in_transaction || stmt.class != StatementClass::Read {
             return RouteTarget::Primary;
         }
-        let sql = stmt.sql.to_lowercase();
-        for w in &settings().workloads {
-            if w.patterns.iter().any(|p| sql.contains(p.as_str())) {
-                return RouteTarget::Tag(w.tag.clone());
+        let settings = settings();
+        if !settings.workloads.is_empty() {
+            let sql = stmt.sql.to_lowercase();
+            for w in &settings.workloads {
+                if w.patterns.iter().any(|p| sql.contains(p.as_str())) {
+                    return RouteTarget::Tag(w.tag.clone());
+                }
             }
         }
-        let max_lag = settings().max_lag;
-        let replicas: Vec<_> = cached_nodes()
-            .into_iter()
-            .filter(|n| n.role == "replica" && n.healthy)
-            .filter(|n| match (max_lag, n.lag_bytes) {
-                (Some(max), Some(lag)) => lag <= max,
-                _ => true,
-            })
-            .collect();
-        if replicas.is_empty() {
-            return RouteTarget::Primary;
-        }
-        let pick = (session.session_id % replicas.len() as u64) as usize;
-        RouteTarget::Node(replicas[pick].name.clone())
+        let max_lag = settings.max_lag;
+        with_nodes(|nodes| {
+            let replicas: Vec<&host::Node> = nodes
+                .iter()
+                .filter(|n| n.role == "replica" && n.healthy)
+                .filter(|n| match (max_lag, n.lag_bytes) {
+                    (Some(max), Some(lag)) => lag <= max,
+                    _ => true,
+                })
+                .collect();
+            if replicas.is_empty() {
+                return RouteTarget::Primary;
+            }
+            let pick = (session.session_id % replicas.len() as u64) as usize;
+            RouteTarget::Node(replicas[pick].name.clone())
+        })
     }
 }
 
@@ -94,16 +99,16 @@ thread_local! {
     static NODES: std::cell::RefCell<(u64, Vec<host::Node>)> = const { std::cell::RefCell::new((0, Vec::new())) };
 }
 
-/// The node list, refreshed from the host at most every [`NODES_TTL_MS`] (lag and health
-/// change on the scale of seconds; copying the list on every statement would not pay).
-fn cached_nodes() -> Vec<host::Node> {
+/// Runs `f` on the node list, refreshed from the host at most every [`NODES_TTL_MS`] (lag and
+/// health change on the scale of seconds; fetching the list on every statement would not pay).
+fn with_nodes<R>(f: impl FnOnce(&[host::Node]) -> R) -> R {
     let now = host::now_ms();
     NODES.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.1.is_empty() || now.saturating_sub(cache.0) > NODES_TTL_MS {
             *cache = (now, host::nodes());
         }
-        cache.1.clone()
+        f(&cache.1)
     })
 }
 

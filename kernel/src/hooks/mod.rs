@@ -16,9 +16,10 @@ use std::time::Duration;
 use crate::config::{HookName, OnError};
 use crate::plugins::LoadedPlugin;
 use crate::plugins::bindings::{
-    AuthDecision, AuthRequest, Identity, Outcome, PreQueryAction, Refusal, ResultSet, RouteTarget,
-    SessionInfo, Statement, StatementClass, Verdict,
+    AuthDecision, AuthRequest, Call, Identity, Outcome, PreQueryAction, Refusal, ResultSet,
+    RouteTarget, Statement, StatementClass, Verdict,
 };
+pub use crate::plugins::host::{CallScope, SessionInfo};
 use crate::sql;
 
 /// SQLSTATE used when a component failed and its policy is to deny.
@@ -130,17 +131,26 @@ impl Pipeline {
     /// Runs PreQuery then Validate; returns the final decision and the final statement.
     pub fn pre_query_and_validate(
         &self,
-        session: &SessionInfo,
+        session: &Arc<SessionInfo>,
+        in_transaction: bool,
         sql_text: &str,
-    ) -> (PreQuery, Statement) {
-        let mut stmt = statement(sql_text);
+    ) -> (PreQuery, Arc<Statement>) {
+        let call = Call {
+            session_id: session.session_id,
+            in_transaction,
+        };
+        let mut scope = CallScope {
+            session: session.clone(),
+            stmt: Some(statement(sql_text)),
+        };
         let mut rewritten = None;
         for &i in &self.pre_query {
             let p = &self.plugins[i];
-            match p.call(|b, s| b.call_pre_query(s, session, &stmt)) {
+            let stmt = scope.stmt.clone().expect("statement scope");
+            match p.call(Some(&scope), |b, s| b.call_pre_query(s, call, &stmt)) {
                 Ok(PreQueryAction::Proceed) => {}
                 Ok(PreQueryAction::Rewrite(new_sql)) => {
-                    stmt = statement(&new_sql);
+                    scope.stmt = Some(statement(&new_sql));
                     rewritten = Some(new_sql);
                 }
                 Ok(PreQueryAction::Block(r)) => return (PreQuery::Block(refused(p, r)), stmt),
@@ -152,9 +162,10 @@ impl Pipeline {
                 }
             }
         }
+        let stmt = scope.stmt.clone().expect("statement scope");
         for &i in &self.validate {
             let p = &self.plugins[i];
-            match p.call(|b, s| b.call_validate(s, session, &stmt)) {
+            match p.call(Some(&scope), |b, s| b.call_validate(s, call, &stmt)) {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Deny(r)) => return (PreQuery::Block(refused(p, r)), stmt),
                 Err(e) => {
@@ -168,10 +179,23 @@ impl Pipeline {
     }
 
     /// Runs Route; the first component with an opinion decides.
-    pub fn route(&self, session: &SessionInfo, stmt: &Statement) -> Route {
+    pub fn route(
+        &self,
+        session: &Arc<SessionInfo>,
+        in_transaction: bool,
+        stmt: &Arc<Statement>,
+    ) -> Route {
+        let call = Call {
+            session_id: session.session_id,
+            in_transaction,
+        };
+        let scope = CallScope {
+            session: session.clone(),
+            stmt: Some(stmt.clone()),
+        };
         for &i in &self.route {
             let p = &self.plugins[i];
-            match p.call(|b, s| b.call_route(s, session, stmt)) {
+            match p.call(Some(&scope), |b, s| b.call_route(s, call, stmt)) {
                 Ok(RouteTarget::Default) => {}
                 Ok(RouteTarget::Primary) => return Route::Primary,
                 Ok(RouteTarget::Replica) => return Route::Replica,
@@ -189,10 +213,26 @@ impl Pipeline {
     }
 
     /// Runs PostQuery on every component that wants it (failures are only counted).
-    pub fn post_query(&self, session: &SessionInfo, stmt: &Statement, outcome: &Outcome) {
+    pub fn post_query(
+        &self,
+        session: &Arc<SessionInfo>,
+        in_transaction: bool,
+        stmt: &Arc<Statement>,
+        outcome: &Outcome,
+    ) {
+        let call = Call {
+            session_id: session.session_id,
+            in_transaction,
+        };
+        let scope = CallScope {
+            session: session.clone(),
+            stmt: Some(stmt.clone()),
+        };
         for &i in &self.post_query {
             let p = &self.plugins[i];
-            if let Err(e) = p.call(|b, s| b.call_post_query(s, session, stmt, outcome)) {
+            if let Err(e) = p.call(Some(&scope), |b, s| {
+                b.call_post_query(s, call, stmt, outcome)
+            }) {
                 tracing::warn!(component = %p.name, "post-query failed: {e}");
             }
         }
@@ -207,7 +247,7 @@ impl Pipeline {
         };
         for &i in &self.authenticate {
             let p = &self.plugins[i];
-            match p.call(|b, s| b.call_authenticate(s, request)) {
+            match p.call(None, |b, s| b.call_authenticate(s, request)) {
                 Ok(AuthDecision::Allow(id)) => {
                     identity.backend_role = identity.backend_role.or(id.backend_role);
                     identity.tenant = identity.tenant.or(id.tenant);
@@ -258,10 +298,10 @@ fn failure(p: &LoadedPlugin, hook: HookName, e: &crate::plugins::CallError) -> O
     }
 }
 
-/// The statement facts hooks receive.
-pub fn statement(sql_text: &str) -> Statement {
-    let facts = sql::analyze(sql_text);
-    let class = match facts.class {
+/// The statement facts hooks receive (tables and hints are worked out when a component asks).
+pub fn statement(sql_text: &str) -> Arc<Statement> {
+    let (class, fingerprint) = sql::class_and_fingerprint(sql_text);
+    let class = match class {
         sql::StatementClass::Read => StatementClass::Read,
         sql::StatementClass::Write => StatementClass::Write,
         sql::StatementClass::Ddl => StatementClass::Ddl,
@@ -269,13 +309,11 @@ pub fn statement(sql_text: &str) -> Statement {
         sql::StatementClass::Session => StatementClass::Session,
         sql::StatementClass::Other => StatementClass::Other,
     };
-    Statement {
+    Arc::new(Statement {
         sql: sql_text.to_owned(),
         class,
-        tables: facts.tables,
-        fingerprint: facts.fingerprint,
-        hints: facts.hints,
-    }
+        fingerprint,
+    })
 }
 
 /// Builds the outcome record from a command tag or an error.

@@ -1,4 +1,4 @@
-//! Host-side bindings generated from `wit/plugin.wit` (`helios:plugin@0.1.0`).
+//! Host-side bindings generated from `wit/plugin.wit` (`helios:plugin@0.2.0`).
 
 #![allow(missing_docs)]
 

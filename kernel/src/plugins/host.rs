@@ -1,6 +1,6 @@
-//! The host interfaces a component may import (`kv`, `crypto`, `log`, `clock`, `topology`),
-//! implemented on the per-instance store state. Which ones a component may import is checked
-//! at load against its grants.
+//! The host interfaces a component may import (`kv`, `crypto`, `log`, `clock`, `topology`,
+//! and the always-available `context`), implemented on the per-instance store state. Which
+//! ones a component may import is checked at load against its grants.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::StoreLimits;
 
-use super::bindings::helios::plugin::{clock, crypto, kv, log, topology, types};
+use super::bindings::Statement;
+use super::bindings::helios::plugin::{clock, context, crypto, kv, log, topology, types};
 
 /// Limits on one component's key/value namespace.
 const KV_MAX_KEYS: usize = 100_000;
@@ -99,6 +100,34 @@ pub trait TopologySource: Send + Sync {
     fn nodes(&self) -> Vec<NodeFacts>;
 }
 
+/// Who a hook call is for; components read it through the `context` interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Unique per client connection.
+    pub session_id: u64,
+    /// Login user.
+    pub user: String,
+    /// Database.
+    pub database: String,
+    /// `application_name`, or empty.
+    pub application_name: String,
+    /// Client address, `ip:port`.
+    pub client_addr: String,
+    /// Tenant set by an Authenticate hook.
+    pub tenant: Option<String>,
+    /// Attributes set by an Authenticate hook.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// The session and statement of the hook call in progress.
+#[derive(Clone)]
+pub struct CallScope {
+    /// The session.
+    pub session: Arc<SessionInfo>,
+    /// The statement, for statement hooks.
+    pub stmt: Option<Arc<Statement>>,
+}
+
 /// State of one component instance's store.
 pub struct HostState {
     /// Component name, for log lines.
@@ -109,9 +138,66 @@ pub struct HostState {
     pub topology: Arc<dyn TopologySource>,
     /// Memory limits.
     pub limits: StoreLimits,
+    /// The call in progress (set for the duration of a hook call).
+    pub scope: Option<CallScope>,
 }
 
 impl types::Host for HostState {}
+
+impl HostState {
+    fn session(&self) -> Option<&SessionInfo> {
+        self.scope.as_ref().map(|s| &*s.session)
+    }
+
+    fn sql(&self) -> Option<&str> {
+        self.scope
+            .as_ref()
+            .and_then(|s| s.stmt.as_deref())
+            .map(|s| s.sql.as_str())
+    }
+}
+
+impl context::Host for HostState {
+    fn user(&mut self) -> String {
+        self.session().map(|s| s.user.clone()).unwrap_or_default()
+    }
+
+    fn database(&mut self) -> String {
+        self.session()
+            .map(|s| s.database.clone())
+            .unwrap_or_default()
+    }
+
+    fn application_name(&mut self) -> String {
+        self.session()
+            .map(|s| s.application_name.clone())
+            .unwrap_or_default()
+    }
+
+    fn client_addr(&mut self) -> String {
+        self.session()
+            .map(|s| s.client_addr.clone())
+            .unwrap_or_default()
+    }
+
+    fn tenant(&mut self) -> Option<String> {
+        self.session().and_then(|s| s.tenant.clone())
+    }
+
+    fn attributes(&mut self) -> Vec<(String, String)> {
+        self.session()
+            .map(|s| s.attributes.clone())
+            .unwrap_or_default()
+    }
+
+    fn tables(&mut self) -> Vec<String> {
+        self.sql().map(crate::sql::tables).unwrap_or_default()
+    }
+
+    fn hints(&mut self) -> Vec<(String, String)> {
+        self.sql().map(crate::sql::hints).unwrap_or_default()
+    }
+}
 
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {

@@ -22,7 +22,7 @@ use crate::config::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig}
 use crate::oci::TrustRoot;
 
 /// The WIT package version components are built against.
-pub const WIT_PACKAGE: &str = "helios:plugin@0.1.0";
+pub const WIT_PACKAGE: &str = "helios:plugin@0.2.0";
 /// Milliseconds per epoch tick; call deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -294,7 +294,7 @@ fn check_grants(
             continue;
         };
         let interface = rest.split('@').next().unwrap_or(rest);
-        if interface == "types" || granted.contains(interface) {
+        if interface == "types" || interface == "context" || granted.contains(interface) {
             continue;
         }
         let grant = [
@@ -480,6 +480,7 @@ impl LoadedPlugin {
                 .memories(4)
                 .trap_on_grow_failure(false)
                 .build(),
+            scope: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -498,10 +499,12 @@ impl LoadedPlugin {
         Ok(Instance { store, bindings })
     }
 
-    /// Runs one bounded call on an idle instance. On failure the instance is dropped (its
-    /// memory returns to the pool) and the next call gets a fresh one.
+    /// Runs one bounded call on an idle instance, with `scope` readable through the
+    /// `context` interface for its duration. On failure the instance is dropped (its memory
+    /// returns to the pool) and the next call gets a fresh one.
     pub fn call<R>(
         &self,
+        scope: Option<&host::CallScope>,
         f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.stats.calls.fetch_add(1, Relaxed);
@@ -514,7 +517,9 @@ impl LoadedPlugin {
             })?,
         };
         instance.store.set_epoch_deadline(self.deadline_ticks);
+        instance.store.data_mut().scope = scope.cloned();
         let result = f(&instance.bindings, &mut instance.store);
+        instance.store.data_mut().scope = None;
         self.stats.record(started.elapsed().as_nanos() as u64);
         match result {
             Ok(v) => {

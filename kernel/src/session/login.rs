@@ -12,7 +12,8 @@ use super::cancel::Registration;
 use super::state::SessionState;
 use super::{SessionError, fatal};
 use crate::config::{AuthMethod, ClientTlsMode};
-use crate::plugins::bindings::{AuthRequest, SessionInfo};
+use crate::hooks::SessionInfo;
+use crate::plugins::bindings::AuthRequest;
 use crate::pool::{CheckoutError, Pool, PoolKey, ServerError};
 use crate::server::Shared;
 use crate::wire::auth::{self, ScramServer, ScramVerifier, Secret};
@@ -38,7 +39,7 @@ pub struct LoggedIn {
     /// The password for server logins, when known.
     pub server_password: Option<String>,
     /// What hooks see about this session.
-    pub info: SessionInfo,
+    pub info: std::sync::Arc<SessionInfo>,
     /// Its session state as implied by startup parameters.
     pub state: SessionState,
     /// Its cancel key.
@@ -227,7 +228,6 @@ pub async fn login(
         client_addr: peer.to_string(),
         tenant: identity.as_ref().and_then(|i| i.tenant.clone()),
         attributes: identity.map(|i| i.attributes).unwrap_or_default(),
-        in_transaction: false,
     };
     Ok(Some(LoggedIn {
         stream,
@@ -237,7 +237,7 @@ pub async fn login(
         pool,
         server_user,
         server_password,
-        info,
+        info: std::sync::Arc::new(info),
         state: SessionState::from_startup(&params, &server_params),
         cancel,
     }))

@@ -21,8 +21,9 @@ use super::state::{Effect, PRISTINE, SessionState};
 use super::statements::{ClientStatements, Prepared};
 use super::{SessionError, fatal};
 use crate::config::PoolMode;
+use crate::hooks::SessionInfo;
 use crate::hooks::{self, Pipeline, PreQuery, Route};
-use crate::plugins::bindings::{SessionInfo, Statement};
+use crate::plugins::bindings::Statement;
 use crate::pool::{Checkout, CheckoutError, Pool, PoolKey};
 use crate::server::Shared;
 use crate::sql::{opens_transaction, session_effect, split_statements};
@@ -96,7 +97,7 @@ pub struct Relay {
     server_user: String,
     server_password: Option<String>,
     pipeline: Arc<Pipeline>,
-    info: SessionInfo,
+    info: Arc<SessionInfo>,
     /// Statements bound to portals, kept only when PostQuery hooks need them.
     /// Statements (and, with the journal on, parameters) bound to portals, kept only when
     /// PostQuery hooks or the journal need them.
@@ -137,7 +138,7 @@ pub struct Relay {
 #[derive(Debug)]
 struct PostCtx {
     /// Facts for PostQuery hooks, when any component has one.
-    stmt: Option<Statement>,
+    stmt: Option<Arc<Statement>>,
     started: Instant,
     tag: String,
     error: Option<(String, String)>,
@@ -354,8 +355,8 @@ impl Relay {
                 let mut post = None;
                 if self.pipeline.has_statement_hooks() {
                     let pipeline = self.pipeline.clone();
-                    self.info.in_transaction = self.status != b'I';
-                    let (decision, stmt) = pipeline.pre_query_and_validate(&self.info, sql);
+                    let (decision, stmt) =
+                        pipeline.pre_query_and_validate(&self.info, self.status != b'I', sql);
                     match decision {
                         PreQuery::Proceed(rw) => rewritten = rw,
                         PreQuery::Block(r) => {
@@ -402,9 +403,11 @@ impl Relay {
                 let mut rewritten = None;
                 if self.pipeline.has_pre_query_or_validate() {
                     let pipeline = self.pipeline.clone();
-                    self.info.in_transaction = self.status != b'I';
                     let sql = std::str::from_utf8(parse.query).unwrap_or("");
-                    match pipeline.pre_query_and_validate(&self.info, sql).0 {
+                    match pipeline
+                        .pre_query_and_validate(&self.info, self.status != b'I', sql)
+                        .0
+                    {
                         PreQuery::Proceed(rw) => rewritten = rw,
                         PreQuery::Block(r) => {
                             self.refuse(r.code, r.message, false);
@@ -666,13 +669,12 @@ impl Relay {
 
     /// Runs Route for a statement that will start a checkout; `false` when it was refused
     /// (the client has been answered).
-    fn route(&mut self, stmt: &Statement, ends_batch: bool) -> bool {
+    fn route(&mut self, stmt: &Arc<Statement>, ends_batch: bool) -> bool {
         if self.server.is_some() || !self.pipeline.has_route() {
             return true;
         }
-        self.info.in_transaction = self.status != b'I';
         let topology = self.shared.topology.clone();
-        let node = match self.pipeline.route(&self.info, stmt) {
+        let node = match self.pipeline.route(&self.info, self.status != b'I', stmt) {
             Route::Default | Route::Primary => topology.primary(),
             Route::Replica => topology.any_replica().unwrap_or(topology.primary()),
             Route::Node(name) => match topology.by_name(&name) {
@@ -1213,8 +1215,8 @@ impl Relay {
         if let Some(stmt) = &ctx.stmt {
             let error = ctx.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
             let outcome = hooks::outcome(&ctx.tag, error, elapsed, &self.pool.key.node);
-            self.info.in_transaction = self.status != b'I';
-            self.pipeline.post_query(&self.info, stmt, &outcome);
+            self.pipeline
+                .post_query(&self.info, self.status != b'I', stmt, &outcome);
         }
         if let (Some(j), Some(journal)) = (ctx.journal, &self.shared.journal) {
             let j = *j;
@@ -1717,7 +1719,7 @@ impl Relay {
 }
 
 impl PostCtx {
-    fn new(stmt: Option<Statement>) -> Box<PostCtx> {
+    fn new(stmt: Option<Arc<Statement>>) -> Box<PostCtx> {
         Box::new(PostCtx {
             stmt,
             started: Instant::now(),
