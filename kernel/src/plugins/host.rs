@@ -140,6 +140,8 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// The call in progress (set for the duration of a hook call).
     pub scope: Option<CallScope>,
+    /// Deadline bookkeeping of the call in progress.
+    pub deadline: super::DeadlineWatch,
 }
 
 impl types::Host for HostState {}
