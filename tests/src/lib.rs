@@ -110,25 +110,7 @@ pub fn start_pg(host_auth: HostAuth, password: Option<&str>) -> Pg {
 /// A trust-auth primary and a streaming replica of it (caught up when this returns).
 pub async fn start_primary_and_replica() -> (Pg, Pg) {
     let primary = start_pg(HostAuth::Trust, None);
-    let dir = temp_dir("replica");
-    let data = dir.join("data");
-    let source = {
-        let servers = SERVERS.lock().unwrap();
-        let p = servers
-            .iter()
-            .find(|s| s.port == primary.port)
-            .expect("primary registered");
-        LocalPostgres::standby_of(p, &data, "postgres").expect("pg_basebackup")
-    };
-    let mut replica = source;
-    replica.start(embedded::free_port()).expect("start replica");
-    let info = Pg {
-        port: replica.port,
-        user: "postgres".into(),
-        password: None,
-        data_dir: data,
-    };
-    SERVERS.lock().unwrap().push(replica);
+    let info = start_standby_of(&primary, "");
     let c = connect(&info.direct("postgres"))
         .await
         .expect("replica accepts connections");
@@ -139,6 +121,30 @@ pub async fn start_primary_and_replica() -> (Pg, Pg) {
         .get(0);
     assert!(in_recovery, "the replica is a standby");
     (primary, info)
+}
+
+/// A streaming standby of `primary` (`pg_basebackup -R`) with `settings` appended to its
+/// `postgresql.conf`, started on a free port.
+fn start_standby_of(primary: &Pg, settings: &str) -> Pg {
+    let data = temp_dir("standby").join("data");
+    let mut standby = {
+        let servers = SERVERS.lock().unwrap();
+        let p = servers
+            .iter()
+            .find(|s| s.port == primary.port)
+            .expect("primary registered");
+        LocalPostgres::standby_of(p, &data, "postgres").expect("pg_basebackup")
+    };
+    standby.configure(settings).expect("configure standby");
+    standby.start(embedded::free_port()).expect("start standby");
+    let info = Pg {
+        port: standby.port,
+        user: "postgres".into(),
+        password: None,
+        data_dir: data,
+    };
+    SERVERS.lock().unwrap().push(standby);
+    info
 }
 
 /// Waits until `replica` has replayed everything `primary` has written so far.
@@ -386,27 +392,11 @@ impl Registry {
 /// standby to flush every commit (`synchronous_standby_names = 'replica'`).
 pub async fn start_ha_pair(sync: bool) -> (Pg, Pg) {
     let primary = start_pg(HostAuth::Trust, None);
-    let dir = temp_dir("standby");
-    let data = dir.join("data");
-    let mut standby = {
-        let servers = SERVERS.lock().unwrap();
-        let p = servers
-            .iter()
-            .find(|s| s.port == primary.port)
-            .expect("primary registered");
-        LocalPostgres::standby_of(p, &data, "postgres").expect("pg_basebackup")
-    };
-    standby
-        .configure("\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\n")
-        .expect("configure standby");
-    standby.start(embedded::free_port()).expect("start standby");
-    let info = Pg {
-        port: standby.port,
-        user: "postgres".into(),
-        password: None,
-        data_dir: data,
-    };
-    SERVERS.lock().unwrap().push(standby);
+    // Promotion must not wait for the 5 s default WAL-source retry (see the README).
+    let info = start_standby_of(
+        &primary,
+        "\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\n",
+    );
     let p = connect(&primary.direct("postgres")).await.unwrap();
     if sync {
         p.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'replica'")

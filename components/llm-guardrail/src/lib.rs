@@ -96,55 +96,53 @@ impl Plugin for Guardrail {
 
 /// The verdict on one statement, from its structure alone.
 fn judge(s: &Settings, stmt: &Statement) -> Verdict {
-    {
-        // One pass over the words of the statement serves every check.
-        let words = sql::word_list(&stmt.sql);
-        let first = words
-            .first()
-            .map(|w| w.to_ascii_lowercase())
-            .unwrap_or_default();
-        let has = |w: &str| words.iter().any(|x| x.eq_ignore_ascii_case(w));
-        let guard = |why: String| deny("42501", why);
-        if s.deny_destructive && (first == "drop" || first == "truncate") {
-            return guard(format!(
-                "{} is not allowed for this application",
-                first.to_uppercase()
-            ));
-        }
-        if s.require_where && (first == "delete" || first == "update") && !has("where") {
-            return guard(format!(
-                "{} without a WHERE clause is not allowed",
-                first.to_uppercase()
-            ));
-        }
-        // Ask the kernel for the tables only when a table rule is configured.
-        let tables = if s.large_tables.is_empty() && s.tenant_tables.is_empty() {
-            Vec::new()
-        } else {
-            context::tables(stmt)
-        };
-        if stmt.class == StatementClass::Read
-            && !has("limit")
-            && let Some(t) = tables.iter().find(|t| is_listed(t, &s.large_tables))
-        {
-            return guard(format!("SELECT on large table {t} needs a LIMIT"));
-        }
-        if let Some(t) = tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
-            let after_where = words
-                .iter()
-                .skip_while(|w| !w.eq_ignore_ascii_case("where"));
-            let filtered = after_where
-                .skip(1)
-                .any(|w| w.eq_ignore_ascii_case(&s.tenant_column));
-            if !filtered && first != "insert" {
-                return guard(format!(
-                    "statements on {t} must filter on {} in WHERE",
-                    s.tenant_column
-                ));
-            }
-        }
-        Verdict::Allow
+    // One pass over the words of the statement serves every check.
+    let words = sql::word_list(&stmt.sql);
+    let first = words
+        .first()
+        .map(|w| w.to_ascii_lowercase())
+        .unwrap_or_default();
+    let has = |w: &str| words.iter().any(|x| x.eq_ignore_ascii_case(w));
+    let guard = |why: String| deny("42501", why);
+    if s.deny_destructive && (first == "drop" || first == "truncate") {
+        return guard(format!(
+            "{} is not allowed for this application",
+            first.to_uppercase()
+        ));
     }
+    if s.require_where && (first == "delete" || first == "update") && !has("where") {
+        return guard(format!(
+            "{} without a WHERE clause is not allowed",
+            first.to_uppercase()
+        ));
+    }
+    // Ask the kernel for the tables only when a table rule is configured.
+    let tables = if s.large_tables.is_empty() && s.tenant_tables.is_empty() {
+        Vec::new()
+    } else {
+        context::tables(stmt)
+    };
+    if stmt.class == StatementClass::Read
+        && !has("limit")
+        && let Some(t) = tables.iter().find(|t| is_listed(t, &s.large_tables))
+    {
+        return guard(format!("SELECT on large table {t} needs a LIMIT"));
+    }
+    if let Some(t) = tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
+        let after_where = words
+            .iter()
+            .skip_while(|w| !w.eq_ignore_ascii_case("where"));
+        let filtered = after_where
+            .skip(1)
+            .any(|w| w.eq_ignore_ascii_case(&s.tenant_column));
+        if !filtered && first != "insert" {
+            return guard(format!(
+                "statements on {t} must filter on {} in WHERE",
+                s.tenant_column
+            ));
+        }
+    }
+    Verdict::Allow
 }
 
 /// Matches `public.events` against `events` and the other way round.

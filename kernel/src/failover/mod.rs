@@ -257,17 +257,9 @@ async fn switch_to(
     while shared.pools.in_use_on(&old_name) > 0 && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let step = |step: &'static str, node: &str| {
-        let node = node.to_owned();
-        move |message: String| FailoverError::Step {
-            step,
-            node,
-            message,
-        }
-    };
     let control = tracker::connect(topology, old, ha)
         .await
-        .map_err(step("connect", &old_name))?;
+        .map_err(failed("connect", &old_name))?;
     // ALTER SYSTEM cannot share a query string (an implicit transaction) with anything.
     let terminate = format!(
         "select pg_terminate_backend(pid) from pg_stat_activity \
@@ -282,29 +274,29 @@ async fn switch_to(
         control
             .batch_execute(sql)
             .await
-            .map_err(|e| step("making read-only", &old_name)(e.to_string()))?;
+            .map_err(|e| failed("making read-only", &old_name)(e.to_string()))?;
     }
     let row = control
         .query_one("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8", &[])
         .await
-        .map_err(|e| step("reading the WAL position", &old_name)(e.to_string()))?;
+        .map_err(|e| failed("reading the WAL position", &old_name)(e.to_string()))?;
     let lsn = row.get::<_, i64>(0) as u64;
     let target_name = topology.nodes[target].name().to_owned();
     let standby = tracker::connect(topology, target, ha)
         .await
-        .map_err(step("connect", &target_name))?;
+        .map_err(failed("connect", &target_name))?;
     let deadline = Instant::now() + Duration::from_millis(ha.promote_timeout_ms);
     loop {
         let facts = tracker::check(&standby)
             .await
-            .map_err(step("checking", &target_name))?;
+            .map_err(failed("checking", &target_name))?;
         if facts.lsn >= lsn {
             break;
         }
         if Instant::now() > deadline {
             // Give the old primary its writes back: nothing changed.
             let _ = writable_again(&control).await;
-            return Err(step("catching up", &target_name)(format!(
+            return Err(failed("catching up", &target_name)(format!(
                 "replayed {} of {} within {} ms",
                 format_lsn(facts.lsn),
                 format_lsn(lsn),
@@ -320,33 +312,27 @@ async fn switch_to(
 /// Promotes `node` and waits until it accepts writes.
 async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), FailoverError> {
     let name = topology.nodes[node].name().to_owned();
-    let fail = |step: &'static str| {
-        let node = name.clone();
-        move |message: String| FailoverError::Step {
-            step,
-            node,
-            message,
-        }
-    };
     let client = tracker::connect(topology, node, ha)
         .await
-        .map_err(fail("connect"))?;
+        .map_err(failed("connect", &name))?;
     let wait_s = (ha.promote_timeout_ms / 1000).max(1) as i32;
     let started = Instant::now();
     let promoted: bool = client
         .query_one("select pg_promote(true, $1)", &[&wait_s])
         .await
-        .map_err(|e| fail("pg_promote")(e.to_string()))?
+        .map_err(|e| failed("pg_promote", &name)(e.to_string()))?
         .get(0);
     tracing::info!(node = %name, ms = started.elapsed().as_millis() as u64, "pg_promote returned");
     if !promoted {
-        return Err(fail("pg_promote")(format!(
+        return Err(failed("pg_promote", &name)(format!(
             "not promoted within {wait_s} s"
         )));
     }
     let deadline = Instant::now() + Duration::from_millis(ha.promote_timeout_ms);
     loop {
-        let facts = tracker::check(&client).await.map_err(fail("checking"))?;
+        let facts = tracker::check(&client)
+            .await
+            .map_err(failed("checking", &name))?;
         if !facts.in_recovery {
             // A node fenced read-only by an earlier switchover takes writes again.
             // Before any new transaction on it: the first id it hands out. Interrupted
@@ -354,22 +340,32 @@ async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), 
             let horizon: i64 = client
                 .query_one("select txid_snapshot_xmax(txid_current_snapshot())", &[])
                 .await
-                .map_err(|e| fail("reading the transaction id horizon")(e.to_string()))?
+                .map_err(|e| failed("reading the transaction id horizon", &name)(e.to_string()))?
                 .get(0);
             topology.set_xid_horizon(horizon as u64);
             writable_again(&client)
                 .await
-                .map_err(|e| fail("re-enabling writes")(e.to_string()))?;
+                .map_err(|e| failed("re-enabling writes", &name)(e.to_string()))?;
             tracker::apply_lsn(topology, node, facts.lsn);
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(fail("leaving recovery")(format!(
+            return Err(failed("leaving recovery", &name)(format!(
                 "still in recovery after {} ms",
                 ha.promote_timeout_ms
             )));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The error of a failed step on `node`, from the message.
+fn failed(step: &'static str, node: &str) -> impl FnOnce(String) -> FailoverError {
+    let node = node.to_owned();
+    move |message| FailoverError::Step {
+        step,
+        node,
+        message,
     }
 }
 

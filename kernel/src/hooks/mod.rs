@@ -135,14 +135,7 @@ impl Pipeline {
         in_transaction: bool,
         sql_text: &str,
     ) -> (PreQuery, Arc<Statement>) {
-        let call = Call {
-            session_id: session.session_id,
-            in_transaction,
-        };
-        let mut scope = CallScope {
-            session: session.clone(),
-            stmt: Some(statement(sql_text)),
-        };
+        let (call, mut scope) = call_for(session, in_transaction, statement(sql_text));
         let mut rewritten = None;
         for &i in &self.pre_query {
             let p = &self.plugins[i];
@@ -185,14 +178,7 @@ impl Pipeline {
         in_transaction: bool,
         stmt: &Arc<Statement>,
     ) -> Route {
-        let call = Call {
-            session_id: session.session_id,
-            in_transaction,
-        };
-        let scope = CallScope {
-            session: session.clone(),
-            stmt: Some(stmt.clone()),
-        };
+        let (call, scope) = call_for(session, in_transaction, stmt.clone());
         for &i in &self.route {
             let p = &self.plugins[i];
             match p.call(Some(&scope), |b, s| b.call_route(s, call, stmt)) {
@@ -220,14 +206,7 @@ impl Pipeline {
         stmt: &Arc<Statement>,
         outcome: &Outcome,
     ) {
-        let call = Call {
-            session_id: session.session_id,
-            in_transaction,
-        };
-        let scope = CallScope {
-            session: session.clone(),
-            stmt: Some(stmt.clone()),
-        };
+        let (call, scope) = call_for(session, in_transaction, stmt.clone());
         for &i in &self.post_query {
             let p = &self.plugins[i];
             if let Err(e) = p.call(Some(&scope), |b, s| {
@@ -263,6 +242,23 @@ impl Pipeline {
         }
         Ok(identity)
     }
+}
+
+/// The `call` record a statement hook gets and the scope its `context` reads.
+fn call_for(
+    session: &Arc<SessionInfo>,
+    in_transaction: bool,
+    stmt: Arc<Statement>,
+) -> (Call, CallScope) {
+    let call = Call {
+        session_id: session.session_id,
+        in_transaction,
+    };
+    let scope = CallScope {
+        session: session.clone(),
+        stmt: Some(stmt),
+    };
+    (call, scope)
 }
 
 fn refused(p: &LoadedPlugin, r: Refusal) -> Refused {

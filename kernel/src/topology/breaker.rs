@@ -97,21 +97,16 @@ impl Breaker {
     /// Whether a request may go to the node now, without taking a probe slot (for routing
     /// choices).
     pub fn admits(&self) -> bool {
-        if self.state.load(Relaxed) == CLOSED {
-            return true;
-        }
-        let mut inner = self.inner.lock().expect("breaker lock");
-        self.maybe_half_open(&mut inner);
-        match self.state.load(Relaxed) {
-            CLOSED => true,
-            OPEN => false,
-            _ => inner.probes_admitted < self.config.half_open,
-        }
+        self.admission(false)
     }
 
     /// Takes permission for one request: always in closed state, a probe slot in half-open
     /// state, never in open state.
     pub fn try_admit(&self) -> bool {
+        self.admission(true)
+    }
+
+    fn admission(&self, take_probe: bool) -> bool {
         if self.state.load(Relaxed) == CLOSED {
             return true;
         }
@@ -121,7 +116,9 @@ impl Breaker {
             CLOSED => true,
             OPEN => false,
             _ if inner.probes_admitted < self.config.half_open => {
-                inner.probes_admitted += 1;
+                if take_probe {
+                    inner.probes_admitted += 1;
+                }
                 true
             }
             _ => false,
