@@ -166,7 +166,8 @@ impl Cursors {
     }
 
     /// SQL that re-creates every restorable cursor at its position on a new server; the
-    /// others are forgotten (the client will be told the cursor does not exist).
+    /// others are forgotten (the client will be told the cursor does not exist). Cursors
+    /// declared in the open transaction are left out: replaying the transaction declares them.
     pub fn restore_sql(&mut self) -> String {
         self.held.retain(|h| {
             if !h.restorable {
@@ -175,7 +176,7 @@ impl Cursors {
             h.restorable
         });
         let mut sql = String::new();
-        for h in &self.held {
+        for h in self.held.iter().filter(|h| !h.uncommitted) {
             sql.push_str(&h.declare);
             sql.push_str(";\n");
             if h.position > 0 {

@@ -1386,9 +1386,10 @@ impl Relay {
         self.queue.retain(|e| !matches!(e, Expect::Xid));
         tx.xid_pending = false;
         let in_flight = !self.queue.is_empty();
+        // Held cursors are re-created on whichever server the session gets next.
+        self.restore_cursors = self.cursors.any();
         if !in_flight && self.status == b'I' {
             // Idle: the next statement lands on a new server, with the session's state.
-            self.restore_cursors = self.cursors.any();
             return Ok(());
         }
         const RETRY: &str = sqlstate::SERIALIZATION_FAILURE;
@@ -1585,7 +1586,6 @@ impl Relay {
         if commit_in_flight && tx.wrote {
             counters.commits_resolved.fetch_add(1, Relaxed);
         }
-        self.restore_cursors = false;
         self.cancel
             .slot
             .attach(&checkout.conn.target, checkout.conn.key);
