@@ -163,6 +163,8 @@ struct Writer {
     last_sync: Instant,
     dirty: bool,
     buf: Vec<u8>,
+    /// Records encoded in `buf`.
+    buffered: u64,
 }
 
 impl Writer {
@@ -194,6 +196,7 @@ impl Writer {
             last_sync: Instant::now(),
             dirty: false,
             buf: Vec::with_capacity(64 << 10),
+            buffered: 0,
         };
         writer.enforce_retention();
         Ok(writer)
@@ -215,6 +218,7 @@ impl Writer {
                         rec.seq = self.next_seq;
                         self.next_seq += 1;
                         rec.encode_framed(&mut self.buf);
+                        self.buffered += 1;
                         if self.size + self.buf.len() as u64 >= self.config.segment_bytes
                             && let Err(e) = self.write_batch()
                         {
@@ -238,7 +242,6 @@ impl Writer {
 
     fn write_batch(&mut self) -> Result<(), JournalError> {
         if !self.buf.is_empty() {
-            let records = count_frames(&self.buf);
             self.file
                 .write_all(&self.buf)
                 .and_then(|_| self.file.flush())
@@ -246,7 +249,9 @@ impl Writer {
             self.size += self.buf.len() as u64;
             self.buf.clear();
             self.dirty = true;
-            self.stats.written.fetch_add(records, Relaxed);
+            self.stats
+                .written
+                .fetch_add(std::mem::take(&mut self.buffered), Relaxed);
         }
         let sync = match self.config.fsync {
             FsyncPolicy::Always => self.dirty,
@@ -327,17 +332,6 @@ impl Writer {
             }
         }
     }
-}
-
-fn count_frames(buf: &[u8]) -> u64 {
-    let mut n = 0;
-    let mut at = 0;
-    while at + 8 <= buf.len() {
-        let len = u32::from_le_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
-        at += 8 + len;
-        n += 1;
-    }
-    n
 }
 
 fn create_segment(path: &Path, first_seq: u64) -> Result<(), JournalError> {

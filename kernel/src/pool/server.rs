@@ -315,18 +315,34 @@ impl ServerConn {
     ) -> Result<(Option<ErrorFields>, u8), ServerError> {
         let mut out = Vec::with_capacity(sql.len() + 6);
         messages::query(&mut out, sql);
-        self.write(&out).await?;
         let mut first_error = None;
+        let status = self
+            .exchange(&out, |tag, body| {
+                if tag == b'E' && first_error.is_none() {
+                    first_error = Some(ErrorFields::parse(body));
+                }
+            })
+            .await?;
+        match first_error.transpose() {
+            Ok(first_error) => Ok((first_error, status)),
+            Err(e) => Err(self.protocol(&e.to_string())),
+        }
+    }
+
+    /// Sends protocol bytes and reads up to the next `ReadyForQuery`, handing every other
+    /// message to `each`; returns the transaction status.
+    pub async fn exchange(
+        &mut self,
+        bytes: &[u8],
+        mut each: impl FnMut(u8, &[u8]),
+    ) -> Result<u8, ServerError> {
+        self.write(bytes).await?;
         loop {
             let (tag, body) = self.read_message().await?;
-            match tag {
-                b'E' if first_error.is_none() => {
-                    first_error =
-                        Some(ErrorFields::parse(&body).map_err(|e| self.protocol(&e.to_string()))?);
-                }
-                b'Z' => return Ok((first_error, body.first().copied().unwrap_or(b'I'))),
-                _ => {}
+            if tag == b'Z' {
+                return Ok(body.first().copied().unwrap_or(b'I'));
             }
+            each(tag, &body);
         }
     }
 

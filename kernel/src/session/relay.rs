@@ -762,9 +762,8 @@ impl Relay {
         {
             // Known down: wait (bounded) for a new primary instead of trying it.
             waited_for_failover = true;
-            let generation = topology.generation();
-            match topology.wait_for_new_primary(generation).await {
-                Ok(()) => node = topology.primary(),
+            match replacement_primary(&topology, node).await {
+                Ok(primary) => node = primary,
                 Err(e) => {
                     self.checkout_failed(sqlstate::CONNECTION_FAILURE, e.to_string(), ends_batch);
                     return false;
@@ -809,10 +808,8 @@ impl Relay {
                         && topology.can_wait_for_failover()
                     {
                         waited_for_failover = true;
-                        let generation = topology.generation();
-                        topology.nudge(node);
-                        if topology.wait_for_new_primary(generation).await.is_ok() {
-                            node = topology.primary();
+                        if let Ok(primary) = replacement_primary(&topology, node).await {
+                            node = primary;
                             continue;
                         }
                     }
@@ -1789,27 +1786,31 @@ async fn run_rows(
 ) -> Result<Result<Vec<String>, String>, String> {
     let mut out = Vec::new();
     messages::query(&mut out, sql);
-    conn.write(&out).await.map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     let mut error = None;
-    loop {
-        let (tag, body) = conn.read_message().await.map_err(|e| e.to_string())?;
-        match tag {
-            b'D' => {
-                if let Some(v) = first_column(&body) {
-                    rows.push(String::from_utf8_lossy(v).into_owned());
-                }
-            }
-            b'E' => error = error_of(&body).map(|(_, m)| m),
-            b'Z' => {
-                return Ok(match error {
-                    Some(e) => Err(e),
-                    None => Ok(rows),
-                });
-            }
-            _ => {}
-        }
-    }
+    conn.exchange(&out, |tag, body| match tag {
+        b'D' => rows.extend(first_column(body).map(|v| String::from_utf8_lossy(v).into_owned())),
+        b'E' => error = error_of(body).map(|(_, m)| m),
+        _ => {}
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(match error {
+        Some(e) => Err(e),
+        None => Ok(rows),
+    })
+}
+
+/// Asks for a check of the primary `node` and waits (bounded by the switchover buffer) for
+/// another node to take its place; the new primary.
+async fn replacement_primary(
+    topology: &crate::topology::Topology,
+    node: usize,
+) -> Result<usize, crate::topology::BufferError> {
+    let generation = topology.generation();
+    topology.nudge(node);
+    topology.wait_for_new_primary(generation).await?;
+    Ok(topology.primary())
 }
 
 /// Records a completed session-state statement; a `PREPARE`/`DEALLOCATE` also changes what

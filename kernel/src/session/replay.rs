@@ -298,16 +298,13 @@ fn fold(crc: &mut crc32fast::Hasher, rows: &mut u64, tag: u8, body: &[u8]) {
 /// Runs a recorded batch on `conn` and returns the checksum and rows of its answer and the
 /// final transaction status.
 pub async fn rerun(conn: &mut ServerConn, bytes: &[u8]) -> Result<(u32, u64, u8), String> {
-    conn.write(bytes).await.map_err(|e| e.to_string())?;
     let mut crc = crc32fast::Hasher::new();
     let mut rows = 0;
-    loop {
-        let (tag, body) = conn.read_message().await.map_err(|e| e.to_string())?;
-        if tag == b'Z' {
-            return Ok((crc.finalize(), rows, body.first().copied().unwrap_or(b'I')));
-        }
-        fold(&mut crc, &mut rows, tag, &body);
-    }
+    let status = conn
+        .exchange(bytes, |tag, body| fold(&mut crc, &mut rows, tag, body))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((crc.finalize(), rows, status))
 }
 
 /// The query whose answer is the transaction id (NULL when none was assigned yet).

@@ -366,34 +366,29 @@ impl Topology {
         if !self.switching() {
             return Ok(());
         }
-        let waiting = self.waiters.fetch_add(1, Relaxed);
-        let _guard = Decrement(&self.waiters);
-        if waiting >= self.buffer_max_waiters {
-            return Err(BufferError::Full(waiting));
-        }
-        let mut rx = self.switch.subscribe();
-        match tokio::time::timeout(self.buffer_timeout, rx.wait_for(|s| !s.in_progress)).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(BufferError::TimedOut(self.buffer_timeout.as_millis() as u64)),
-        }
+        self.buffered(|s| !s.in_progress).await
     }
 
     /// Waits until the primary changes from generation `seen` (bounded in count and time,
     /// like [`Topology::wait_for_switch`]).
     pub async fn wait_for_new_primary(&self, seen: u64) -> Result<(), BufferError> {
+        self.buffered(|s| s.generation != seen && !s.in_progress)
+            .await
+    }
+
+    /// The switchover buffer: waits until `done` holds for the switch state, as one of at
+    /// most `buffer_max_waiters`, for at most `buffer_timeout`.
+    async fn buffered(&self, done: impl FnMut(&Switch) -> bool) -> Result<(), BufferError> {
         let waiting = self.waiters.fetch_add(1, Relaxed);
         let _guard = Decrement(&self.waiters);
         if waiting >= self.buffer_max_waiters {
             return Err(BufferError::Full(waiting));
         }
         let mut rx = self.switch.subscribe();
-        tokio::time::timeout(
-            self.buffer_timeout,
-            rx.wait_for(|s| s.generation != seen && !s.in_progress),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|_| BufferError::TimedOut(self.buffer_timeout.as_millis() as u64))
+        tokio::time::timeout(self.buffer_timeout, rx.wait_for(done))
+            .await
+            .map(|_| ())
+            .map_err(|_| BufferError::TimedOut(self.buffer_timeout.as_millis() as u64))
     }
 
     /// After a session lost its connection to the primary `node`: waits (at most the buffer
