@@ -54,6 +54,60 @@ fn write_fields(out: &mut Vec<u8>, tag: u8, severity: &str, code: &str, message:
     });
 }
 
+/// The row count at the end of a `CommandComplete` tag (`INSERT 0 5`, `SELECT 3`, `COPY 2`);
+/// `None` for tags without one (`BEGIN`, `SET`).
+pub fn tag_rows(tag: &[u8]) -> Option<u64> {
+    let last = tag.rsplit(|&b| b == b' ').next()?;
+    if last.is_empty() || !last.iter().all(u8::is_ascii_digit) || last.len() == tag.len() {
+        return None;
+    }
+    std::str::from_utf8(last).ok()?.parse().ok()
+}
+
+/// Whether a `CommandComplete` tag reports rows a statement wrote.
+pub fn tag_is_write(tag: &[u8]) -> bool {
+    [&b"INSERT "[..], b"UPDATE ", b"DELETE ", b"MERGE ", b"COPY "]
+        .iter()
+        .any(|w| tag.starts_with(w))
+}
+
+/// The transaction status a `ReadyForQuery` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    /// `I`: not in a transaction block.
+    Idle,
+    /// `T`: in a transaction block.
+    InTransaction,
+    /// `E`: in a failed transaction block.
+    Failed,
+}
+
+impl TxStatus {
+    /// The status a `ReadyForQuery` body's byte names (unknown bytes read as idle).
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            b'T' => TxStatus::InTransaction,
+            b'E' => TxStatus::Failed,
+            _ => TxStatus::Idle,
+        }
+    }
+
+    /// The byte `ReadyForQuery` carries.
+    pub fn byte(self) -> u8 {
+        match self {
+            TxStatus::Idle => b'I',
+            TxStatus::InTransaction => b'T',
+            TxStatus::Failed => b'E',
+        }
+    }
+
+    /// Inside a transaction block, failed or not.
+    #[inline]
+    pub fn in_transaction(self) -> bool {
+        self != TxStatus::Idle
+    }
+}
+
 /// Appends `ReadyForQuery` with a transaction status byte (`I`, `T` or `E`).
 #[inline]
 pub fn ready_for_query(out: &mut Vec<u8>, status: u8) {
@@ -451,5 +505,14 @@ mod tests {
         }
         assert!(rest.is_empty());
         assert_eq!(tags, b"Z13KSR");
+    }
+
+    #[test]
+    fn row_counts_come_from_the_last_word_of_a_tag() {
+        assert_eq!(tag_rows(b"INSERT 0 5"), Some(5));
+        assert_eq!(tag_rows(b"SELECT 3"), Some(3));
+        assert_eq!(tag_rows(b"BEGIN"), None);
+        assert_eq!(tag_rows(b"12"), None);
+        assert!(tag_is_write(b"COPY 2") && !tag_is_write(b"SELECT 2"));
     }
 }

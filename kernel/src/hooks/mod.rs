@@ -314,11 +314,7 @@ pub fn statement(sql_text: &str) -> Arc<Statement> {
 
 /// Builds the outcome record from a command tag or an error.
 pub fn outcome(tag: &str, error: Option<(&str, &str)>, elapsed: Duration, node: &str) -> Outcome {
-    let rows = tag
-        .rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let rows = crate::wire::messages::tag_rows(tag.as_bytes()).unwrap_or(0);
     Outcome {
         command_tag: tag.to_owned(),
         rows,

@@ -101,6 +101,12 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
+    /// Forgets every statement the server had (after `DISCARD ALL` or `DEALLOCATE ALL`).
+    pub fn forget_prepared(&mut self) {
+        self.prepared.clear();
+        self.sql_prepared.clear();
+    }
+
     /// Opens a connection to `target` and logs in as `user` on `database`.
     pub async fn connect(
         target: Arc<ConnectTarget>,

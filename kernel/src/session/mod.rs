@@ -1,13 +1,16 @@
 //! Client sessions: the startup handshake and login ([`login`]), then the query loop
-//! ([`relay`]) that lends server connections according to the pooling mode.
+//! ([`relay`]) that lends server connections according to the pooling mode, the steps a
+//! statement passes on its way ([`steps`]), and what happens when a server is lost
+//! ([`recovery`]).
 
 pub mod cancel;
 pub mod cursors;
 pub mod login;
+pub mod recovery;
 pub mod relay;
-pub mod replay;
 pub mod state;
 pub mod statements;
+pub mod steps;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -28,7 +28,7 @@ pub struct Prepared {
     /// Session-state effect of executing it, if any.
     pub effect: Option<Effect>,
     /// What its statements mean for transaction replay, worked out on first use.
-    replay_kinds: std::sync::OnceLock<Vec<super::replay::Kind>>,
+    replay_kinds: std::sync::OnceLock<Vec<super::recovery::txlog::Kind>>,
 }
 
 impl Prepared {
@@ -67,9 +67,9 @@ impl Prepared {
     }
 
     /// What its statements mean for transaction replay.
-    pub fn replay_kinds(&self) -> &[super::replay::Kind] {
+    pub fn replay_kinds(&self) -> &[super::recovery::txlog::Kind] {
         self.replay_kinds
-            .get_or_init(|| super::replay::kinds(self.sql()))
+            .get_or_init(|| super::recovery::txlog::kinds(self.sql()))
     }
 
     /// The query text.
@@ -96,7 +96,6 @@ impl Prepared {
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Arc<Prepared>>,
-    portal_effects: Vec<(Box<[u8]>, Effect)>,
 }
 
 impl ClientStatements {
@@ -139,29 +138,6 @@ impl ClientStatements {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
-
-    /// Notes that `portal` was bound from `stmt`, so its `Execute` carries the effect.
-    #[inline]
-    pub fn bind_portal(&mut self, portal: &[u8], stmt: &Prepared) {
-        if !self.portal_effects.is_empty() {
-            self.portal_effects.retain(|(p, _)| **p != *portal);
-        }
-        if let Some(e) = &stmt.effect {
-            self.portal_effects.push((portal.into(), e.clone()));
-        }
-    }
-
-    /// The effect of executing `portal`.
-    #[inline]
-    pub fn portal_effect(&self, portal: &[u8]) -> Option<Effect> {
-        if self.portal_effects.is_empty() {
-            return None;
-        }
-        self.portal_effects
-            .iter()
-            .find(|(p, _)| **p == *portal)
-            .map(|(_, e)| e.clone())
-    }
 }
 
 #[cfg(test)]
@@ -195,17 +171,6 @@ mod tests {
         let p2 = a.define(&parse(b"", b"select 2"));
         assert_eq!(a.get(b"").unwrap().hash, p2.hash);
         assert_eq!(a.len(), 1);
-    }
-
-    #[test]
-    fn set_statements_carry_their_effect_to_the_portal() {
-        let mut a = ClientStatements::default();
-        let p = a.define(&parse(b"", b"SET search_path TO x"));
-        a.bind_portal(b"", &p);
-        assert!(a.portal_effect(b"").is_some());
-        let q = a.define(&parse(b"", b"select 1"));
-        a.bind_portal(b"", &q);
-        assert!(a.portal_effect(b"").is_none());
     }
 
     #[test]

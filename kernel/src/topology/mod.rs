@@ -4,6 +4,7 @@
 //! new queries while a failover is under way.
 
 pub mod breaker;
+pub mod switch;
 pub mod tracker;
 
 use std::sync::Arc;
@@ -341,83 +342,6 @@ impl Topology {
     /// Asks the tracker of `node` to check it now (a session saw it fail).
     pub fn nudge(&self, node: usize) {
         self.nudges[node].notify_one();
-    }
-
-    /// Whether a switchover is under way.
-    #[inline]
-    pub fn switching(&self) -> bool {
-        self.switching.load(Relaxed)
-    }
-
-    /// Closes the gate: new queries wait until [`Topology::end_switch`].
-    pub fn begin_switch(&self) {
-        self.switching.store(true, Relaxed);
-        self.switch.send_modify(|s| s.in_progress = true);
-    }
-
-    /// Opens the gate again.
-    pub fn end_switch(&self) {
-        self.switching.store(false, Relaxed);
-        self.switch.send_modify(|s| s.in_progress = false);
-    }
-
-    /// Waits (bounded in count and time) until no switchover is under way.
-    pub async fn wait_for_switch(&self) -> Result<(), BufferError> {
-        if !self.switching() {
-            return Ok(());
-        }
-        self.buffered(|s| !s.in_progress).await
-    }
-
-    /// Waits until the primary changes from generation `seen` (bounded in count and time,
-    /// like [`Topology::wait_for_switch`]).
-    pub async fn wait_for_new_primary(&self, seen: u64) -> Result<(), BufferError> {
-        self.buffered(|s| s.generation != seen && !s.in_progress)
-            .await
-    }
-
-    /// The switchover buffer: waits until `done` holds for the switch state, as one of at
-    /// most `buffer_max_waiters`, for at most `buffer_timeout`.
-    async fn buffered(&self, done: impl FnMut(&Switch) -> bool) -> Result<(), BufferError> {
-        let waiting = self.waiters.fetch_add(1, Relaxed);
-        let _guard = Decrement(&self.waiters);
-        if waiting >= self.buffer_max_waiters {
-            return Err(BufferError::Full(waiting));
-        }
-        let mut rx = self.switch.subscribe();
-        tokio::time::timeout(self.buffer_timeout, rx.wait_for(done))
-            .await
-            .map(|_| ())
-            .map_err(|_| BufferError::TimedOut(self.buffer_timeout.as_millis() as u64))
-    }
-
-    /// After a session lost its connection to the primary `node`: waits (at most the buffer
-    /// timeout) for the next health check. `true` when that check passed (only the one
-    /// connection was lost) or a new primary took over; `false` when neither happened.
-    pub async fn primary_still_serves(&self, node: usize, seen: u64) -> bool {
-        let asked = now_ms();
-        let deadline = tokio::time::Instant::now() + self.buffer_timeout;
-        while tokio::time::Instant::now() < deadline {
-            if self.generation() != seen && !self.switching() {
-                return true;
-            }
-            let report = self.nodes[node].report();
-            if !self.switching()
-                && report.ok
-                && report.checked_at_ms > asked
-                && self.primary() == node
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    }
-
-    /// Whether a failed primary is worth waiting for: tracking is on and a failover can
-    /// replace it.
-    pub fn can_wait_for_failover(&self) -> bool {
-        self.buffer_max_waiters > 0
     }
 
     /// The nodes as the admin API shows them.

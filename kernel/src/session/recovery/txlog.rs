@@ -64,6 +64,17 @@ pub struct TxLog {
 }
 
 impl TxLog {
+    /// The log of a new session, when `[ha] transaction_replay` is on.
+    pub fn for_session(ha: Option<&crate::config::HaConfig>) -> Option<Box<TxLog>> {
+        ha.filter(|ha| ha.transaction_replay).map(|ha| {
+            Box::new(TxLog::new(
+                ha.replay_max_statements,
+                ha.replay_max_bytes,
+                ha.resolve_commits,
+            ))
+        })
+    }
+
     /// An empty log with limits.
     pub fn new(max_statements: usize, max_bytes: usize, resolve_commits: bool) -> TxLog {
         TxLog {

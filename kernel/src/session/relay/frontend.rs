@@ -1,0 +1,384 @@
+//! One function per client message: what is sent to the server, what the proxy answers
+//! itself, and what the queue expects back.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::Relay;
+use super::expect::{Effects, Expect, SqlError, Synthetic};
+use crate::hooks;
+use crate::session::SessionError;
+use crate::session::state::Effect;
+use crate::session::statements::Prepared;
+use crate::session::steps::journal::JournalEntry;
+use crate::session::steps::{Answer, BindCx, PostCtx, Protocol, StatementCx};
+use crate::sql::{session_effect, split_statements};
+use crate::wire::frontend::{self, Frontend};
+use crate::wire::messages::{self, BindRef, ParseRef, TargetRef, sqlstate};
+
+impl Relay {
+    /// Handles one client message; `Ok(false)` on `Terminate`.
+    pub(super) async fn on_client_message(
+        &mut self,
+        tag: u8,
+        msg: &[u8],
+    ) -> Result<bool, SessionError> {
+        tracing::trace!(tag = %(tag as char), len = msg.len(), "client message");
+        let decoded =
+            frontend::parse(tag, &msg[5..]).map_err(|e| SessionError::Protocol(e.to_string()))?;
+        if self.skip_until_sync {
+            match decoded {
+                Frontend::Sync => self.on_sync_after_error(msg),
+                Frontend::Terminate => return Ok(false),
+                _ => {}
+            }
+            return Ok(true);
+        }
+        match decoded {
+            Frontend::Query(sql) => self.on_query(msg, sql).await,
+            Frontend::Parse(parse) => self.on_parse(parse).await,
+            Frontend::Bind(bind) => self.on_bind(msg, bind).await,
+            Frontend::Describe(target) => self.on_describe(msg, target).await,
+            Frontend::Execute { portal } => self.on_execute(msg, portal).await,
+            Frontend::Close(target) => self.on_close(msg, target).await,
+            Frontend::Sync => self.on_sync(msg),
+            Frontend::CopyDone | Frontend::CopyFail => {
+                if self.server.is_some() {
+                    self.sout.extend_from_slice(msg);
+                    if !std::mem::take(&mut self.syncs_ignored_in_copy) {
+                        self.queue.push(Expect::CopyEnd);
+                    }
+                }
+            }
+            Frontend::Flush | Frontend::CopyData => {
+                // Flush and COPY data only mean something to a server already in use.
+                if self.server.is_some() {
+                    self.sout.extend_from_slice(msg);
+                }
+            }
+            Frontend::FunctionCall => {
+                if self.attach(Protocol::Simple).await {
+                    self.sout.extend_from_slice(msg);
+                    self.queue.push(Expect::FunctionCall);
+                }
+            }
+            Frontend::Terminate => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A simple `Query`: the steps judge it, then it goes to the server as sent (or as a
+    /// component rewrote it).
+    async fn on_query(&mut self, msg: &[u8], sql: &[u8]) {
+        let sql = std::str::from_utf8(sql).unwrap_or("");
+        let mut rewritten = None;
+        let mut facts = None;
+        if !self.steps.is_empty() {
+            let mut cx = StatementCx {
+                sql,
+                protocol: Protocol::Simple,
+                in_transaction: self.status.in_transaction(),
+                attached: self.server.is_some(),
+                info: &self.info,
+                rewritten: None,
+                facts: None,
+                route: None,
+            };
+            if let Some(answer) = self.steps.on_statement(&mut cx).await {
+                self.answer(answer, Protocol::Simple);
+                return;
+            }
+            if let Some(node) = cx.route {
+                self.route_to = node;
+            }
+            rewritten = cx.rewritten;
+            facts = cx.facts;
+        }
+        let effective = rewritten.as_deref().unwrap_or(sql);
+        let post = self.observe(effective, facts, None);
+        let effects = query_effects(effective);
+        if self.attach(Protocol::Simple).await {
+            self.cursors.note(effective);
+            let in_tx = self.status.in_transaction();
+            if let Some(tx) = self.tx.as_deref_mut() {
+                tx.note_statements(effective, in_tx);
+            }
+            match &rewritten {
+                Some(new_sql) => messages::query(&mut self.sout, new_sql),
+                None => self.sout.extend_from_slice(msg),
+            }
+            self.queue.push(Expect::Query { effects, post });
+            self.capture_xid();
+        }
+    }
+
+    /// A `Parse`: judged by the steps, then recorded under the client's name. Between
+    /// transactions it needs no server: it is prepared on whichever connection first binds
+    /// or describes it (clients that prepare with a blocking call, like pgbench -M prepared,
+    /// would otherwise wait for a server another of their own connections holds).
+    async fn on_parse(&mut self, parse: ParseRef<'_>) {
+        let mut rewritten = None;
+        if !self.steps.is_empty() {
+            let sql = std::str::from_utf8(parse.query).unwrap_or("");
+            let mut cx = StatementCx {
+                sql,
+                protocol: Protocol::Extended,
+                in_transaction: self.status.in_transaction(),
+                attached: self.server.is_some(),
+                info: &self.info,
+                rewritten: None,
+                facts: None,
+                route: None,
+            };
+            match self.steps.on_statement(&mut cx).await {
+                None => rewritten = cx.rewritten,
+                Some(answer) => {
+                    self.answer(answer, Protocol::Extended);
+                    return;
+                }
+            }
+        }
+        let parse = match &rewritten {
+            Some(q) => ParseRef {
+                name: parse.name,
+                query: q.as_bytes(),
+                param_types: parse.param_types,
+            },
+            None => parse,
+        };
+        let prepared = self.stmts.define(&parse);
+        match self.server.as_mut() {
+            Some(checkout) if !checkout.conn.prepared.contains(&prepared.hash) => {
+                prepared.encode_parse(&mut self.sout);
+                checkout.conn.prepared.insert(prepared.hash);
+                self.queue.push(Expect::Parse {
+                    hidden: false,
+                    hash: prepared.hash,
+                });
+            }
+            _ => self.queue.push_synthetic(Synthetic::ParseComplete),
+        }
+    }
+
+    /// A `Bind`: renamed to the server's statement, which is prepared first when the server
+    /// lacks it.
+    async fn on_bind(&mut self, msg: &[u8], bind: BindRef<'_>) {
+        let prepared = self.stmts.get(bind.statement).cloned();
+        if let Some(p) = &prepared
+            && !self.bind_steps(p).await
+        {
+            return;
+        }
+        if !self.attach(Protocol::Extended).await {
+            return;
+        }
+        match prepared {
+            Some(p) => {
+                let journal = self.shared.journal.is_some();
+                let observed = journal || self.pipeline.has_post_query();
+                self.portals.bind(bind.portal, &p, observed, || {
+                    journal.then(|| {
+                        let (formats, values) = bind.params();
+                        let values = values.into_iter().map(|v| v.map(<[u8]>::to_vec));
+                        (formats, values.collect())
+                    })
+                });
+                self.cursors.note(p.sql());
+                let in_tx = self.status.in_transaction();
+                if let Some(tx) = self.tx.as_deref_mut() {
+                    tx.note_kinds(p.replay_kinds(), in_tx);
+                }
+                self.ensure_prepared(&p);
+                bind.encode_renamed(&mut self.sout, &p.server_name);
+            }
+            // Unknown to us: let the server report it in its own words.
+            None => {
+                self.portals.close(bind.portal);
+                self.sout.extend_from_slice(msg);
+            }
+        }
+        self.queue.push(Expect::Bind);
+    }
+
+    /// A `Describe` of a statement (renamed, prepared first when needed) or a portal.
+    async fn on_describe(&mut self, msg: &[u8], target: TargetRef<'_>) {
+        let prepared = (target.kind == b'S')
+            .then(|| self.stmts.get(target.name).cloned())
+            .flatten();
+        if let Some(p) = &prepared
+            && !self.bind_steps(p).await
+        {
+            return;
+        }
+        if self.attach(Protocol::Extended).await {
+            match prepared {
+                Some(p) => {
+                    self.ensure_prepared(&p);
+                    target.encode_renamed(&mut self.sout, b'D', &p.server_name);
+                }
+                None => self.sout.extend_from_slice(msg),
+            }
+            self.queue.push(Expect::Describe);
+        }
+    }
+
+    /// An `Execute`: forwarded, with its portal's session-state effect and observers.
+    async fn on_execute(&mut self, msg: &[u8], portal: &[u8]) {
+        let (effect, post) = match self.portals.get(portal) {
+            Some(p) => {
+                let stmt = p.stmt.clone();
+                let params = p.params.clone();
+                (stmt.effect.clone(), self.observe(stmt.sql(), None, params))
+            }
+            None => (None, None),
+        };
+        if self.attach(Protocol::Extended).await {
+            self.sout.extend_from_slice(msg);
+            self.queue.push(Expect::Execute { effect, post });
+        }
+    }
+
+    /// A `Close`: statements are the client's names for shared server statements, so only
+    /// the name goes; portals are closed on the server.
+    async fn on_close(&mut self, msg: &[u8], target: TargetRef<'_>) {
+        if target.kind == b'S' {
+            self.stmts.remove(target.name);
+            self.queue.push_synthetic(Synthetic::CloseComplete);
+        } else {
+            self.portals.close(target.name);
+            if self.attach(Protocol::Extended).await {
+                self.sout.extend_from_slice(msg);
+                self.queue.push(Expect::Close);
+            }
+        }
+    }
+
+    /// A `Sync`: answered by the proxy when no server is attached.
+    fn on_sync(&mut self, msg: &[u8]) {
+        if self.server.is_none() {
+            self.queue.push_synthetic(Synthetic::ReadyForQuery);
+        } else {
+            self.sout.extend_from_slice(msg);
+            if !self.syncs_ignored_in_copy {
+                self.queue.push(Expect::Sync);
+                self.capture_xid();
+            }
+        }
+    }
+
+    /// The `Sync` that ends a batch the proxy refused part of.
+    fn on_sync_after_error(&mut self, _msg: &[u8]) {
+        self.skip_until_sync = false;
+        self.queue.push_synthetic(Synthetic::ReadyForQuery);
+    }
+
+    /// Runs the steps' bind phase for a statement that may start a checkout; `false` when
+    /// the client was answered instead.
+    async fn bind_steps(&mut self, p: &Prepared) -> bool {
+        if self.server.is_some() || self.steps.is_empty() {
+            return true;
+        }
+        let mut cx = BindCx {
+            stmt: p,
+            in_transaction: self.status.in_transaction(),
+            attached: false,
+            info: &self.info,
+            route: None,
+        };
+        match self.steps.on_bind(&mut cx).await {
+            None => {
+                if let Some(node) = cx.route {
+                    self.route_to = node;
+                }
+                true
+            }
+            Some(answer) => {
+                self.answer(answer, Protocol::Extended);
+                false
+            }
+        }
+    }
+
+    /// Gives the proxy's own answer to the current message.
+    pub(in crate::session) fn answer(&mut self, answer: Answer, protocol: Protocol) {
+        match (answer, protocol) {
+            (Answer::Error(e), _) => self.refuse(e, protocol),
+            (Answer::Rows(rows), Protocol::Simple) => {
+                self.queue.push_synthetic(Synthetic::Raw(rows));
+                self.queue.push_synthetic(Synthetic::ReadyForQuery);
+            }
+            (Answer::Rows(_), Protocol::Extended) => self.refuse(
+                SqlError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "a component answered this statement itself, which needs the simple query protocol",
+                ),
+                protocol,
+            ),
+        }
+    }
+
+    /// Answers the current message with an error: a simple query gets its `ReadyForQuery`
+    /// at once; in the extended protocol the rest of the batch is skipped up to `Sync`.
+    pub(in crate::session) fn refuse(&mut self, error: SqlError, protocol: Protocol) {
+        self.queue.push_synthetic(Synthetic::Error(error));
+        match protocol {
+            Protocol::Simple => self.queue.push_synthetic(Synthetic::ReadyForQuery),
+            Protocol::Extended => self.skip_until_sync = true,
+        }
+    }
+
+    /// The observers of a statement about to run: PostQuery (with `facts`, computed when
+    /// not given) and the journal (with the bound `params`); `None` when neither is on.
+    fn observe(
+        &self,
+        sql: &str,
+        facts: Option<Arc<crate::plugins::bindings::Statement>>,
+        params: Option<crate::session::steps::journal::BoundParams>,
+    ) -> Option<Box<PostCtx>> {
+        let post_query = self.pipeline.has_post_query();
+        let journal = self.shared.journal.is_some();
+        if !post_query && !journal {
+            return None;
+        }
+        let mut ctx =
+            PostCtx::new(post_query.then(|| facts.unwrap_or_else(|| hooks::statement(sql))));
+        if journal {
+            let transaction_id = if self.status.in_transaction() {
+                self.transactions
+            } else {
+                0
+            };
+            ctx.journal = Some(JournalEntry::new(sql, params, transaction_id));
+        }
+        Some(ctx)
+    }
+}
+
+/// The session-state effects of a simple query's statements, when it has any.
+fn query_effects(sql: &str) -> Effects {
+    if !might_change_session(sql) {
+        return None;
+    }
+    let effects: VecDeque<Option<Effect>> = split_statements(sql)
+        .into_iter()
+        .map(|stmt| {
+            session_effect(stmt).map(|kind| Effect {
+                kind,
+                sql: Arc::from(stmt.trim()),
+            })
+        })
+        .collect();
+    effects.iter().any(Option::is_some).then_some(effects)
+}
+
+/// Cheap pre-check: every statement with a session effect contains `set` or `discard`.
+#[inline]
+fn might_change_session(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    b.windows(3).any(|w| w.eq_ignore_ascii_case(b"set"))
+        || b.windows(7).any(|w| {
+            w.eq_ignore_ascii_case(b"discard")
+                || w.eq_ignore_ascii_case(b"prepare")
+                || w.eq_ignore_ascii_case(b"dealloc")
+        })
+}

@@ -1,0 +1,268 @@
+//! The server lease: which node a checkout goes to, bringing a borrowed connection to the
+//! client's session state, keeping the cancel slot pointed at it, and giving it back (or
+//! discarding it) when the client is between transactions or gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Relay;
+use super::expect::{Expect, SqlError};
+use crate::config::PoolMode;
+use crate::pool::{Checkout, CheckoutError, Pool, PoolKey};
+use crate::session::SessionError;
+use crate::session::state::PRISTINE;
+use crate::session::statements::Prepared;
+use crate::session::steps::Protocol;
+use crate::wire::messages::{TxStatus, sqlstate};
+
+impl Relay {
+    /// Borrows a server connection when none is attached. On failure the client is told,
+    /// and (in the extended protocol) the rest of its batch is skipped up to `Sync`.
+    /// Returns whether a server is attached.
+    pub(super) async fn attach(&mut self, protocol: Protocol) -> bool {
+        if self.server.is_some() {
+            return true;
+        }
+        let topology = self.shared.topology.clone();
+        let wanted = std::mem::replace(&mut self.route_to, topology.primary());
+        let mut admission = match topology.admit_checkout(wanted).await {
+            Ok(admission) => admission,
+            Err(e) => {
+                self.refuse(
+                    SqlError::new(sqlstate::CONNECTION_FAILURE, e.to_string()),
+                    protocol,
+                );
+                return false;
+            }
+        };
+        let mut node = admission.node;
+        loop {
+            let admitted = topology.nodes[node].breaker.try_admit();
+            if !admitted && node != topology.primary() {
+                // Reads fall back to the primary while a replica's breaker is open.
+                node = topology.primary();
+                continue;
+            }
+            self.pool = self.pool_for(node);
+            let result = if admitted {
+                self.checkout().await
+            } else {
+                Err(CheckoutError::Connect(crate::pool::ServerError::Protocol {
+                    node: topology.nodes[node].name().to_owned(),
+                    what: "circuit breaker open after repeated failures".into(),
+                }))
+            };
+            match result {
+                Ok(checkout) => {
+                    topology.nodes[node].mark_healthy();
+                    self.lend(checkout);
+                    return true;
+                }
+                Err(e) => {
+                    let connect_failed = matches!(e, CheckoutError::Connect(_));
+                    if connect_failed && admitted {
+                        topology.nodes[node].mark_unhealthy();
+                    }
+                    // The primary is gone: wait (bounded) for the failover instead of failing.
+                    if connect_failed
+                        && let Some(primary) =
+                            topology.after_failed_connect(&mut admission, node).await
+                    {
+                        node = primary;
+                        continue;
+                    }
+                    let code = match &e {
+                        CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
+                        CheckoutError::Connect(_) => sqlstate::CANNOT_CONNECT,
+                    };
+                    tracing::warn!(pool = ?self.pool.key, "checkout failed: {e}");
+                    self.refuse(SqlError::new(code, e.to_string()), protocol);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Attaches a checked-out connection: the cancel slot points at it.
+    pub(in crate::session) fn lend(&mut self, checkout: Checkout) {
+        self.cancel
+            .slot
+            .attach(&checkout.conn.target, checkout.conn.key);
+        self.server = Some(checkout);
+        self.attached_generation = self.shared.topology.generation();
+    }
+
+    /// Detaches the server and gives it back to its pool (`reusable`) or closes it.
+    pub(in crate::session) fn give_back(&mut self, reusable: bool) {
+        if let Some(checkout) = self.server.take() {
+            self.cancel.slot.detach();
+            self.return_to_pool(checkout, reusable);
+        }
+    }
+
+    /// Gives a connection that is not attached back to its pool, or closes it.
+    pub(in crate::session) fn return_to_pool(&self, checkout: Checkout, reusable: bool) {
+        if reusable {
+            self.pool.release(checkout);
+        } else {
+            self.pool.discard(checkout);
+        }
+    }
+
+    /// The primary changed while this session kept its server (a held cursor, session mode,
+    /// an open transaction): a server on the fenced old primary is given up and the session
+    /// moves, so it neither reads stale data nor writes where the writes would be lost.
+    pub(super) async fn leave_fenced_server(&mut self) -> Result<(), SessionError> {
+        let topology = self.shared.topology.clone();
+        self.attached_generation = topology.generation();
+        if topology.is_fenced(&self.pool.key.node) && self.tx.is_some() {
+            self.server_lost("its primary was replaced").await?;
+        }
+        Ok(())
+    }
+
+    /// The session's pool on `node`.
+    pub(in crate::session) fn pool_for(&mut self, node: usize) -> Arc<Pool> {
+        if let Some(p) = &self.node_pools[node] {
+            return p.clone();
+        }
+        let target = &self.shared.topology.nodes[node].target;
+        let key = PoolKey {
+            node: target.node.clone(),
+            database: self.pool.key.database.clone(),
+            user: self.server_user.clone(),
+        };
+        let pool = self
+            .shared
+            .pools
+            .get_or_create(key, target, self.server_password.clone());
+        self.node_pools[node] = Some(pool.clone());
+        pool
+    }
+
+    /// Makes sure the attached server has `p`, injecting a hidden `Parse` when it lacks it.
+    pub(super) fn ensure_prepared(&mut self, p: &Prepared) {
+        let server = &mut self.server.as_mut().expect("attached").conn;
+        if server.prepared.insert(p.hash) {
+            p.encode_parse(&mut self.sout);
+            self.queue.push(Expect::Parse {
+                hidden: true,
+                hash: p.hash,
+            });
+        }
+    }
+
+    /// Checks a connection out and brings it to this client's session state.
+    pub(in crate::session) async fn checkout(&mut self) -> Result<Checkout, CheckoutError> {
+        let mut checkout = self.pool.checkout().await?;
+        let conn = &mut checkout.conn;
+        let limit = self.shared.config.pool.max_prepared_statements;
+        let mut sql = String::new();
+        let deallocate_all = conn.prepared.len() > limit;
+        if deallocate_all {
+            // Also drops SQL-level statements: this client's are prepared again below.
+            sql.push_str("DEALLOCATE ALL;");
+        }
+        let stale = conn.state_hash != self.state.hash()
+            || (deallocate_all && !self.state.prepared_names().is_empty());
+        if stale {
+            let server_prepares: &[String] = if deallocate_all {
+                &[]
+            } else {
+                &conn.sql_prepared
+            };
+            sql.push_str(&self.state.restore_sql(conn.state_hash, server_prepares));
+        }
+        if self.restore_cursors {
+            sql.push_str(&self.cursors.restore_sql());
+        }
+        if sql.is_empty() {
+            return Ok(checkout);
+        }
+        match conn.run_internal(&sql).await {
+            Ok((None, b'I')) => {
+                if deallocate_all {
+                    conn.prepared.clear();
+                }
+                conn.state_hash = self.state.hash();
+                conn.sql_prepared = self.state.prepared_names();
+                self.restore_cursors = false;
+                Ok(checkout)
+            }
+            Ok((err, _)) => {
+                // Could not bring the connection to this client's state; it must not be
+                // reused by anyone with assumptions about it.
+                let why = err
+                    .map(|e| e.message)
+                    .unwrap_or_else(|| "unexpected transaction state".into());
+                tracing::warn!("restoring session state failed: {why}");
+                self.pool.discard(checkout);
+                Err(CheckoutError::Connect(crate::pool::ServerError::Protocol {
+                    node: self.pool.key.node.clone(),
+                    what: format!("restoring session state failed: {why}"),
+                }))
+            }
+            Err(e) => {
+                self.pool.discard(checkout);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Returns the server to the pool when the client is between transactions.
+    pub(super) async fn maybe_release(&mut self) {
+        if self.mode == PoolMode::Session
+            || self.server.is_none()
+            || !self.queue.is_empty()
+            || self.in_copy
+            || self.status.in_transaction()
+            || !self.sout.is_empty()
+            || self.cursors.any()
+        {
+            return;
+        }
+        self.give_back(true);
+    }
+
+    /// Statement mode: a transaction the client left open is rolled back at once.
+    pub(super) async fn rollback_statement_mode(&mut self) -> Result<(), SessionError> {
+        self.status = TxStatus::Idle;
+        if let Some(s) = self.server.as_mut() {
+            let ok = matches!(s.conn.run_internal("ROLLBACK").await, Ok((None, b'I')));
+            if !ok {
+                self.give_back(false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cleans up after the client left: an idle server goes back (reset in session mode),
+    /// an open transaction is rolled back first, and a server mid-query is closed.
+    pub(super) async fn finish(&mut self) {
+        let Some(s) = self.server.as_mut() else {
+            return;
+        };
+        let clean = self.queue.is_empty() && !self.in_copy;
+        let session_mode = self.mode == PoolMode::Session;
+        let reset = match (clean, self.status.in_transaction(), session_mode) {
+            (false, _, _) => None,
+            (true, false, true) => Some("DISCARD ALL"),
+            (true, false, false) => Some(""),
+            (true, true, true) => Some("ROLLBACK;DISCARD ALL"),
+            (true, true, false) => Some("ROLLBACK"),
+        };
+        let ok = match reset {
+            None => false,
+            Some("") => true,
+            Some(sql) => matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.conn.run_internal(sql)).await,
+                Ok(Ok((None, b'I')))
+            ),
+        };
+        if ok && session_mode {
+            s.conn.forget_prepared();
+            s.conn.state_hash = PRISTINE;
+        }
+        self.give_back(ok);
+    }
+}

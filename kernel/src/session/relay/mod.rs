@@ -1,0 +1,215 @@
+//! The query loop of one client session.
+//!
+//! Client messages are forwarded to a server connection borrowed from the pool when the first
+//! message that needs one arrives; in transaction and statement mode the connection goes back
+//! as soon as the server reports `ReadyForQuery` idle with nothing outstanding. The loop is
+//! split by job:
+//! - [`io`]: framing of client and server bytes, forwarding untouched runs without copying;
+//! - [`expect`]: the queue of expected responses, with the proxy's own answers slotted in at
+//!   the position the client expects them;
+//! - [`frontend`]: one function per client message; [`backend`]: one per server message;
+//! - [`portals`]: the portals something later needs;
+//! - [`lease`]: the server lease — checkout, state restore, release, discard, cancel slot.
+//!
+//! What a statement passes through before it reaches a server is in [`super::steps`]; what
+//! happens when the server is lost is in [`super::recovery`].
+
+pub mod backend;
+pub mod expect;
+pub mod frontend;
+pub mod io;
+pub mod lease;
+pub mod portals;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+
+use super::SessionError;
+use super::cancel::Registration;
+use super::cursors::Cursors;
+use super::login::LoggedIn;
+use super::recovery::txlog::TxLog;
+use super::state::SessionState;
+use super::statements::ClientStatements;
+use super::steps::Steps;
+use crate::config::PoolMode;
+use crate::hooks::{Pipeline, SessionInfo};
+use crate::pool::{Checkout, Pool};
+use crate::server::Shared;
+use crate::wire::messages::TxStatus;
+use crate::wire::stream::Stream;
+use expect::Expected;
+use portals::Portals;
+
+/// The session's query loop and everything it owns.
+pub struct Relay {
+    pub(in crate::session) shared: Arc<Shared>,
+    /// The pool of the attached server (or the primary's when none is attached).
+    pub(in crate::session) pool: Arc<Pool>,
+    /// Pools per node for this session's database and role, created on first use.
+    pub(in crate::session) node_pools: Vec<Option<Arc<Pool>>>,
+    /// The node the next checkout goes to.
+    pub(in crate::session) route_to: usize,
+    pub(in crate::session) server_user: String,
+    pub(in crate::session) server_password: Option<String>,
+    /// The components this session calls; swapped between batches after a reload.
+    pub(in crate::session) pipeline: Arc<Pipeline>,
+    /// The steps built from `pipeline`.
+    pub(in crate::session) steps: Steps,
+    pub(in crate::session) info: Arc<SessionInfo>,
+    pub(in crate::session) portals: Portals,
+    pub(in crate::session) mode: PoolMode,
+    pub(in crate::session) client: Stream,
+    /// Client bytes read and not yet handled.
+    pub(in crate::session) cbuf: BytesMut,
+    /// Bytes for the client not yet written.
+    pub(in crate::session) cout: Vec<u8>,
+    pub(in crate::session) server: Option<Checkout>,
+    /// Bytes for the server not yet written.
+    pub(in crate::session) sout: Vec<u8>,
+    pub(in crate::session) queue: Expected,
+    pub(in crate::session) stmts: ClientStatements,
+    pub(in crate::session) state: SessionState,
+    pub(in crate::session) status: TxStatus,
+    pub(in crate::session) in_copy: bool,
+    /// An error ended the client's batch: its messages are dropped up to `Sync`.
+    pub(in crate::session) skip_until_sync: bool,
+    /// The server is in COPY IN started by `Execute`: it ignores `Sync` until the copy ends.
+    pub(in crate::session) syncs_ignored_in_copy: bool,
+    pub(in crate::session) rollback_after_flush: bool,
+    pub(in crate::session) cancel: Registration,
+    pub(in crate::session) max_message: usize,
+    /// The open transaction's log, when transaction replay is on.
+    pub(in crate::session) tx: Option<Box<TxLog>>,
+    /// Cursors declared `WITH HOLD`.
+    pub(in crate::session) cursors: Cursors,
+    /// The server holding the cursors was lost: re-create them on the next one.
+    pub(in crate::session) restore_cursors: bool,
+    /// A re-sent `COMMIT` or `ROLLBACK` runs outside a transaction: hide the server's
+    /// "there is no transaction in progress" warning until the next `ReadyForQuery`.
+    pub(in crate::session) hide_no_tx_warning: bool,
+    /// Transactions this session started (journal transaction ids).
+    pub(in crate::session) transactions: u64,
+    /// The topology generation when the attached server was checked out.
+    pub(in crate::session) attached_generation: u64,
+}
+
+enum Event {
+    Client(std::io::Result<usize>),
+    Server(std::io::Result<usize>),
+}
+
+/// How much is read from a socket at once.
+pub(in crate::session) const READ_CHUNK: usize = 16 * 1024;
+
+impl Relay {
+    /// Prepares the loop for a client that passed login.
+    pub fn new(shared: Arc<Shared>, login: LoggedIn) -> Self {
+        let mut cbuf = login.leftover;
+        cbuf.reserve(READ_CHUNK);
+        let primary = shared.topology.primary();
+        let mut node_pools = vec![None; shared.topology.nodes.len()];
+        node_pools[primary] = Some(login.pool.clone());
+        let mode = shared.config.pool.mode;
+        let pipeline = shared.pipeline.load_full();
+        let steps = Steps::new(&pipeline, mode, &shared.topology);
+        Relay {
+            mode,
+            max_message: shared.config.limits.max_client_message_bytes,
+            pipeline,
+            steps,
+            tx: TxLog::for_session(shared.config.ha.as_ref()),
+            shared,
+            pool: login.pool,
+            node_pools,
+            route_to: primary,
+            server_user: login.server_user,
+            server_password: login.server_password,
+            info: login.info,
+            portals: Portals::default(),
+            client: login.stream,
+            cbuf,
+            cout: Vec::with_capacity(READ_CHUNK),
+            server: None,
+            sout: Vec::with_capacity(1024),
+            queue: Expected::default(),
+            stmts: ClientStatements::default(),
+            state: login.state,
+            status: TxStatus::Idle,
+            in_copy: false,
+            skip_until_sync: false,
+            syncs_ignored_in_copy: false,
+            rollback_after_flush: false,
+            cancel: login.cancel,
+            cursors: Cursors::default(),
+            restore_cursors: false,
+            hide_no_tx_warning: false,
+            transactions: 0,
+            attached_generation: 0,
+        }
+    }
+
+    /// Runs until the client leaves; the server connection is cleaned up and returned.
+    pub async fn run(mut self) -> Result<(), SessionError> {
+        let result = self.serve().await;
+        self.finish().await;
+        result
+    }
+
+    async fn serve(&mut self) -> Result<(), SessionError> {
+        if !self.cbuf.is_empty() && !self.on_client_data().await? {
+            return Ok(());
+        }
+        loop {
+            if self.cbuf.capacity() - self.cbuf.len() < 1024 {
+                self.cbuf.reserve(READ_CHUNK);
+            }
+            let event = match self.server.as_mut() {
+                Some(s) => {
+                    let rbuf = &mut s.conn.rbuf;
+                    if rbuf.capacity() - rbuf.len() < 1024 {
+                        rbuf.reserve(READ_CHUNK);
+                    }
+                    tokio::select! {
+                        r = s.conn.stream.read_buf(rbuf) => Event::Server(r),
+                        r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                    }
+                }
+                None => Event::Client(self.client.read_buf(&mut self.cbuf).await),
+            };
+            match event {
+                Event::Client(Ok(0)) => return Ok(()),
+                Event::Client(Ok(_)) => {
+                    if !self.on_client_data().await? {
+                        return Ok(());
+                    }
+                }
+                Event::Client(Err(e)) => return Err(e.into()),
+                Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
+                Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
+                Event::Server(Ok(_)) => self.on_server_data().await?,
+            }
+        }
+    }
+
+    /// Picks up reloaded components between batches; a statement in flight keeps its own.
+    pub(in crate::session) fn refresh_pipeline(&mut self) {
+        if !self.queue.is_empty() {
+            return;
+        }
+        let current = self.shared.pipeline.load();
+        if !Arc::ptr_eq(&self.pipeline, &current) {
+            self.pipeline = Arc::clone(&current);
+            self.steps = Steps::new(&self.pipeline, self.mode, &self.shared.topology);
+        }
+    }
+
+    /// Writes the proxy's own answers that have reached the front of the queue.
+    #[inline]
+    pub(in crate::session) fn emit_synthetics(&mut self) {
+        self.queue
+            .emit_synthetics(&mut self.cout, self.status.byte());
+    }
+}

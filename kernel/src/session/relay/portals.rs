@@ -1,0 +1,103 @@
+//! The client's portals that something later needs: the statement behind an `Execute` for
+//! its session-state effect and its observers (PostQuery, the journal), and the parameters
+//! the journal records. Portals nobody needs are not kept, so the common `Bind`/`Execute`
+//! pair costs nothing here.
+
+use std::sync::Arc;
+
+use crate::session::statements::Prepared;
+use crate::session::steps::journal::BoundParams;
+
+/// One bound portal.
+#[derive(Debug)]
+pub struct Portal {
+    name: Box<[u8]>,
+    /// The statement it was bound from.
+    pub stmt: Arc<Prepared>,
+    /// The bound parameters, when the journal records them.
+    pub params: Option<BoundParams>,
+}
+
+/// The portals kept for later `Execute`s.
+#[derive(Debug, Default)]
+pub struct Portals {
+    kept: Vec<Portal>,
+}
+
+impl Portals {
+    /// Notes that `name` was bound from `stmt`. It is kept when `observed` (PostQuery or the
+    /// journal will want it) or when executing it changes session state; a previous portal
+    /// of the same name is replaced either way.
+    #[inline]
+    pub fn bind(
+        &mut self,
+        name: &[u8],
+        stmt: &Arc<Prepared>,
+        observed: bool,
+        params: impl FnOnce() -> Option<BoundParams>,
+    ) {
+        if !self.kept.is_empty() {
+            self.close(name);
+        }
+        if observed || stmt.effect.is_some() {
+            self.kept.push(Portal {
+                name: name.into(),
+                stmt: stmt.clone(),
+                params: params(),
+            });
+        }
+    }
+
+    /// The portal an `Execute` names, when kept.
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<&Portal> {
+        if self.kept.is_empty() {
+            return None;
+        }
+        self.kept.iter().find(|p| *p.name == *name)
+    }
+
+    /// Forgets a portal (client `Close`, or rebinding its name).
+    pub fn close(&mut self, name: &[u8]) {
+        self.kept.retain(|p| *p.name != *name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::statements::ClientStatements;
+    use crate::wire::messages::ParseRef;
+
+    fn stmt(sql: &str) -> Arc<Prepared> {
+        ClientStatements::default().define(&ParseRef {
+            name: b"",
+            query: sql.as_bytes(),
+            param_types: &[0, 0],
+        })
+    }
+
+    #[test]
+    fn set_statements_carry_their_effect_to_the_portal() {
+        let mut portals = Portals::default();
+        portals.bind(b"", &stmt("SET search_path TO x"), false, || None);
+        assert!(portals.get(b"").is_some_and(|p| p.stmt.effect.is_some()));
+        portals.bind(b"", &stmt("select 1"), false, || None);
+        assert!(portals.get(b"").is_none(), "rebinding replaced it");
+    }
+
+    #[test]
+    fn observed_portals_keep_their_parameters_until_closed() {
+        let mut portals = Portals::default();
+        portals.bind(b"p1", &stmt("select $1"), true, || {
+            Some((vec![0], vec![Some(b"7".to_vec())]))
+        });
+        let kept = portals.get(b"p1").expect("kept");
+        assert_eq!(
+            kept.params.as_ref().unwrap().1[0].as_deref(),
+            Some(&b"7"[..])
+        );
+        portals.close(b"p1");
+        assert!(portals.get(b"p1").is_none());
+    }
+}

@@ -1,0 +1,44 @@
+//! The components' PreQuery and Validate hooks as a step: a rewrite replaces the SQL, a
+//! block or deny answers with the component's error, a component's own result answers
+//! with rows.
+
+use std::sync::Arc;
+
+use super::{Answer, StatementCx, Step, Verdict};
+use crate::hooks::{self, Pipeline, PreQuery};
+use crate::session::relay::expect::SqlError;
+
+/// Calls PreQuery then Validate of every component that has them.
+pub struct Hooks {
+    pipeline: Arc<Pipeline>,
+}
+
+impl Hooks {
+    /// The step for `pipeline`.
+    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        Hooks { pipeline }
+    }
+}
+
+impl Step for Hooks {
+    fn on_statement(&self, cx: &mut StatementCx<'_>) -> Verdict {
+        let (decision, facts) =
+            self.pipeline
+                .pre_query_and_validate(cx.info, cx.in_transaction, cx.effective_sql());
+        cx.facts = Some(facts);
+        match decision {
+            PreQuery::Proceed(rewritten) => {
+                if rewritten.is_some() {
+                    cx.rewritten = rewritten;
+                }
+                Verdict::Continue
+            }
+            PreQuery::Block(r) => Verdict::Answer(Answer::Error(SqlError::new(r.code, r.message))),
+            PreQuery::Respond(rows) => {
+                let mut out = Vec::new();
+                hooks::encode_result_set(&mut out, &rows);
+                Verdict::Answer(Answer::Rows(out))
+            }
+        }
+    }
+}
