@@ -126,19 +126,19 @@ impl Relay {
         self.in_copy = false;
         self.syncs_ignored_in_copy = false;
         self.cursors.on_error();
+        if self.queue.refusal_answered() {
+            // The server failed the batch the proxy refused: the client sees the refusal.
+            return false;
+        }
+        // The statement's outcome is known now: observers hear of it before the client does
+        // (a driver may send its next query as soon as it reads the error).
         let failed_post = match self.queue.front_mut() {
-            Some(Expect::Query {
-                post: Some(ctx), ..
-            }) => {
-                if ctx.error.is_none() {
+            Some(Expect::Query { post, .. } | Expect::Execute { post, .. }) => {
+                post.take().map(|mut ctx| {
                     ctx.error = error_of(body);
-                }
-                None
+                    ctx
+                })
             }
-            Some(Expect::Execute { post, .. }) => post.take().map(|mut ctx| {
-                ctx.error = error_of(body);
-                ctx
-            }),
             _ => None,
         };
         if let Some(ctx) = failed_post {

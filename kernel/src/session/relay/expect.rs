@@ -201,6 +201,19 @@ impl Expected {
         }
     }
 
+    /// When the server's error answers a refusal the proxy made it fail on purpose, puts the
+    /// proxy's error in its place; `true` when it did.
+    pub fn refusal_answered(&mut self) -> bool {
+        if !matches!(self.queue.front(), Some(Expect::Refusal(_))) {
+            return false;
+        }
+        if let Some(Expect::Refusal(e)) = self.queue.pop_front() {
+            self.queue
+                .push_front(Expect::Synthetic(Synthetic::Error(e)));
+        }
+        true
+    }
+
     /// After an `ErrorResponse` in the extended protocol the server skips everything up to
     /// the next `Sync`: those entries go, and `forget` is told the hash of every `Parse`
     /// that never happened.
@@ -400,6 +413,21 @@ mod tests {
         let out = emitted(&mut q, b'I');
         let kinds: Vec<u8> = messages_tags(&out);
         assert_eq!(kinds, b"EZEZE");
+    }
+
+    #[test]
+    fn the_servers_error_to_a_refused_batch_becomes_the_refusal() {
+        let mut q = Expected::default();
+        q.push(Expect::Refusal(SqlError::new("42501", "no")));
+        q.push(Expect::Sync);
+        assert!(q.refusal_answered());
+        assert!(!q.refusal_answered(), "only once");
+        let mut out = Vec::new();
+        q.emit_synthetics(&mut out, b'I');
+        let mut want = Vec::new();
+        SqlError::new("42501", "no").encode(&mut want);
+        assert_eq!(out, want);
+        assert!(matches!(q.pop(), Some(Expect::Sync)));
     }
 
     fn messages_tags(mut out: &[u8]) -> Vec<u8> {

@@ -150,6 +150,7 @@ impl Relay {
         match self.server.as_mut() {
             Some(checkout) if !checkout.conn.prepared.contains(&prepared.hash) => {
                 prepared.encode_parse(&mut self.sout);
+                self.batch_open = true;
                 checkout.conn.prepared.insert(prepared.hash);
                 self.queue.push(Expect::Parse {
                     hidden: false,
@@ -197,6 +198,7 @@ impl Relay {
                 self.sout.extend_from_slice(msg);
             }
         }
+        self.batch_open = true;
         self.queue.push(Expect::Bind);
     }
 
@@ -218,6 +220,7 @@ impl Relay {
                 }
                 None => self.sout.extend_from_slice(msg),
             }
+            self.batch_open = true;
             self.queue.push(Expect::Describe);
         }
     }
@@ -234,6 +237,7 @@ impl Relay {
         };
         if self.attach(Protocol::Extended).await {
             self.sout.extend_from_slice(msg);
+            self.batch_open = true;
             self.queue.push(Expect::Execute { effect, post });
         }
     }
@@ -248,6 +252,7 @@ impl Relay {
             self.portals.close(target.name);
             if self.attach(Protocol::Extended).await {
                 self.sout.extend_from_slice(msg);
+                self.batch_open = true;
                 self.queue.push(Expect::Close);
             }
         }
@@ -260,16 +265,22 @@ impl Relay {
         } else {
             self.sout.extend_from_slice(msg);
             if !self.syncs_ignored_in_copy {
+                self.batch_open = false;
                 self.queue.push(Expect::Sync);
                 self.capture_xid();
             }
         }
     }
 
-    /// The `Sync` that ends a batch the proxy refused part of.
-    fn on_sync_after_error(&mut self, _msg: &[u8]) {
+    /// The `Sync` that ends a batch the proxy refused part of: the server's batch was failed
+    /// too when one is attached, and its `ReadyForQuery` tells the transaction's state.
+    fn on_sync_after_error(&mut self, msg: &[u8]) {
         self.skip_until_sync = false;
-        self.queue.push_synthetic(Synthetic::ReadyForQuery);
+        if self.server.is_some() {
+            self.on_sync(msg);
+        } else {
+            self.queue.push_synthetic(Synthetic::ReadyForQuery);
+        }
     }
 
     /// Runs the steps' bind phase for a statement that may start a checkout; `false` when
@@ -317,9 +328,32 @@ impl Relay {
         }
     }
 
-    /// Answers the current message with an error: a simple query gets its `ReadyForQuery`
-    /// at once; in the extended protocol the rest of the batch is skipped up to `Sync`.
+    /// Answers the current message with an error, the way PostgreSQL ends a statement that
+    /// failed: a simple query gets its `ReadyForQuery`; in the extended protocol the rest of
+    /// the batch is skipped up to `Sync`. With a server attached, the server's batch is
+    /// failed too (a `Parse` of SQL that cannot parse, its error replaced by this one), so
+    /// what the batch already ran is rolled back with it and an open transaction is failed,
+    /// exactly as if the refused statement had failed on the server.
     pub(in crate::session) fn refuse(&mut self, error: SqlError, protocol: Protocol) {
+        if self.server.is_some() {
+            match protocol {
+                Protocol::Simple => {
+                    messages::query(&mut self.sout, FAILS_TO_PARSE);
+                    self.queue.push(Expect::Refusal(error));
+                    self.queue.push(Expect::Query {
+                        effects: None,
+                        post: None,
+                    });
+                }
+                Protocol::Extended => {
+                    encode_failing_parse(&mut self.sout);
+                    self.queue.push(Expect::Refusal(error));
+                    self.batch_open = true;
+                    self.skip_until_sync = true;
+                }
+            }
+            return;
+        }
         self.queue.push_synthetic(Synthetic::Error(error));
         match protocol {
             Protocol::Simple => self.queue.push_synthetic(Synthetic::ReadyForQuery),
@@ -352,6 +386,21 @@ impl Relay {
         }
         Some(ctx)
     }
+}
+
+/// SQL the server refuses to parse (42601): sent to fail a batch or transaction on purpose
+/// when the proxy refuses a statement in it.
+const FAILS_TO_PARSE: &str = "hp_refused";
+
+/// A `Parse` of [`FAILS_TO_PARSE`] into the unnamed statement, which the proxy never uses
+/// (client statements get `hp_…` names), so a failed parse there touches nothing; being
+/// unnamed it is also sent again with the batch if the session moves to a new server.
+fn encode_failing_parse(out: &mut Vec<u8>) {
+    crate::wire::frame::write_message(out, b'P', |b| {
+        b.push(0);
+        b.extend_from_slice(FAILS_TO_PARSE.as_bytes());
+        b.extend_from_slice(&[0, 0, 0]);
+    });
 }
 
 /// The session-state effects of a simple query's statements, when it has any.

@@ -94,6 +94,7 @@ impl Relay {
 
     /// Detaches the server and gives it back to its pool (`reusable`) or closes it.
     pub(in crate::session) fn give_back(&mut self, reusable: bool) {
+        self.batch_open = false;
         if let Some(checkout) = self.server.take() {
             self.cancel.slot.detach();
             self.return_to_pool(checkout, reusable);
@@ -215,6 +216,7 @@ impl Relay {
             || self.server.is_none()
             || !self.queue.is_empty()
             || self.in_copy
+            || self.batch_open
             || self.status.in_transaction()
             || !self.sout.is_empty()
             || self.cursors.any()

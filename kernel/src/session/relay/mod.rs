@@ -74,6 +74,9 @@ pub struct Relay {
     pub(in crate::session) state: SessionState,
     pub(in crate::session) status: TxStatus,
     pub(in crate::session) in_copy: bool,
+    /// Extended-protocol messages went to the server since its last `Sync`: the server is
+    /// inside a batch (an implicit transaction) and cannot go back to the pool.
+    pub(in crate::session) batch_open: bool,
     /// An error ended the client's batch: its messages are dropped up to `Sync`.
     pub(in crate::session) skip_until_sync: bool,
     /// The server is in COPY IN started by `Execute`: it ignores `Sync` until the copy ends.
@@ -139,6 +142,7 @@ impl Relay {
             state: login.state,
             status: TxStatus::Idle,
             in_copy: false,
+            batch_open: false,
             skip_until_sync: false,
             syncs_ignored_in_copy: false,
             rollback_after_flush: false,
