@@ -267,8 +267,7 @@ async fn run_embedded_default() -> Result<()> {
     );
     match &components {
         Some((trust_root, _)) => {
-            let registry = handle.shared.components.lock().expect("components lock");
-            for p in registry.loaded.iter() {
+            for (p, _) in handle.shared.components.all() {
                 let signed = p
                     .provenance
                     .lock()

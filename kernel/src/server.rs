@@ -1,5 +1,6 @@
-//! The accept loop and the state every session shares: configuration, users, pools, cancel
-//! keys, TLS, and the client connection limit.
+//! The accept loop, and the wiring of the proxy's parts: it builds the pools, topology,
+//! component registry, journal and failover coordinator, and hands each subsystem its own
+//! narrow view of them. Nothing below this module imports it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,14 +12,17 @@ use tokio::sync::{Semaphore, watch};
 
 use arc_swap::ArcSwap;
 
+use crate::admin::AdminState;
 use crate::config::{BackendSslMode, ClientTlsMode, Config};
+use crate::failover::Coordinator;
 use crate::hooks::Pipeline;
+use crate::plugins::registry::Registry;
 use crate::plugins::{self, LoadError};
 use crate::pool::Pools;
 use crate::session::cancel::CancelRegistry;
+use crate::session::env::{LoginEnv, SessionEnv, SessionLimits};
 use crate::session::login::load_users;
 use crate::topology::Topology;
-use crate::wire::auth::Secret;
 use crate::wire::tls;
 
 /// Why the proxy could not start.
@@ -54,95 +58,41 @@ pub enum StartError {
     Journal(crate::journal::JournalError),
 }
 
-/// State shared by every session.
+/// The proxy's parts, wired together: each subsystem gets only its own narrow view (sessions
+/// a [`SessionEnv`], the admin API an [`AdminState`], failover its [`Coordinator`]).
 pub struct Shared {
     /// The configuration the proxy started with.
     pub config: Config,
-    /// Users and their secrets from `auth.users_file`.
-    pub users: HashMap<String, Secret>,
+    /// What sessions see.
+    pub session: Arc<SessionEnv>,
     /// Server pools.
-    pub pools: Pools,
+    pub pools: Arc<Pools>,
     /// The backend nodes.
     pub topology: Arc<Topology>,
-    /// The loaded components; swapped whole on reload, sessions keep the one they started with.
-    pub pipeline: ArcSwap<Pipeline>,
-    /// The component runtime, when components are configured.
-    pub plugin_runtime: Option<plugins::Runtime>,
-    /// Every loaded component (config order) and which are disabled.
-    pub components: std::sync::Mutex<ComponentRegistry>,
-    /// Cancel keys of live sessions.
-    pub cancels: Arc<CancelRegistry>,
-    /// TLS acceptor for clients, when configured.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The current components; swapped whole on reload.
+    pub pipeline: Arc<ArcSwap<Pipeline>>,
+    /// Every loaded component, enabled or not.
+    pub components: Arc<Registry>,
     /// Failovers and switchovers.
-    pub failover: crate::failover::Coordinator,
+    pub failover: Arc<Coordinator>,
     /// The statement journal, when configured.
-    pub journal: Option<crate::journal::Journal>,
+    pub journal: Option<Arc<crate::journal::Journal>>,
     client_slots: Arc<Semaphore>,
 }
 
-/// The loaded components, enabled or not.
-#[derive(Default)]
-pub struct ComponentRegistry {
-    /// In config order.
-    pub loaded: Vec<Arc<plugins::LoadedPlugin>>,
-    /// Names of disabled components.
-    pub disabled: std::collections::HashSet<String>,
-}
-
-impl ComponentRegistry {
-    fn pipeline(&self) -> Pipeline {
-        Pipeline::new(
-            self.loaded
-                .iter()
-                .filter(|p| !self.disabled.contains(&p.name))
-                .cloned()
-                .collect(),
-        )
-    }
-}
-
 impl Shared {
-    /// Re-reads, verifies and instantiates a component from its configured source and swaps
-    /// it in atomically: statements already past their hooks finish on the old version, new
-    /// ones use the new. On any failure the old version keeps serving. Returns the new digest.
-    pub fn reload_component(&self, name: &str) -> Result<String, String> {
-        let runtime = self
-            .plugin_runtime
-            .as_ref()
-            .ok_or("no components are configured")?;
-        let config = self
-            .config
-            .plugins
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| format!("no component named {name}"))?;
-        let fresh = runtime
-            .load(config, self.topology.clone())
-            .map_err(|e| e.to_string())?;
-        let digest = fresh.digest.clone();
-        let mut registry = self.components.lock().expect("components lock");
-        if let Some(slot) = registry.loaded.iter_mut().find(|p| p.name == name) {
-            *slot = fresh;
+    /// The admin API's view.
+    fn admin_state(&self) -> AdminState {
+        AdminState {
+            api_key: self.config.admin.api_key.clone().filter(|k| !k.is_empty()),
+            ha: self.config.ha.clone(),
+            topology: self.topology.clone(),
+            pipeline: self.pipeline.clone(),
+            components: self.components.clone(),
+            failover: self.failover.clone(),
+            sessions: self.session.counters.clone(),
+            journal: self.journal.clone(),
         }
-        self.pipeline.store(Arc::new(registry.pipeline()));
-        tracing::info!(component = name, %digest, "component reloaded");
-        Ok(digest)
-    }
-
-    /// Enables or disables a component without unloading it.
-    pub fn set_component_enabled(&self, name: &str, enabled: bool) -> Result<(), String> {
-        let mut registry = self.components.lock().expect("components lock");
-        if !registry.loaded.iter().any(|p| p.name == name) {
-            return Err(format!("no component named {name}"));
-        }
-        if enabled {
-            registry.disabled.remove(name);
-        } else {
-            registry.disabled.insert(name.to_owned());
-        }
-        self.pipeline.store(Arc::new(registry.pipeline()));
-        Ok(())
     }
 }
 
@@ -210,7 +160,9 @@ impl Proxy {
             crate::topology::tracker::discover(&topology, ha).await;
         }
         let journal = match &config.journal {
-            Some(j) => Some(crate::journal::Journal::open(j).map_err(StartError::Journal)?),
+            Some(j) => Some(Arc::new(
+                crate::journal::Journal::open(j).map_err(StartError::Journal)?,
+            )),
             None => None,
         };
         let (plugin_runtime, loaded) = if config.plugins.is_empty() {
@@ -225,11 +177,13 @@ impl Proxy {
             }
             (Some(runtime), loaded)
         };
-        let registry = ComponentRegistry {
+        let components = Arc::new(Registry::new(
+            plugin_runtime,
+            config.plugins.clone(),
+            topology.clone(),
             loaded,
-            disabled: Default::default(),
-        };
-        let pipeline = registry.pipeline();
+        ));
+        let pipeline = Arc::new(ArcSwap::from_pointee(Pipeline::new(components.enabled())));
         let listener = TcpListener::bind(&config.listen_address)
             .await
             .map_err(|source| StartError::Bind {
@@ -242,16 +196,41 @@ impl Proxy {
                 addr: config.admin_address.clone(),
                 source,
             })?;
+        let pools = Arc::new(Pools::new(pool_config(&config)));
+        let session = Arc::new(SessionEnv {
+            limits: SessionLimits {
+                mode: config.pool.mode,
+                max_message_bytes: config.limits.max_client_message_bytes,
+                max_prepared_statements: config.pool.max_prepared_statements,
+                max_connections: config.pool.max_connections,
+                login_timeout_ms: config.limits.client_login_timeout_ms,
+            },
+            ha: config.ha.clone(),
+            pools: pools.clone(),
+            topology: topology.clone(),
+            pipeline: pipeline.clone(),
+            journal: journal.clone(),
+            counters: Default::default(),
+            login: LoginEnv {
+                users,
+                auth: config.auth.clone(),
+                tls_mode: config.tls.mode,
+                tls,
+                cancels: Arc::new(CancelRegistry::default()),
+            },
+        });
+        let failover = Arc::new(Coordinator::new(
+            config.ha.clone(),
+            topology.clone(),
+            pools.clone(),
+        ));
         let shared = Arc::new(Shared {
-            users,
-            pools: Pools::new(pool_config(&config)),
+            session,
+            pools,
             topology,
-            pipeline: ArcSwap::from_pointee(pipeline),
-            plugin_runtime,
-            components: std::sync::Mutex::new(registry),
-            cancels: Arc::new(CancelRegistry::default()),
-            tls,
-            failover: Default::default(),
+            pipeline,
+            components,
+            failover,
             journal,
             client_slots: Arc::new(Semaphore::new(config.pool.max_connections)),
             config,
@@ -279,7 +258,7 @@ impl Proxy {
             .local_addr()
             .expect("bound listener has an address");
         let shared = self.shared.clone();
-        let admin_app = crate::admin::app(self.shared.clone());
+        let admin_app = crate::admin::app(Arc::new(self.shared.admin_state()));
         let admin_listener = self.admin;
         let mut admin_stopped = stop.subscribe();
         tokio::spawn(async move {
@@ -299,7 +278,7 @@ impl Proxy {
                     accepted = self.listener.accept() => match accepted {
                         Ok((tcp, peer)) => {
                             let permit = self.shared.client_slots.clone().try_acquire_owned().ok();
-                            tokio::spawn(crate::session::serve(self.shared.clone(), tcp, peer, permit));
+                            tokio::spawn(crate::session::serve(self.shared.session.clone(), tcp, peer, permit));
                         }
                         Err(e) => {
                             // Out of file descriptors and the like: back off, keep serving.
@@ -341,10 +320,10 @@ fn spawn_trackers(shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
         return Vec::new();
     };
     let automatic = ha.failover == crate::config::FailoverMode::Automatic;
-    let weak = Arc::downgrade(shared);
+    let weak = Arc::downgrade(&shared.failover);
     let primary_down: Arc<dyn Fn(usize) + Send + Sync> = Arc::new(move |node| {
-        if let (true, Some(shared)) = (automatic, weak.upgrade()) {
-            tokio::spawn(crate::failover::automatic(shared, node));
+        if let (true, Some(coordinator)) = (automatic, weak.upgrade()) {
+            tokio::spawn(crate::failover::automatic(coordinator, node));
         }
     });
     (0..shared.topology.nodes.len())

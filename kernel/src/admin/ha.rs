@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::AdminState;
 use super::authorized;
 use crate::failover::{self, FailoverError, FailoverReport};
-use crate::server::Shared;
 use crate::topology::NodeView;
 
 #[derive(Serialize)]
@@ -25,18 +25,18 @@ struct TopologyView<'a> {
     switching: bool,
     nodes: Vec<NodeView>,
     last_failover: Option<FailoverReport>,
-    sessions: &'a crate::failover::SessionCounters,
+    sessions: &'a crate::session::recovery::SessionCounters,
 }
 
 /// `GET /api/topology`.
-pub async fn topology(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub async fn topology(State(shared): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&shared, &headers) {
         return r.into_response();
     }
     let t = &shared.topology;
     Json(TopologyView {
-        tracking: shared.config.ha.is_some(),
-        failover: shared.config.ha.as_ref().map(|ha| match ha.failover {
+        tracking: shared.ha.is_some(),
+        failover: shared.ha.as_ref().map(|ha| match ha.failover {
             crate::config::FailoverMode::Automatic => "automatic",
             crate::config::FailoverMode::Manual => "manual",
         }),
@@ -45,7 +45,7 @@ pub async fn topology(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
         switching: t.switching(),
         nodes: t.view(),
         last_failover: shared.failover.last(),
-        sessions: &shared.failover.sessions,
+        sessions: &shared.sessions,
     })
     .into_response()
 }
@@ -59,7 +59,7 @@ pub struct SwitchoverRequest {
 
 /// `POST /api/topology/switchover`.
 pub async fn switchover(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminState>>,
     headers: HeaderMap,
     body: Option<Json<SwitchoverRequest>>,
 ) -> Response {
@@ -67,7 +67,7 @@ pub async fn switchover(
         return r.into_response();
     }
     let target = body.and_then(|Json(b)| b.target);
-    match failover::switchover(&shared, target.as_deref()).await {
+    match failover::switchover(&shared.failover, target.as_deref()).await {
         Ok(report) => (StatusCode::OK, Json(report)).into_response(),
         Err(e) => {
             let status = match e {
@@ -113,7 +113,7 @@ struct RecordView {
 
 /// `GET /api/journal`: records of a time window, with the journal's counters.
 pub async fn journal(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminState>>,
     headers: HeaderMap,
     Query(q): Query<JournalQuery>,
 ) -> Response {

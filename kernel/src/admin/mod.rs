@@ -5,6 +5,8 @@
 //! `Authorization: Bearer` header; without a configured key those endpoints are closed.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::{Path, State};
@@ -15,13 +17,46 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::config::HookName;
-use crate::server::Shared;
+use crate::failover::Coordinator;
+use crate::hooks::Pipeline;
+use crate::journal::Journal;
+use crate::plugins::LoadedPlugin;
+use crate::plugins::registry::Registry;
+use crate::session::recovery::SessionCounters;
+use crate::topology::Topology;
 use crate::wire::auth::constant_time_eq;
 
 mod ha;
 
-/// The admin router over the proxy's shared state.
-pub fn app(shared: Arc<Shared>) -> Router {
+/// What the admin API reaches.
+pub struct AdminState {
+    /// `[admin] api_key`; `None` closes every endpoint but health.
+    pub api_key: Option<String>,
+    /// `[ha]`, when configured.
+    pub ha: Option<crate::config::HaConfig>,
+    /// The backend nodes.
+    pub topology: Arc<Topology>,
+    /// The components sessions call; replaced after a reload or toggle.
+    pub pipeline: Arc<ArcSwap<Pipeline>>,
+    /// Every loaded component.
+    pub components: Arc<Registry>,
+    /// Failovers and switchovers.
+    pub failover: Arc<Coordinator>,
+    /// What sessions went through when their server was lost.
+    pub sessions: Arc<SessionCounters>,
+    /// The statement journal, when configured.
+    pub journal: Option<Arc<Journal>>,
+}
+
+impl AdminState {
+    /// Publishes a changed component list to sessions.
+    fn publish(&self) -> impl FnOnce(Vec<Arc<LoadedPlugin>>) + '_ {
+        |enabled| self.pipeline.store(Arc::new(Pipeline::new(enabled)))
+    }
+}
+
+/// The admin router over the proxy's admin state.
+pub fn app(shared: Arc<AdminState>) -> Router {
     Router::new()
         .route("/api/health", get(health))
         .route("/plugins", get(list_plugins))
@@ -40,7 +75,7 @@ struct Health {
     components: usize,
 }
 
-async fn health(State(shared): State<Arc<Shared>>) -> Json<Health> {
+async fn health(State(shared): State<Arc<AdminState>>) -> Json<Health> {
     Json(Health {
         status: "ok",
         components: shared.pipeline.load().plugins().len(),
@@ -75,16 +110,10 @@ pub struct PluginView {
 }
 
 pub(crate) fn authorized(
-    shared: &Shared,
+    shared: &AdminState,
     headers: &HeaderMap,
 ) -> Result<(), (StatusCode, &'static str)> {
-    let Some(expected) = shared
-        .config
-        .admin
-        .api_key
-        .as_deref()
-        .filter(|k| !k.is_empty())
-    else {
+    let Some(expected) = shared.api_key.as_deref() else {
         return Err((
             StatusCode::FORBIDDEN,
             "admin API key not configured ([admin] api_key)",
@@ -105,15 +134,15 @@ pub(crate) fn authorized(
     }
 }
 
-async fn list_plugins(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn list_plugins(State(shared): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&shared, &headers) {
         return r.into_response();
     }
-    let registry = shared.components.lock().expect("components lock");
-    let views: Vec<PluginView> = registry
-        .loaded
-        .iter()
-        .map(|p| {
+    let views: Vec<PluginView> = shared
+        .components
+        .all()
+        .into_iter()
+        .map(|(p, enabled)| {
             let prov = p.provenance.lock().expect("provenance lock").clone();
             let calls = p.stats.calls.load(Relaxed);
             PluginView {
@@ -129,7 +158,7 @@ async fn list_plugins(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
                     .filter(|h| p.has_hook(*h))
                     .map(HookName::as_str)
                     .collect(),
-                enabled: !registry.disabled.contains(&p.name),
+                enabled,
                 calls,
                 errors: p.stats.errors.load(Relaxed),
                 timeouts: p.stats.timeouts.load(Relaxed),
@@ -146,7 +175,7 @@ async fn list_plugins(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
 }
 
 async fn reload(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
@@ -155,7 +184,7 @@ async fn reload(
     }
     // Loading compiles wasm: keep it off the async workers.
     let s = shared.clone();
-    let result = tokio::task::spawn_blocking(move || s.reload_component(&name)).await;
+    let result = tokio::task::spawn_blocking(move || s.components.reload(&name, s.publish())).await;
     match result {
         Ok(Ok(digest)) => (StatusCode::OK, Json(serde_json::json!({ "reloaded": true, "digest": digest }))).into_response(),
         Ok(Err(e)) => (
@@ -168,7 +197,7 @@ async fn reload(
 }
 
 async fn disable(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
@@ -176,18 +205,18 @@ async fn disable(
 }
 
 async fn enable(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
     toggle(shared, headers, name, true).await
 }
 
-async fn toggle(shared: Arc<Shared>, headers: HeaderMap, name: String, on: bool) -> Response {
+async fn toggle(shared: Arc<AdminState>, headers: HeaderMap, name: String, on: bool) -> Response {
     if let Err(r) = authorized(&shared, &headers) {
         return r.into_response();
     }
-    match shared.set_component_enabled(&name, on) {
+    match shared.components.set_enabled(&name, on, shared.publish()) {
         Ok(()) => (
             StatusCode::OK,
             Json(serde_json::json!({ "name": name, "enabled": on })),

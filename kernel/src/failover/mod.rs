@@ -3,14 +3,12 @@
 //! the old primary and move the write target — with the switchover gate closed meanwhile, so
 //! new queries wait instead of failing. One failover runs at a time.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::config::HaConfig;
-use crate::server::Shared;
 use crate::topology::tracker::{self, MONITOR_APPLICATION};
 use crate::topology::{Role, Topology, format_lsn, now_ms};
 
@@ -60,31 +58,51 @@ pub struct FailoverReport {
     pub error: Option<String>,
 }
 
-/// Serialises failovers and remembers the last one.
-#[derive(Default)]
+/// What failover needs of the server pools: closing a node's idle connections once it is
+/// no longer the primary, and how many are lent out (drained before a switchover).
+pub trait ServerConnections: Send + Sync {
+    /// Closes the idle connections to `node`; how many were closed.
+    fn close_idle_on(&self, node: &str) -> usize;
+    /// Connections to `node` lent to clients.
+    fn in_use_on(&self, node: &str) -> usize;
+}
+
+impl ServerConnections for crate::pool::Pools {
+    fn close_idle_on(&self, node: &str) -> usize {
+        crate::pool::Pools::close_idle_on(self, node)
+    }
+
+    fn in_use_on(&self, node: &str) -> usize {
+        crate::pool::Pools::in_use_on(self, node)
+    }
+}
+
+/// Runs failovers and switchovers one at a time and remembers the last one.
 pub struct Coordinator {
     running: tokio::sync::Mutex<()>,
     last: Mutex<Option<FailoverReport>>,
-    /// What sessions went through when their server was lost.
-    pub sessions: SessionCounters,
-}
-
-/// Counters of sessions that lost their server.
-#[derive(Debug, Default, Serialize)]
-pub struct SessionCounters {
-    /// Sessions that moved to another server without the client noticing.
-    pub moved: AtomicU64,
-    /// Open transactions replayed (and verified) on the new server.
-    pub transactions_replayed: AtomicU64,
-    /// COMMITs interrupted by the loss whose outcome was read with `txid_status`.
-    pub commits_resolved: AtomicU64,
-    /// Clients answered 40001 (retry): a replay was unsafe or diverged.
-    pub retry_errors: AtomicU64,
-    /// Clients answered 08007: a commit's outcome could not be known.
-    pub unknown_outcomes: AtomicU64,
+    ha: Option<HaConfig>,
+    topology: Arc<Topology>,
+    servers: Arc<dyn ServerConnections>,
 }
 
 impl Coordinator {
+    /// A coordinator for `topology` (failover needs `ha`), closing connections through
+    /// `servers`.
+    pub fn new(
+        ha: Option<HaConfig>,
+        topology: Arc<Topology>,
+        servers: Arc<dyn ServerConnections>,
+    ) -> Self {
+        Coordinator {
+            running: tokio::sync::Mutex::new(()),
+            last: Mutex::new(None),
+            ha,
+            topology,
+            servers,
+        }
+    }
+
     /// The last failover or switchover.
     pub fn last(&self) -> Option<FailoverReport> {
         self.last.lock().expect("failover lock").clone()
@@ -108,14 +126,14 @@ pub fn best_standby(topology: &Topology, exclude: usize) -> Option<usize> {
 
 /// Promotes the best standby because the primary `failed` its health checks (automatic
 /// mode). Does nothing when the primary changed or recovered meanwhile.
-pub async fn automatic(shared: Arc<Shared>, failed: usize) {
-    let Some(ha) = shared.config.ha.clone() else {
+pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
+    let Some(ha) = coordinator.ha.clone() else {
         return;
     };
-    let Ok(_running) = shared.failover.running.try_lock() else {
+    let Ok(_running) = coordinator.running.try_lock() else {
         return;
     };
-    let topology = &shared.topology;
+    let topology = &coordinator.topology;
     if topology.primary() != failed || !topology.nodes[failed].is_down() {
         return;
     }
@@ -131,7 +149,7 @@ pub async fn automatic(shared: Arc<Shared>, failed: usize) {
         Ok(target) => {
             topology.nodes[failed].set_role(Role::Fenced);
             topology.set_primary(target);
-            shared.pools.close_idle_on(&from);
+            coordinator.servers.close_idle_on(&from);
             let to = topology.nodes[target].name().to_owned();
             tracing::warn!(
                 from,
@@ -163,7 +181,7 @@ pub async fn automatic(shared: Arc<Shared>, failed: usize) {
         }
     };
     topology.end_switch();
-    *shared.failover.last.lock().expect("failover lock") = Some(report);
+    *coordinator.last.lock().expect("failover lock") = Some(report);
 }
 
 /// A planned switchover to `target` (or the best standby): new queries wait, transactions
@@ -172,20 +190,15 @@ pub async fn automatic(shared: Arc<Shared>, failed: usize) {
 /// position and is promoted. When the primary is down already (manual failover mode), the
 /// target is promoted at once.
 pub async fn switchover(
-    shared: &Arc<Shared>,
+    coordinator: &Coordinator,
     target: Option<&str>,
 ) -> Result<FailoverReport, FailoverError> {
-    let ha = shared
-        .config
-        .ha
-        .clone()
-        .ok_or(FailoverError::NotConfigured)?;
-    let _running = shared
-        .failover
+    let ha = coordinator.ha.clone().ok_or(FailoverError::NotConfigured)?;
+    let _running = coordinator
         .running
         .try_lock()
         .map_err(|_| FailoverError::Busy)?;
-    let topology = &shared.topology;
+    let topology = &coordinator.topology;
     let old = topology.primary();
     let target = match target {
         Some(name) => {
@@ -215,7 +228,7 @@ pub async fn switchover(
     let result = if topology.nodes[old].is_down() {
         promote(topology, target, &ha).await.map(|_| 0)
     } else {
-        switch_to(shared, old, target, &ha).await
+        switch_to(coordinator, old, target, &ha).await
     };
     let from = topology.nodes[old].name().to_owned();
     let to = topology.nodes[target].name().to_owned();
@@ -235,26 +248,26 @@ pub async fn switchover(
     if result.is_ok() {
         topology.nodes[old].set_role(Role::Fenced);
         topology.set_primary(target);
-        shared.pools.close_idle_on(&from);
+        coordinator.servers.close_idle_on(&from);
         tracing::warn!(from, to, ms = report.duration_ms, "switchover done");
     }
     topology.end_switch();
-    *shared.failover.last.lock().expect("failover lock") = Some(report.clone());
+    *coordinator.last.lock().expect("failover lock") = Some(report.clone());
     result.map(|_| report)
 }
 
 /// The switchover's steps with the gate closed; returns the LSN the target caught up to.
 async fn switch_to(
-    shared: &Arc<Shared>,
+    coordinator: &Coordinator,
     old: usize,
     target: usize,
     ha: &HaConfig,
 ) -> Result<u64, FailoverError> {
-    let topology = &shared.topology;
+    let topology = &coordinator.topology;
     let old_name = topology.nodes[old].name().to_owned();
     // Let transactions in flight on the old primary finish.
     let drain_until = Instant::now() + Duration::from_millis(ha.buffer_timeout_ms / 2);
-    while shared.pools.in_use_on(&old_name) > 0 && Instant::now() < drain_until {
+    while coordinator.servers.in_use_on(&old_name) > 0 && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let control = tracker::connect(topology, old, ha)

@@ -9,6 +9,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The WIT package version components are built against; artefacts declare it in their
+/// manifest and the runtime refuses components that do not implement it.
+pub const WIT_PACKAGE: &str = "helios:plugin@0.2.0";
+
 /// Largest `plugin.wasm` accepted.
 pub const MAX_WASM_BYTES: u64 = 32 << 20;
 /// Largest `manifest.json` / `plugin.sig` accepted.
@@ -103,7 +107,7 @@ impl Artifact {
             manifest: Manifest {
                 name: name.to_owned(),
                 version: version.to_owned(),
-                wit: crate::plugins::WIT_PACKAGE.to_owned(),
+                wit: WIT_PACKAGE.to_owned(),
                 hooks,
                 grants,
                 wasm_sha256: sha256_hex(&wasm),

@@ -5,6 +5,7 @@
 
 pub mod bindings;
 pub mod host;
+pub mod registry;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,7 @@ use self::host::{HostState, KvStore, TopologySource};
 use crate::config::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
 use crate::oci::TrustRoot;
 
-/// The WIT package version components are built against.
-pub const WIT_PACKAGE: &str = "helios:plugin@0.2.0";
+pub use crate::oci::artifact::WIT_PACKAGE;
 /// Milliseconds per epoch tick; call deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(1);
 

@@ -9,13 +9,13 @@ use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::cancel::Registration;
+use super::env::SessionEnv;
 use super::state::SessionState;
 use super::{SessionError, fatal};
 use crate::config::{AuthMethod, ClientTlsMode};
 use crate::hooks::SessionInfo;
 use crate::plugins::bindings::AuthRequest;
 use crate::pool::{CheckoutError, Pool, PoolKey, ServerError};
-use crate::server::Shared;
 use crate::wire::auth::{self, ScramServer, ScramVerifier, Secret};
 use crate::wire::frame::{read_cstr, read_i32, split_message};
 use crate::wire::messages::{self, sqlstate};
@@ -49,7 +49,7 @@ pub struct LoggedIn {
 /// Runs the startup phase. `Ok(None)` means the connection was a cancel request or ended
 /// politely; errors have already been reported to the client.
 pub async fn login(
-    shared: &Arc<Shared>,
+    env: &Arc<SessionEnv>,
     mut stream: Stream,
     peer: std::net::SocketAddr,
     has_slot: bool,
@@ -92,7 +92,7 @@ pub async fn login(
                     .await;
                     return Err(SessionError::Protocol("data after SSLRequest".into()));
                 }
-                stream = match (shared.tls.as_ref(), stream) {
+                stream = match (env.login.tls.as_ref(), stream) {
                     (Some(acceptor), Stream::Plain(tcp)) => {
                         tcp_write(&tcp, b"S").await?;
                         let tls = acceptor.accept(tcp).await?;
@@ -106,7 +106,7 @@ pub async fn login(
             }
             StartupPacket::GssEncRequest => stream.write_all(b"N").await?,
             StartupPacket::Cancel { pid, secret } => {
-                shared.cancels.cancel((pid, secret)).await;
+                env.login.cancels.cancel((pid, secret)).await;
                 return Ok(None);
             }
             StartupPacket::Startup { params } => break params,
@@ -115,12 +115,12 @@ pub async fn login(
     if !has_slot {
         let msg = format!(
             "sorry, too many clients already (pool.max_connections = {})",
-            shared.config.pool.max_connections
+            env.limits.max_connections
         );
         fatal(&mut stream, sqlstate::TOO_MANY_CONNECTIONS, &msg).await;
         return Err(SessionError::Refused(msg));
     }
-    if shared.config.tls.mode == ClientTlsMode::Require && !stream.is_tls() {
+    if env.login.tls_mode == ClientTlsMode::Require && !stream.is_tls() {
         let msg = "TLS is required: connect with sslmode=require";
         fatal(&mut stream, sqlstate::INVALID_AUTHORIZATION, msg).await;
         return Err(SessionError::Refused(msg.into()));
@@ -140,8 +140,8 @@ pub async fn login(
         .unwrap_or(&user)
         .to_owned();
 
-    let password = authenticate(shared, &mut stream, &mut buf, &user).await?;
-    let pipeline = shared.pipeline.load_full();
+    let password = authenticate(env, &mut stream, &mut buf, &user).await?;
+    let pipeline = env.pipeline.load_full();
     let identity = if pipeline.has_authenticate() {
         let request = AuthRequest {
             user: user.clone(),
@@ -167,24 +167,24 @@ pub async fn login(
         .unwrap_or_else(|| user.clone());
     let server_password = password
         .clone()
-        .filter(|_| shared.config.auth.passthrough)
+        .filter(|_| env.login.auth.passthrough)
         .or_else(|| {
-            shared
+            env.login
                 .users
                 .get(&server_user)
                 .and_then(|s| s.plaintext().map(str::to_owned))
         })
-        .or_else(|| shared.config.auth.server_password.clone());
-    let primary = &shared.topology.nodes[shared.topology.primary()].target;
+        .or_else(|| env.login.auth.server_password.clone());
+    let primary = &env.topology.nodes[env.topology.primary()].target;
     let key = PoolKey {
         node: primary.node.clone(),
         database: database.clone(),
         user: server_user.clone(),
     };
-    let pool = shared
+    let pool = env
         .pools
         .get_or_create(key, primary, server_password.clone());
-    if shared.config.auth.passthrough {
+    if env.login.auth.passthrough {
         // The backend is the judge of the password; remember it for this user's pool.
         let pw = password.clone().unwrap_or_default();
         if let Err(e) = pool.connect_with(Some(&pw)).await {
@@ -205,7 +205,7 @@ pub async fn login(
         }
     };
 
-    let cancel = shared.cancels.register();
+    let cancel = env.login.cancels.register();
     let mut out = Vec::with_capacity(512);
     messages::authentication(&mut out, 0, &[]);
     for (name, value) in server_params.iter() {
@@ -266,14 +266,14 @@ async fn report_server_error(stream: &mut Stream, e: &ServerError) {
 
 /// Authenticates the client; returns the cleartext password when the method revealed it.
 async fn authenticate(
-    shared: &Shared,
+    env: &SessionEnv,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
 ) -> Result<Option<String>, SessionError> {
-    let secret = shared.users.get(user);
+    let secret = env.login.users.get(user);
     let failed = || format!("password authentication failed for user \"{user}\"");
-    let ok = match shared.config.auth.method {
+    let ok = match env.login.auth.method {
         AuthMethod::Trust => return Ok(None),
         AuthMethod::Password => {
             send_auth(stream, 3, &[]).await?;
@@ -281,7 +281,7 @@ async fn authenticate(
             let (pw, _) = read_cstr(&body, "PasswordMessage")
                 .map_err(|e| SessionError::Protocol(e.to_string()))?;
             let pw = String::from_utf8_lossy(pw).into_owned();
-            if shared.config.auth.passthrough {
+            if env.login.auth.passthrough {
                 return Ok(Some(pw));
             }
             if secret.is_some_and(|s| auth::verify_cleartext(s, user, &pw)) {

@@ -5,6 +5,7 @@
 
 pub mod cancel;
 pub mod cursors;
+pub mod env;
 pub mod login;
 pub mod recovery;
 pub mod relay;
@@ -19,9 +20,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::server::Shared;
 use crate::wire::messages;
 use crate::wire::stream::Stream;
+use env::SessionEnv;
 
 /// Why a session ended early; what the client was told is in the message.
 #[derive(Debug, thiserror::Error)]
@@ -43,17 +44,16 @@ pub enum SessionError {
 /// Serves one accepted client connection until it ends. `permit` is `None` when the client
 /// exceeds `pool.max_connections`; it is then told so after its startup packet.
 pub async fn serve(
-    shared: Arc<Shared>,
+    env: Arc<SessionEnv>,
     tcp: TcpStream,
     peer: SocketAddr,
     permit: Option<OwnedSemaphorePermit>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let login_timeout =
-        std::time::Duration::from_millis(shared.config.limits.client_login_timeout_ms);
+    let login_timeout = std::time::Duration::from_millis(env.limits.login_timeout_ms);
     let login = tokio::time::timeout(
         login_timeout,
-        login::login(&shared, Stream::Plain(tcp), peer, permit.is_some()),
+        login::login(&env, Stream::Plain(tcp), peer, permit.is_some()),
     )
     .await;
     let session = match login {
@@ -69,7 +69,7 @@ pub async fn serve(
         }
     };
     tracing::debug!(%peer, user = %session.user, database = %session.database, "client logged in");
-    let result = relay::Relay::new(shared, session).run().await;
+    let result = relay::Relay::new(env, session).run().await;
     drop(permit);
     if let Err(e) = result {
         tracing::debug!(%peer, "session ended: {e}");

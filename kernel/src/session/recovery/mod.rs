@@ -8,12 +8,30 @@ pub mod phases;
 pub mod txlog;
 pub mod xid;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+
+use serde::Serialize;
 
 use crate::session::relay::Relay;
 use crate::session::relay::expect::SqlError;
 use crate::session::{SessionError, fatal};
 use crate::wire::messages::{TxStatus, sqlstate};
+
+/// Counters of sessions that lost their server.
+#[derive(Debug, Default, Serialize)]
+pub struct SessionCounters {
+    /// Sessions that moved to another server without the client noticing.
+    pub moved: AtomicU64,
+    /// Open transactions replayed (and verified) on the new server.
+    pub transactions_replayed: AtomicU64,
+    /// COMMITs interrupted by the loss whose outcome was read with `txid_status`.
+    pub commits_resolved: AtomicU64,
+    /// Clients answered 40001 (retry): a replay was unsafe or diverged.
+    pub retry_errors: AtomicU64,
+    /// Clients answered 08007: a commit's outcome could not be known.
+    pub unknown_outcomes: AtomicU64,
+}
 
 /// Why a session could not be moved to a new server.
 #[derive(Debug)]
@@ -43,7 +61,7 @@ impl Relay {
     /// moves to the new primary (or another node); see [`phases`]. Without it, or when no
     /// server can be reached, the client gets a FATAL error. Everyone else carries on.
     pub(in crate::session) async fn server_lost(&mut self, why: &str) -> Result<(), SessionError> {
-        let topology = self.shared.topology.clone();
+        let topology = self.env.topology.clone();
         let lost = topology.by_name(&self.pool.key.node);
         self.give_back(false);
         tracing::warn!(pool = ?self.pool.key, "server connection lost: {why}");
@@ -54,8 +72,7 @@ impl Relay {
         if self.tx.is_some()
             && let Some(node) = lost
         {
-            let shared = self.shared.clone();
-            let counters = &shared.failover.sessions;
+            let counters = self.env.counters.clone();
             match self.recover(node).await {
                 Ok(()) => {
                     counters.moved.fetch_add(1, Relaxed);
@@ -108,7 +125,7 @@ impl Relay {
         if !(tx.commits || tx.autocommit_write) {
             return false;
         }
-        let topology = &self.shared.topology;
+        let topology = &self.env.topology;
         topology.switching() || topology.is_fenced(&self.pool.key.node)
     }
 

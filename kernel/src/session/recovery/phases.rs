@@ -54,7 +54,7 @@ impl Relay {
                 return Err(why);
             }
         };
-        let topology = self.shared.topology.clone();
+        let topology = self.env.topology.clone();
         tracing::info!(
             session = self.info.session_id,
             node = topology.nodes[target].name(),
@@ -64,7 +64,7 @@ impl Relay {
             xid = ?tx.xid,
             "session moved to a new server"
         );
-        let counters = &self.shared.failover.sessions;
+        let counters = &self.env.counters;
         if !tx.done.is_empty() {
             counters.transactions_replayed.fetch_add(1, Relaxed);
         }
@@ -114,7 +114,7 @@ impl Relay {
     /// The node to move to: the primary, once it is known to serve (a lost primary gets a
     /// health check or a replacement, bounded by the switchover buffer).
     async fn await_primary(&self, lost: usize) -> Result<usize, NotMoved> {
-        let topology = &self.shared.topology;
+        let topology = &self.env.topology;
         if lost == topology.primary() {
             let generation = topology.generation();
             topology.nudge(lost);
@@ -145,7 +145,7 @@ impl Relay {
         }
         let committed = in_flight.commit && tx.wrote && self.resolve_commit(conn, tx).await?;
         if !committed {
-            let lsn = self.shared.topology.nodes[target].lsn();
+            let lsn = self.env.topology.nodes[target].lsn();
             if tx.start_lsn > 0 && lsn > 0 && lsn < tx.start_lsn {
                 return Err((
                     NotMoved::retry(
@@ -166,7 +166,7 @@ impl Relay {
                 .map_err(io)?
                 .ok()
                 .and_then(|rows| rows.first().map(|v| v.parse().ok()));
-            tx.xid_generation = self.shared.topology.generation();
+            tx.xid_generation = self.env.topology.generation();
         }
         if in_flight.request {
             self.resend(conn, tx, committed).await.map_err(io)?;
@@ -180,7 +180,7 @@ impl Relay {
         let Some(Some(xid)) = tx.xid else {
             return Ok(false);
         };
-        let topology = &self.shared.topology;
+        let topology = &self.env.topology;
         // Ids at or past the new primary's horizon were never seen by it (and may be handed
         // out again there): such a transaction did not commit.
         let horizon = topology.xid_horizon();

@@ -26,7 +26,7 @@ impl Relay {
             b'D' => {
                 if let Some(tx) = self.tx.as_deref_mut() {
                     tx.xid = Some(first_column_i64(body));
-                    tx.xid_generation = self.shared.topology.generation();
+                    tx.xid_generation = self.env.topology.generation();
                 }
             }
             b'E' => {

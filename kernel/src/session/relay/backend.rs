@@ -93,7 +93,7 @@ impl Relay {
         if let Some(tx) = self.tx.as_deref_mut()
             && tx.ready(before.byte(), status.byte())
         {
-            let topology = &self.shared.topology;
+            let topology = &self.env.topology;
             tx.start_lsn = topology.nodes[topology.primary()].lsn();
         }
         self.cursors.on_ready(status.byte());
@@ -205,7 +205,7 @@ impl Relay {
     pub(in crate::session) fn finish_statement(&mut self, ctx: PostCtx) {
         ctx.finish(Sinks {
             pipeline: &self.pipeline,
-            journal: self.shared.journal.as_ref(),
+            journal: self.env.journal.as_deref(),
             info: &self.info,
             in_transaction: self.status.in_transaction(),
             node: &self.pool.key.node,

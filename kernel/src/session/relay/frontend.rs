@@ -175,7 +175,7 @@ impl Relay {
         }
         match prepared {
             Some(p) => {
-                let journal = self.shared.journal.is_some();
+                let journal = self.env.journal.is_some();
                 let observed = journal || self.pipeline.has_post_query();
                 self.portals.bind(bind.portal, &p, observed, || {
                     journal.then(|| {
@@ -370,7 +370,7 @@ impl Relay {
         params: Option<crate::session::steps::journal::BoundParams>,
     ) -> Option<Box<PostCtx>> {
         let post_query = self.pipeline.has_post_query();
-        let journal = self.shared.journal.is_some();
+        let journal = self.env.journal.is_some();
         if !post_query && !journal {
             return None;
         }

@@ -15,7 +15,7 @@ use crate::wire::messages::sqlstate;
 impl Relay {
     /// Handles every complete client message; returns `false` when the client terminated.
     pub(super) async fn on_client_data(&mut self) -> Result<bool, SessionError> {
-        if self.server.is_some() && self.shared.topology.generation() != self.attached_generation {
+        if self.server.is_some() && self.env.topology.generation() != self.attached_generation {
             self.leave_fenced_server().await?;
         }
         self.refresh_pipeline();

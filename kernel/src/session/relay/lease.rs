@@ -23,7 +23,7 @@ impl Relay {
         if self.server.is_some() {
             return true;
         }
-        let topology = self.shared.topology.clone();
+        let topology = self.env.topology.clone();
         let wanted = std::mem::replace(&mut self.route_to, topology.primary());
         let mut admission = match topology.admit_checkout(wanted).await {
             Ok(admission) => admission,
@@ -89,7 +89,7 @@ impl Relay {
             .slot
             .attach(&checkout.conn.target, checkout.conn.key);
         self.server = Some(checkout);
-        self.attached_generation = self.shared.topology.generation();
+        self.attached_generation = self.env.topology.generation();
     }
 
     /// Detaches the server and gives it back to its pool (`reusable`) or closes it.
@@ -114,7 +114,7 @@ impl Relay {
     /// an open transaction): a server on the fenced old primary is given up and the session
     /// moves, so it neither reads stale data nor writes where the writes would be lost.
     pub(super) async fn leave_fenced_server(&mut self) -> Result<(), SessionError> {
-        let topology = self.shared.topology.clone();
+        let topology = self.env.topology.clone();
         self.attached_generation = topology.generation();
         if topology.is_fenced(&self.pool.key.node) && self.tx.is_some() {
             self.server_lost("its primary was replaced").await?;
@@ -127,14 +127,14 @@ impl Relay {
         if let Some(p) = &self.node_pools[node] {
             return p.clone();
         }
-        let target = &self.shared.topology.nodes[node].target;
+        let target = &self.env.topology.nodes[node].target;
         let key = PoolKey {
             node: target.node.clone(),
             database: self.pool.key.database.clone(),
             user: self.server_user.clone(),
         };
         let pool = self
-            .shared
+            .env
             .pools
             .get_or_create(key, target, self.server_password.clone());
         self.node_pools[node] = Some(pool.clone());
@@ -157,7 +157,7 @@ impl Relay {
     pub(in crate::session) async fn checkout(&mut self) -> Result<Checkout, CheckoutError> {
         let mut checkout = self.pool.checkout().await?;
         let conn = &mut checkout.conn;
-        let limit = self.shared.config.pool.max_prepared_statements;
+        let limit = self.env.limits.max_prepared_statements;
         let mut sql = String::new();
         let deallocate_all = conn.prepared.len() > limit;
         if deallocate_all {

@@ -29,6 +29,7 @@ use tokio::io::AsyncReadExt;
 use super::SessionError;
 use super::cancel::Registration;
 use super::cursors::Cursors;
+use super::env::SessionEnv;
 use super::login::LoggedIn;
 use super::recovery::txlog::TxLog;
 use super::state::SessionState;
@@ -37,7 +38,6 @@ use super::steps::Steps;
 use crate::config::PoolMode;
 use crate::hooks::{Pipeline, SessionInfo};
 use crate::pool::{Checkout, Pool};
-use crate::server::Shared;
 use crate::wire::messages::TxStatus;
 use crate::wire::stream::Stream;
 use expect::Expected;
@@ -45,7 +45,7 @@ use portals::Portals;
 
 /// The session's query loop and everything it owns.
 pub struct Relay {
-    pub(in crate::session) shared: Arc<Shared>,
+    pub(in crate::session) env: Arc<SessionEnv>,
     /// The pool of the attached server (or the primary's when none is attached).
     pub(in crate::session) pool: Arc<Pool>,
     /// Pools per node for this session's database and role, created on first use.
@@ -109,22 +109,22 @@ pub(in crate::session) const READ_CHUNK: usize = 16 * 1024;
 
 impl Relay {
     /// Prepares the loop for a client that passed login.
-    pub fn new(shared: Arc<Shared>, login: LoggedIn) -> Self {
+    pub fn new(env: Arc<SessionEnv>, login: LoggedIn) -> Self {
         let mut cbuf = login.leftover;
         cbuf.reserve(READ_CHUNK);
-        let primary = shared.topology.primary();
-        let mut node_pools = vec![None; shared.topology.nodes.len()];
+        let primary = env.topology.primary();
+        let mut node_pools = vec![None; env.topology.nodes.len()];
         node_pools[primary] = Some(login.pool.clone());
-        let mode = shared.config.pool.mode;
-        let pipeline = shared.pipeline.load_full();
-        let steps = Steps::new(&pipeline, mode, &shared.topology);
+        let mode = env.limits.mode;
+        let pipeline = env.pipeline.load_full();
+        let steps = Steps::new(&pipeline, mode, &env.topology);
         Relay {
             mode,
-            max_message: shared.config.limits.max_client_message_bytes,
+            max_message: env.limits.max_message_bytes,
             pipeline,
             steps,
-            tx: TxLog::for_session(shared.config.ha.as_ref()),
-            shared,
+            tx: TxLog::for_session(env.ha.as_ref()),
+            env,
             pool: login.pool,
             node_pools,
             route_to: primary,
@@ -203,10 +203,10 @@ impl Relay {
         if !self.queue.is_empty() {
             return;
         }
-        let current = self.shared.pipeline.load();
+        let current = self.env.pipeline.load();
         if !Arc::ptr_eq(&self.pipeline, &current) {
             self.pipeline = Arc::clone(&current);
-            self.steps = Steps::new(&self.pipeline, self.mode, &self.shared.topology);
+            self.steps = Steps::new(&self.pipeline, self.mode, &self.env.topology);
         }
     }
 

@@ -1,0 +1,67 @@
+//! What a session may reach, and nothing more: the pools, the topology, the current
+//! component pipeline, the journal, the limits it enforces, the counters it feeds, and (for
+//! login only) users, client TLS and the cancel registry. `server` builds it; nothing in a
+//! session sees the rest of the proxy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::cancel::CancelRegistry;
+use super::recovery::SessionCounters;
+use crate::config::{AuthConfig, ClientTlsMode, HaConfig, PoolMode};
+use crate::hooks::Pipeline;
+use crate::journal::Journal;
+use crate::pool::Pools;
+use crate::topology::Topology;
+use crate::wire::auth::Secret;
+
+/// The session's view of the proxy.
+pub struct SessionEnv {
+    /// What the session enforces.
+    pub limits: SessionLimits,
+    /// High-availability settings (transaction replay), when `[ha]` is configured.
+    pub ha: Option<HaConfig>,
+    /// Server pools.
+    pub pools: Arc<Pools>,
+    /// The backend nodes.
+    pub topology: Arc<Topology>,
+    /// The components; swapped whole on reload, sessions pick the new one up between batches.
+    pub pipeline: Arc<ArcSwap<Pipeline>>,
+    /// The statement journal, when configured.
+    pub journal: Option<Arc<Journal>>,
+    /// What sessions went through when their server was lost.
+    pub counters: Arc<SessionCounters>,
+    /// What login needs.
+    pub login: LoginEnv,
+}
+
+/// The limits and modes a session enforces.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Pooling mode.
+    pub mode: PoolMode,
+    /// Largest client message accepted.
+    pub max_message_bytes: usize,
+    /// Statements a server connection may hold before `DEALLOCATE ALL`.
+    pub max_prepared_statements: usize,
+    /// Client connections (for the "too many clients" message).
+    pub max_connections: usize,
+    /// How long a client may take to log in.
+    pub login_timeout_ms: u64,
+}
+
+/// What login needs: users, authentication settings, client TLS, cancel keys.
+pub struct LoginEnv {
+    /// Users and their secrets from `auth.users_file`.
+    pub users: HashMap<String, Secret>,
+    /// Authentication settings.
+    pub auth: AuthConfig,
+    /// Whether clients must use TLS.
+    pub tls_mode: ClientTlsMode,
+    /// TLS acceptor for clients, when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Cancel keys of live sessions.
+    pub cancels: Arc<CancelRegistry>,
+}
