@@ -4,22 +4,31 @@
 //! the instance is thrown away and a fresh one takes its place.
 
 pub mod bindings;
+mod deadline;
+mod grants;
 pub mod host;
 pub mod registry;
+mod stats;
+
+pub use deadline::DeadlineWatch;
+use deadline::deadline_reached;
+use grants::check_grants;
+pub use grants::describe;
+pub use stats::PluginStats;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
 
 use self::bindings::{ConfigValue, Hooks, Plugin, PluginPre};
 use self::host::{HostState, KvStore, TopologySource};
-use crate::config::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
+use crate::config::{HookName, OnError, PluginConfig, PluginRuntimeConfig};
 use crate::oci::TrustRoot;
 
 pub use crate::oci::artifact::WIT_PACKAGE;
@@ -281,107 +290,6 @@ fn write_cache(dir: &Path, path: &Path, component: &Component) -> wasmtime::Resu
     Ok(())
 }
 
-/// How far past its wall-clock deadline a call may run when the thread was not running it
-/// (CPU oversubscription), in deadline windows.
-const MAX_DEADLINE_WINDOWS: u32 = 10;
-
-/// What the deadline callback knows about the call in progress.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DeadlineWatch {
-    /// Thread CPU time when the wall-clock deadline was first reached, in microseconds.
-    cpu_at_deadline_us: Option<u64>,
-    /// Windows granted past the deadline.
-    extensions: u32,
-}
-
-/// The epoch deadline of a call was reached (`window` ticks of wall-clock time). The deadline
-/// counts CPU the component used, not time its thread spent descheduled: the first time, the
-/// call gets another window and the thread's CPU time is noted; after that it is interrupted
-/// once it used at least half of a window's CPU since, or after [`MAX_DEADLINE_WINDOWS`]. A
-/// component that loops is stopped after about two windows; a busy machine does not fail
-/// calls that merely waited for a CPU.
-fn deadline_reached(state: &mut HostState, window: u64) -> UpdateDeadline {
-    let now = thread_cpu_us();
-    let watch = &mut state.deadline;
-    watch.extensions += 1;
-    match watch.cpu_at_deadline_us {
-        None => {
-            watch.cpu_at_deadline_us = Some(now);
-            UpdateDeadline::Continue(window)
-        }
-        Some(start) => {
-            let used_us = now.saturating_sub(start);
-            let window_us =
-                window * TICK.as_micros() as u64 * watch.extensions.saturating_sub(1) as u64;
-            if used_us * 2 >= window_us || watch.extensions > MAX_DEADLINE_WINDOWS {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Continue(window)
-            }
-        }
-    }
-}
-
-/// CPU time consumed by the calling thread, in microseconds.
-fn thread_cpu_us() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
-}
-
-/// Refuses a component that imports a host interface its config does not grant.
-fn check_grants(
-    engine: &Engine,
-    component: &Component,
-    config: &PluginConfig,
-) -> Result<(), LoadError> {
-    let granted: HashSet<&str> = config.grants.iter().map(|g| g.interface()).collect();
-    let prefix = "helios:plugin/";
-    for (import, _) in component.component_type().imports(engine) {
-        let Some(rest) = import.strip_prefix(prefix) else {
-            continue;
-        };
-        let interface = rest.split('@').next().unwrap_or(rest);
-        if interface == "types" || interface == "context" || granted.contains(interface) {
-            continue;
-        }
-        let grant = [
-            Grant::Kv,
-            Grant::Crypto,
-            Grant::Log,
-            Grant::Clock,
-            Grant::Topology,
-        ]
-        .into_iter()
-        .find(|g| g.interface() == interface)
-        .map(|g| g.interface().to_owned())
-        .unwrap_or_else(|| interface.to_owned());
-        return Err(LoadError::NotGranted {
-            name: config.name.clone(),
-            interface: import.to_owned(),
-            grant,
-        });
-    }
-    Ok(())
-}
-
-/// The import and export names of a component (for `helios-plugin inspect`).
-pub fn describe(wasm: &[u8]) -> wasmtime::Result<(Vec<String>, Vec<String>)> {
-    let engine = Engine::default();
-    let component = Component::new(&engine, wasm)?;
-    let ty = component.component_type();
-    let imports = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
-    let exports = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
-    Ok((imports, exports))
-}
-
 /// Turns a TOML table into the flat typed list `init` receives (nested keys dotted).
 pub fn flatten_config(table: &toml::Table) -> Vec<(String, ConfigValue)> {
     fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, ConfigValue)>) {
@@ -416,48 +324,6 @@ pub fn flatten_config(table: &toml::Table) -> Vec<(String, ConfigValue)> {
     let mut out = Vec::new();
     walk("", table, &mut out);
     out
-}
-
-/// Call counters of one component.
-#[derive(Debug, Default)]
-pub struct PluginStats {
-    /// Calls made.
-    pub calls: AtomicU64,
-    /// Calls that failed (trap, timeout, instantiation).
-    pub errors: AtomicU64,
-    /// Calls that hit the deadline.
-    pub timeouts: AtomicU64,
-    /// Total call time in nanoseconds.
-    pub total_ns: AtomicU64,
-    /// Call times by power-of-two nanosecond bucket, for percentiles.
-    buckets: [AtomicU64; 32],
-}
-
-impl PluginStats {
-    fn record(&self, ns: u64) {
-        self.total_ns.fetch_add(ns, Relaxed);
-        let bucket = (63 - ns.max(1).leading_zeros() as usize).min(self.buckets.len() - 1);
-        self.buckets[bucket].fetch_add(1, Relaxed);
-    }
-
-    /// An upper bound of the `q` quantile (0..1) of call times, in microseconds (within a
-    /// factor of two: buckets are powers of two).
-    pub fn quantile_us(&self, q: f64) -> f64 {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return 0.0;
-        }
-        let target = (total as f64 * q).ceil() as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= target {
-                return (1u64 << (i + 1)) as f64 / 1000.0;
-            }
-        }
-        f64::INFINITY
-    }
 }
 
 struct Instance {
