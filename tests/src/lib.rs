@@ -15,6 +15,8 @@ use heliosproxy::config::{
 use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
 use heliosproxy::server::{Proxy, ProxyHandle};
 
+pub mod raw;
+
 pub use heliosproxy;
 pub use tokio_postgres;
 
@@ -491,4 +493,24 @@ pub async fn admin_http(
         .unwrap_or(0);
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
+}
+
+/// Runs `tests/drivers/<script>` with python3 against the proxy (`HOST PORT DB USER`) and
+/// returns its standard output; fails the test when it exits non-zero or takes over 120 s
+/// (a driver waiting forever for an answer is a failure, not a hang of the suite).
+pub async fn run_driver_script(script: &str, proxy: &ProxyHandle, db: &str) -> String {
+    let path = format!("{}/drivers/{script}", env!("CARGO_MANIFEST_DIR"));
+    let port = proxy.local_addr.port().to_string();
+    let run = tokio::process::Command::new("python3")
+        .args([&path, "127.0.0.1", &port, db, "postgres"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within 120 s"))
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    stdout
 }

@@ -9,23 +9,7 @@ async fn psycopg_and_asyncpg_work_in_transaction_mode() {
     let pg = shared_pg();
     create_database(pg, "drivers").await;
     let proxy = start_proxy(proxy_config(pg, PoolMode::Transaction, 2)).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/drivers/drivers.py");
-    let port = proxy.local_addr.port().to_string();
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .args([script, "127.0.0.1", &port, "drivers", "postgres"])
-            .output(),
-    )
-    .await
-    .expect("driver script finished in time")
-    .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "driver checks failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_driver_script("drivers.py", &proxy, "drivers").await;
     assert!(
         stdout.contains("psycopg ok") && stdout.contains("asyncpg ok"),
         "{stdout}"

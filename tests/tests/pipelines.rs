@@ -9,33 +9,18 @@
 //! place of the refusal). The proxy runs in transaction mode, each test on its own database,
 //! and every step has a timeout so a pipeline that never answers fails instead of hanging.
 
-use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::join3;
 use helios_tests::heliosproxy::config::PoolMode;
 use helios_tests::heliosproxy::server::ProxyHandle;
-use helios_tests::heliosproxy::wire::frame::{split_message, write_message};
-use helios_tests::heliosproxy::wire::messages::{self, ErrorFields};
-use helios_tests::heliosproxy::wire::startup::encode_startup;
+use helios_tests::raw::{Raw, batch, simple_query, within};
 use helios_tests::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Refused by the guardrail at Parse: a DELETE without WHERE.
 const REFUSED: &str = "DELETE FROM items";
 /// The guardrail's SQLSTATE (insufficient_privilege).
 const REFUSED_CODE: &str = "42501";
-/// How long one step may take before the test calls it a hang.
-const STEP: Duration = Duration::from_secs(20);
-
-/// Awaits `step`, failing the test when it takes longer than [`STEP`].
-async fn within<T>(what: &str, step: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(STEP, step).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: no answer within {STEP:?} (the pipeline hangs)"),
-    }
-}
 
 /// A fresh database `db` with an empty `items` table, and a transaction-mode proxy in front of
 /// it whose guardrail checks every session.
@@ -226,200 +211,16 @@ async fn tokio_postgres_pipeline_fails_only_the_refused_statement_wherever_it_is
 }
 
 /// A client writing protocol messages by hand, so a whole batch goes out before one `Sync`.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    /// The errors among the messages the last [`Raw::until_ready`] returned.
-    errors: Vec<ErrorFields>,
-}
-
-impl Raw {
-    /// Connects and logs in (the test proxy trusts every user).
-    async fn login(proxy: &ProxyHandle, db: &str) -> Raw {
-        let stream = within("connect", TcpStream::connect(proxy.local_addr))
-            .await
-            .unwrap();
-        let mut raw = Raw {
-            stream,
-            buf: Vec::new(),
-            errors: Vec::new(),
-        };
-        let mut out = Vec::new();
-        encode_startup(&mut out, &[("user", "postgres"), ("database", db)]);
-        raw.send(&out).await;
-        let login = raw.until_ready("login").await;
-        assert!(raw.errors.is_empty(), "login failed: {:?}", raw.errors);
-        assert_eq!(
-            login.last().map(String::as_str),
-            Some("ReadyForQuery I"),
-            "{login:?}"
-        );
-        raw
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        within("send", self.stream.write_all(bytes)).await.unwrap();
-    }
-
-    /// The next complete message from the proxy as `(tag, body)`.
-    async fn next_message(&mut self, what: &str) -> (u8, Vec<u8>) {
-        loop {
-            let next = split_message(&self.buf, 1 << 20)
-                .expect("a well-formed message from the proxy")
-                .map(|(tag, body)| (tag, body.to_vec()));
-            if let Some((tag, body)) = next {
-                self.buf.drain(..5 + body.len());
-                return (tag, body);
-            }
-            let mut chunk = [0u8; 8192];
-            let n = within(what, self.stream.read(&mut chunk)).await.unwrap();
-            assert!(n > 0, "{what}: the proxy closed the connection");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// The messages up to and including the next `ReadyForQuery`, described by [`describe`].
-    async fn until_ready(&mut self, what: &str) -> Vec<String> {
-        self.errors.clear();
-        let mut seen = Vec::new();
-        loop {
-            let (tag, body) = self.next_message(what).await;
-            if tag == b'E' {
-                self.errors.push(ErrorFields::parse(&body).unwrap());
-            }
-            seen.push(describe(tag, &body));
-            if tag == b'Z' {
-                return seen;
-            }
-        }
-    }
-
-    /// Asserts that nothing more arrives (within a short wait) after a `ReadyForQuery`.
-    async fn assert_silent(&mut self, what: &str) {
-        let mut chunk = [0u8; 8192];
-        if let Ok(read) =
-            tokio::time::timeout(Duration::from_millis(300), self.stream.read(&mut chunk)).await
-        {
-            let n = read.unwrap();
-            assert!(n > 0, "{what}: the proxy closed the connection");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        let mut extra = Vec::new();
-        loop {
-            let next = split_message(&self.buf, 1 << 20)
-                .ok()
-                .flatten()
-                .map(|(tag, body)| (tag, body.to_vec()));
-            let Some((tag, body)) = next else { break };
-            extra.push(describe(tag, &body));
-            self.buf.drain(..5 + body.len());
-        }
-        assert!(
-            extra.is_empty() && self.buf.is_empty(),
-            "{what}: more after ReadyForQuery: {extra:?} {:?}",
-            self.buf
-        );
-    }
-
-    /// Sends `batch` and returns the answer up to `ReadyForQuery`, asserting nothing follows.
-    async fn run(&mut self, what: &str, batch: &[u8]) -> Vec<String> {
-        self.send(batch).await;
-        let seen = self.until_ready(what).await;
-        self.assert_silent(what).await;
-        seen
-    }
-
-    /// Asserts the last answer's one error is the guardrail's refusal.
-    fn assert_refusal(&self, what: &str) {
-        assert_eq!(self.errors.len(), 1, "{what}: {:?}", self.errors);
-        let e = &self.errors[0];
-        assert_eq!(e.code, REFUSED_CODE, "{what}: {e:?}");
-        assert!(
-            e.message.contains("component guardrail")
-                && e.message.contains("without a WHERE clause"),
-            "{what}: {}",
-            e.message
-        );
-    }
-}
-
-/// A backend message in a comparable form: its name, with the command tag, the DataRow's
-/// values, the error's SQLSTATE or the transaction status.
-fn describe(tag: u8, body: &[u8]) -> String {
-    let text = |b: &[u8]| String::from_utf8_lossy(b.strip_suffix(b"\0").unwrap_or(b)).into_owned();
-    match tag {
-        b'1' => "ParseComplete".into(),
-        b'2' => "BindComplete".into(),
-        b'3' => "CloseComplete".into(),
-        b'n' => "NoData".into(),
-        b'T' => "RowDescription".into(),
-        b'D' => format!("DataRow {}", data_row(body).join(",")),
-        b'C' => format!("CommandComplete {}", text(body)),
-        b'E' => format!("Error {}", ErrorFields::parse(body).unwrap().code),
-        b'N' => "Notice".into(),
-        b'Z' => format!("ReadyForQuery {}", body[0] as char),
-        b'R' => "Authentication".into(),
-        b'S' => "ParameterStatus".into(),
-        b'K' => "BackendKeyData".into(),
-        other => format!("message {:?}", other as char),
-    }
-}
-
-/// The text values of a DataRow (`NULL` for null).
-fn data_row(body: &[u8]) -> Vec<String> {
-    let columns = i16::from_be_bytes([body[0], body[1]]);
-    let mut rest = &body[2..];
-    let mut values = Vec::new();
-    for _ in 0..columns {
-        let len = i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        rest = &rest[4..];
-        if len < 0 {
-            values.push("NULL".to_owned());
-        } else {
-            let len = len as usize;
-            values.push(String::from_utf8_lossy(&rest[..len]).into_owned());
-            rest = &rest[len..];
-        }
-    }
-    values
-}
-
-/// Parse (unnamed statement), Bind (unnamed portal, no parameters) and Execute of `sql`: what
-/// a driver sends for one statement in a pipeline.
-fn statement(out: &mut Vec<u8>, sql: &str) {
-    write_message(out, b'P', |b| {
-        b.push(0);
-        b.extend_from_slice(sql.as_bytes());
-        b.push(0);
-        b.extend_from_slice(&0i16.to_be_bytes());
-    });
-    write_message(out, b'B', |b| {
-        b.push(0); // portal
-        b.push(0); // statement
-        b.extend_from_slice(&0i16.to_be_bytes()); // parameter formats
-        b.extend_from_slice(&0i16.to_be_bytes()); // parameters
-        b.extend_from_slice(&0i16.to_be_bytes()); // result formats
-    });
-    write_message(out, b'E', |b| {
-        b.push(0);
-        b.extend_from_slice(&0i32.to_be_bytes());
-    });
-}
-
-/// `statements` one after another, then one `Sync`.
-fn batch(statements: &[&str]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for sql in statements {
-        statement(&mut out, sql);
-    }
-    messages::sync(&mut out);
-    out
-}
-
-fn simple_query(sql: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    messages::query(&mut out, sql);
-    out
+/// Asserts the last answer's one error is the guardrail's refusal.
+fn assert_refusal(raw: &Raw, what: &str) {
+    assert_eq!(raw.errors.len(), 1, "{what}: {:?}", raw.errors);
+    let e = &raw.errors[0];
+    assert_eq!(e.code, REFUSED_CODE, "{what}: {e:?}");
+    assert!(
+        e.message.contains("component guardrail") && e.message.contains("without a WHERE clause"),
+        "{what}: {}",
+        e.message
+    );
 }
 
 /// The answer to one Parse/Bind/Execute of a one-row INSERT.
@@ -482,7 +283,7 @@ async fn a_refusal_mid_batch_answers_error_then_ready_and_rolls_back_the_batch()
         answer(&[&INSERTED, &["Error 42501", "ReadyForQuery I"]]),
         "the SELECT after the refusal is skipped"
     );
-    raw.assert_refusal("refused in the middle");
+    assert_refusal(&raw, "refused in the middle");
     assert_eq!(
         committed_ids(db).await,
         Vec::<i32>::new(),
@@ -504,7 +305,7 @@ async fn a_refusal_first_in_a_batch_skips_the_whole_batch() {
         )
         .await;
     assert_eq!(seen, ["Error 42501", "ReadyForQuery I"]);
-    raw.assert_refusal("refused first");
+    assert_refusal(&raw, "refused first");
     assert_eq!(committed_ids(db).await, Vec::<i32>::new());
     next_batch_works(&mut raw, db, &[]).await;
 }
@@ -538,7 +339,7 @@ async fn a_refusal_last_in_a_batch_rolls_back_everything_before_it() {
             ],
         ])
     );
-    raw.assert_refusal("refused last");
+    assert_refusal(&raw, "refused last");
     assert_eq!(committed_ids(db).await, Vec::<i32>::new());
     assert_no_open_transaction(db).await;
     next_batch_works(&mut raw, db, &[]).await;
@@ -562,7 +363,7 @@ async fn a_refusal_inside_begin_fails_the_transaction_until_rollback() {
         answer(&[&INSERTED, &["Error 42501", "ReadyForQuery E"]]),
         "the transaction has failed"
     );
-    raw.assert_refusal("refused in a transaction");
+    assert_refusal(&raw, "refused in a transaction");
     // Like any failed transaction: statements are refused until it ends.
     let seen = raw
         .run(
@@ -620,7 +421,7 @@ async fn a_sync_before_the_refusal_keeps_what_came_before_it() {
     assert_eq!(seen, answer(&[&INSERTED, &["ReadyForQuery I"]]));
     let seen = raw.until_ready("the refused batch").await;
     assert_eq!(seen, ["Error 42501", "ReadyForQuery I"]);
-    raw.assert_refusal("refused in its own batch");
+    assert_refusal(&raw, "refused in its own batch");
     let seen = raw.until_ready("the SELECT's batch").await;
     assert_eq!(
         seen,
@@ -645,22 +446,7 @@ async fn a_sync_before_the_refusal_keeps_what_came_before_it() {
 async fn psycopg_and_asyncpg_pipelines_get_the_refusal_and_keep_their_connection() {
     let db = "pipe_py";
     let proxy = guarded_proxy(db).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/drivers/pipelines.py");
-    let port = proxy.local_addr.port().to_string();
-    let run = tokio::process::Command::new("python3")
-        .args([script, "127.0.0.1", &port, db, "postgres"])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the pipeline script finished in time (a pipeline hangs)")
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "pipeline checks failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_driver_script("pipelines.py", &proxy, db).await;
     assert!(
         stdout.contains("psycopg ok") && stdout.contains("asyncpg ok"),
         "{stdout}"

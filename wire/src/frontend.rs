@@ -20,6 +20,8 @@ pub enum Frontend<'a> {
     Execute {
         /// Portal name.
         portal: &'a [u8],
+        /// Rows to return before `PortalSuspended` (0 = all).
+        max_rows: i32,
     },
     /// `Close` of a statement or portal.
     Close(TargetRef<'a>),
@@ -53,9 +55,10 @@ pub fn parse(tag: u8, body: &[u8]) -> Result<Frontend<'_>, WireError> {
         b'P' => Frontend::Parse(ParseRef::parse(body)?),
         b'B' => Frontend::Bind(BindRef::parse(body)?),
         b'D' => Frontend::Describe(TargetRef::parse(body, "Describe")?),
-        b'E' => Frontend::Execute {
-            portal: messages::execute_portal(body)?,
-        },
+        b'E' => {
+            let (portal, max_rows) = messages::execute_body(body)?;
+            Frontend::Execute { portal, max_rows }
+        }
         b'C' => Frontend::Close(TargetRef::parse(body, "Close")?),
         b'S' => {
             empty("Sync")?;

@@ -5,9 +5,11 @@
 //! to the caller's buffer. Nothing here owns a socket except [`stream`].
 
 pub mod auth;
+pub mod bodies;
 pub mod frame;
 pub mod frontend;
 pub mod messages;
+pub mod results;
 pub mod startup;
 pub mod stream;
 pub mod tls;

@@ -9,6 +9,7 @@ pub mod env;
 pub mod login;
 pub mod recovery;
 pub mod relay;
+pub mod served;
 pub mod state;
 pub mod statements;
 pub mod steps;

@@ -14,6 +14,7 @@ use crate::sql::{session_effect, split_statements};
 use crate::wire::frame::write_message;
 use crate::wire::messages::ParseRef;
 
+use super::served::Served;
 use super::state::Effect;
 
 /// One client statement and its server-side identity.
@@ -96,11 +97,16 @@ impl Prepared {
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Arc<Prepared>>,
+    /// Statements a component answered at `Parse`; they never reach a server.
+    served: HashMap<Box<[u8]>, Arc<Served>>,
 }
 
 impl ClientStatements {
     /// Records a `Parse`, replacing any statement of the same name.
     pub fn define(&mut self, parse: &ParseRef<'_>) -> Arc<Prepared> {
+        if !self.served.is_empty() {
+            self.served.remove(parse.name);
+        }
         if let Some(existing) = self.by_name.get(parse.name)
             && existing.body_after_name.len() == parse.query.len() + 1 + parse.param_types.len()
             && existing.body_after_name[..parse.query.len()] == *parse.query
@@ -127,6 +133,22 @@ impl ClientStatements {
     /// Forgets a statement (client `Close`).
     pub fn remove(&mut self, name: &[u8]) {
         self.by_name.remove(name);
+        self.served.remove(name);
+    }
+
+    /// Records a statement a component answered, replacing any statement of the same name.
+    pub fn serve(&mut self, name: &[u8], served: Served) {
+        self.by_name.remove(name);
+        self.served.insert(name.into(), Arc::new(served));
+    }
+
+    /// The served statement a client name refers to.
+    #[inline]
+    pub fn served(&self, name: &[u8]) -> Option<&Arc<Served>> {
+        if self.served.is_empty() {
+            return None;
+        }
+        self.served.get(name)
     }
 
     /// Number of statements.

@@ -8,6 +8,7 @@ use super::Relay;
 use super::expect::{Effects, Expect, SqlError, Synthetic};
 use crate::hooks;
 use crate::session::SessionError;
+use crate::session::served::{self, Served, ServedPortal};
 use crate::session::state::Effect;
 use crate::session::statements::Prepared;
 use crate::session::steps::journal::JournalEntry;
@@ -15,6 +16,7 @@ use crate::session::steps::{Answer, BindCx, PostCtx, Protocol, StatementCx};
 use crate::sql::{session_effect, split_statements};
 use crate::wire::frontend::{self, Frontend};
 use crate::wire::messages::{self, BindRef, ParseRef, TargetRef, sqlstate};
+use crate::wire::results;
 
 impl Relay {
     /// Handles one client message; `Ok(false)` on `Terminate`.
@@ -39,7 +41,7 @@ impl Relay {
             Frontend::Parse(parse) => self.on_parse(parse).await,
             Frontend::Bind(bind) => self.on_bind(msg, bind).await,
             Frontend::Describe(target) => self.on_describe(msg, target).await,
-            Frontend::Execute { portal } => self.on_execute(msg, portal).await,
+            Frontend::Execute { portal, max_rows } => self.on_execute(msg, portal, max_rows).await,
             Frontend::Close(target) => self.on_close(msg, target).await,
             Frontend::Sync => self.on_sync(msg),
             Frontend::CopyDone | Frontend::CopyFail => {
@@ -132,6 +134,13 @@ impl Relay {
             };
             match self.steps.on_statement(&mut cx).await {
                 None => rewritten = cx.rewritten,
+                Some(Answer::Rows(result)) => {
+                    // A component answered: the proxy serves this statement's portals.
+                    let served = Served::new(parse.param_types, result);
+                    self.stmts.serve(parse.name, served);
+                    self.queue.push_synthetic(Synthetic::ParseComplete);
+                    return;
+                }
                 Some(answer) => {
                     self.answer(answer, Protocol::Extended);
                     return;
@@ -164,6 +173,13 @@ impl Relay {
     /// A `Bind`: renamed to the server's statement, which is prepared first when the server
     /// lacks it.
     async fn on_bind(&mut self, msg: &[u8], bind: BindRef<'_>) {
+        if let Some(served) = self.stmts.served(bind.statement) {
+            let portal = ServedPortal::new(bind.portal, served.clone(), bind.result_formats());
+            self.portals.bind_served(portal);
+            self.queue
+                .push_synthetic(Synthetic::Raw(results::BIND_COMPLETE.to_vec()));
+            return;
+        }
         let prepared = self.stmts.get(bind.statement).cloned();
         if let Some(p) = &prepared
             && !self.bind_steps(p).await
@@ -204,6 +220,20 @@ impl Relay {
 
     /// A `Describe` of a statement (renamed, prepared first when needed) or a portal.
     async fn on_describe(&mut self, msg: &[u8], target: TargetRef<'_>) {
+        let mut served = Vec::new();
+        if target.kind == b'S'
+            && let Some(stmt) = self.stmts.served(target.name)
+        {
+            stmt.describe(&mut served);
+        } else if target.kind == b'P'
+            && let Some(portal) = self.portals.served_mut(target.name)
+        {
+            portal.describe(&mut served);
+        }
+        if !served.is_empty() {
+            self.queue.push_synthetic(Synthetic::Raw(served));
+            return;
+        }
         let prepared = (target.kind == b'S')
             .then(|| self.stmts.get(target.name).cloned())
             .flatten();
@@ -226,7 +256,13 @@ impl Relay {
     }
 
     /// An `Execute`: forwarded, with its portal's session-state effect and observers.
-    async fn on_execute(&mut self, msg: &[u8], portal: &[u8]) {
+    async fn on_execute(&mut self, msg: &[u8], portal: &[u8], max_rows: i32) {
+        if let Some(served) = self.portals.served_mut(portal) {
+            let mut out = Vec::new();
+            served.execute(max_rows, &mut out);
+            self.queue.push_synthetic(Synthetic::Raw(out));
+            return;
+        }
         let (effect, post) = match self.portals.get(portal) {
             Some(p) => {
                 let stmt = p.stmt.clone();
@@ -248,13 +284,12 @@ impl Relay {
         if target.kind == b'S' {
             self.stmts.remove(target.name);
             self.queue.push_synthetic(Synthetic::CloseComplete);
-        } else {
-            self.portals.close(target.name);
-            if self.attach(Protocol::Extended).await {
-                self.sout.extend_from_slice(msg);
-                self.batch_open = true;
-                self.queue.push(Expect::Close);
-            }
+        } else if self.portals.close(target.name) {
+            self.queue.push_synthetic(Synthetic::CloseComplete);
+        } else if self.attach(Protocol::Extended).await {
+            self.sout.extend_from_slice(msg);
+            self.batch_open = true;
+            self.queue.push(Expect::Close);
         }
     }
 
@@ -314,14 +349,16 @@ impl Relay {
     pub(in crate::session) fn answer(&mut self, answer: Answer, protocol: Protocol) {
         match (answer, protocol) {
             (Answer::Error(e), _) => self.refuse(e, protocol),
-            (Answer::Rows(rows), Protocol::Simple) => {
-                self.queue.push_synthetic(Synthetic::Raw(rows));
+            (Answer::Rows(result), Protocol::Simple) => {
+                let mut out = Vec::new();
+                served::encode_result(&mut out, &result);
+                self.queue.push_synthetic(Synthetic::Raw(out));
                 self.queue.push_synthetic(Synthetic::ReadyForQuery);
             }
             (Answer::Rows(_), Protocol::Extended) => self.refuse(
                 SqlError::new(
                     sqlstate::FEATURE_NOT_SUPPORTED,
-                    "a component answered this statement itself, which needs the simple query protocol",
+                    "a component answered a bind with a result, which only a statement can have",
                 ),
                 protocol,
             ),

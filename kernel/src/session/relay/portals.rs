@@ -1,10 +1,12 @@
 //! The client's portals that something later needs: the statement behind an `Execute` for
 //! its session-state effect and its observers (PostQuery, the journal), and the parameters
-//! the journal records. Portals nobody needs are not kept, so the common `Bind`/`Execute`
+//! the journal records; and the portals of statements a component answered, which the
+//! proxy answers itself. Portals nobody needs are not kept, so the common `Bind`/`Execute`
 //! pair costs nothing here.
 
 use std::sync::Arc;
 
+use crate::session::served::ServedPortal;
 use crate::session::statements::Prepared;
 use crate::session::steps::journal::BoundParams;
 
@@ -22,6 +24,8 @@ pub struct Portal {
 #[derive(Debug, Default)]
 pub struct Portals {
     kept: Vec<Portal>,
+    /// Portals of statements a component answered: the proxy answers them.
+    served: Vec<ServedPortal>,
 }
 
 impl Portals {
@@ -36,7 +40,7 @@ impl Portals {
         observed: bool,
         params: impl FnOnce() -> Option<BoundParams>,
     ) {
-        if !self.kept.is_empty() {
+        if !self.kept.is_empty() || !self.served.is_empty() {
             self.close(name);
         }
         if observed || stmt.effect.is_some() {
@@ -57,9 +61,27 @@ impl Portals {
         self.kept.iter().find(|p| *p.name == *name)
     }
 
-    /// Forgets a portal (client `Close`, or rebinding its name).
-    pub fn close(&mut self, name: &[u8]) {
+    /// Forgets a portal (client `Close`, or rebinding its name); whether it was served.
+    pub fn close(&mut self, name: &[u8]) -> bool {
         self.kept.retain(|p| *p.name != *name);
+        let before = self.served.len();
+        self.served.retain(|p| *p.name != *name);
+        self.served.len() != before
+    }
+
+    /// Binds `name` to a served statement, replacing any portal of that name.
+    pub fn bind_served(&mut self, portal: ServedPortal) {
+        self.close(&portal.name);
+        self.served.push(portal);
+    }
+
+    /// The served portal called `name`.
+    #[inline]
+    pub fn served_mut(&mut self, name: &[u8]) -> Option<&mut ServedPortal> {
+        if self.served.is_empty() {
+            return None;
+        }
+        self.served.iter_mut().find(|p| *p.name == *name)
     }
 }
 

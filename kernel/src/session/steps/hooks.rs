@@ -1,11 +1,11 @@
 //! The components' PreQuery and Validate hooks as a step: a rewrite replaces the SQL, a
-//! block or deny answers with the component's error, a component's own result answers
-//! with rows.
+//! block or deny answers with the component's error, a component's own result is served
+//! by the proxy.
 
 use std::sync::Arc;
 
 use super::{Answer, StatementCx, Step, Verdict};
-use crate::hooks::{self, Pipeline, PreQuery};
+use crate::hooks::{Pipeline, PreQuery};
 use crate::session::relay::expect::SqlError;
 
 /// Calls PreQuery then Validate of every component that has them.
@@ -34,11 +34,7 @@ impl Step for Hooks {
                 Verdict::Continue
             }
             PreQuery::Block(r) => Verdict::Answer(Answer::Error(SqlError::new(r.code, r.message))),
-            PreQuery::Respond(rows) => {
-                let mut out = Vec::new();
-                hooks::encode_result_set(&mut out, &rows);
-                Verdict::Answer(Answer::Rows(out))
-            }
+            PreQuery::Respond(rows) => Verdict::Answer(Answer::Rows(rows)),
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::PoolMode;
 use crate::hooks::{Pipeline, SessionInfo};
-use crate::plugins::bindings::Statement;
+use crate::plugins::bindings::{ResultSet, Statement};
 use crate::session::relay::expect::SqlError;
 use crate::session::statements::Prepared;
 use crate::topology::Topology;
@@ -50,8 +50,8 @@ pub enum Verdict {
 pub enum Answer {
     /// An error with a SQLSTATE.
     Error(SqlError),
-    /// A result: pre-encoded `RowDescription`, `DataRow`s and `CommandComplete`.
-    Rows(Vec<u8>),
+    /// A result the proxy serves itself (a component's answer).
+    Rows(ResultSet),
 }
 
 /// A statement on its way to a server, and what the steps found out about it.
