@@ -53,6 +53,7 @@ fn plugin(dir: &Path, name: &str, file: &str, grants: &[Grant], config: &str) ->
         memory_mb: 16,
         instances: 1,
         config: toml::from_str(config).unwrap(),
+        post_query_rows_bytes: 0,
     }
 }
 
@@ -105,6 +106,7 @@ fn bench(c: &mut Criterion) {
     let scope = CallScope {
         session: session.clone(),
         stmt: Some(stmt.clone()),
+        rows: None,
     };
     c.bench_function("hooks/noop_pre_query_call", |b| {
         b.iter(|| {
@@ -127,6 +129,7 @@ fn bench(c: &mut Criterion) {
     let bare_scope = CallScope {
         session: Arc::new(bare_session),
         stmt: Some(bare_stmt.clone()),
+        rows: None,
     };
     c.bench_function("hooks/noop_pre_query_call_bare", |b| {
         b.iter(|| {

@@ -170,6 +170,7 @@ fn first_party_components(state: &Path) -> Result<Option<(PathBuf, Vec<PluginCon
             memory_mb: 16,
             instances: 2,
             config: toml::from_str(config)?,
+            post_query_rows_bytes: 0,
         });
     }
     Ok(Some((trust_root, plugins)))

@@ -46,6 +46,12 @@ pub fn hints(stmt: &Statement) -> Vec<(String, String)> {
     imp::hints(stmt)
 }
 
+/// In PostQuery: the statement's result rows, when the component's configuration asks for
+/// them (`post_query_rows_bytes`); `None` otherwise.
+pub fn result_rows() -> Option<crate::RowSet> {
+    imp::result_rows()
+}
+
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use crate::Statement;
@@ -74,6 +80,9 @@ mod imp {
     }
     pub fn hints(_stmt: &Statement) -> Vec<(String, String)> {
         context::hints()
+    }
+    pub fn result_rows() -> Option<crate::RowSet> {
+        context::result_rows()
     }
 }
 
@@ -105,5 +114,8 @@ mod imp {
     }
     pub fn hints(stmt: &Statement) -> Vec<(String, String)> {
         helios_sql::hints(&stmt.sql)
+    }
+    pub fn result_rows() -> Option<crate::RowSet> {
+        with_fake(|h| h.result_rows.clone())
     }
 }

@@ -47,6 +47,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::helios::plugin::context::RowSet;
 pub use bindings::helios::plugin::types::{
     AuthDecision, AuthRequest, Call, ConfigValue, Hooks, Identity, Outcome, PreQueryAction,
     Refusal, ResultSet, RouteTarget, Statement, StatementClass, Verdict,

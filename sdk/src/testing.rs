@@ -38,6 +38,8 @@ pub struct FakeHost {
     pub now_ms: u64,
     /// What `context` reports about the session.
     pub session: Session,
+    /// What `context::result_rows()` returns in PostQuery.
+    pub result_rows: Option<crate::RowSet>,
 }
 
 thread_local! {

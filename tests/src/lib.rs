@@ -217,6 +217,7 @@ pub fn plugin(name: &str, crate_name: &str, grants: &[Grant], config: &str) -> P
         memory_mb: 16,
         instances: 2,
         config: toml::from_str(config).expect("plugin config parses"),
+        post_query_rows_bytes: 0,
     }
 }
 
@@ -513,4 +514,16 @@ pub async fn run_driver_script(script: &str, proxy: &ProxyHandle, db: &str) -> S
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
     stdout
+}
+
+/// The rows of a simple query's answer, as text (`None` is NULL).
+pub fn rows(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .collect()
 }

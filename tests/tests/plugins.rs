@@ -5,18 +5,6 @@ use std::time::{Duration, Instant};
 
 use helios_tests::heliosproxy::config::{Grant, OnError, PoolMode};
 use helios_tests::*;
-use tokio_postgres::SimpleQueryMessage;
-
-fn rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_sends_reads_to_the_replica_and_writes_to_the_primary() {

@@ -77,6 +77,39 @@ pub fn parameter_description(out: &mut Vec<u8>, oids: &[u32]) {
     });
 }
 
+/// The column names of a `RowDescription` body; `None` when it is malformed.
+pub fn column_names(body: &[u8]) -> Option<Vec<String>> {
+    let count = i16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    let mut rest = &body[2..];
+    let mut names = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let end = rest.iter().position(|&b| b == 0)?;
+        names.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+        // NUL, table OID, column number, type OID, size, modifier, format.
+        rest = rest.get(end + 1 + 18..)?;
+    }
+    Some(names)
+}
+
+/// The values of a `DataRow` body (`None` = NULL); `None` when it is malformed.
+pub fn row_values(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let count = i16::from_be_bytes(body.get(..2)?.try_into().ok()?);
+    let mut rest = &body[2..];
+    let mut values = Vec::with_capacity(count.max(0) as usize);
+    for _ in 0..count {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        if len < 0 {
+            values.push(None);
+        } else {
+            let len = len as usize;
+            values.push(Some(rest.get(..len)?));
+            rest = &rest[len..];
+        }
+    }
+    Some(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +133,15 @@ mod tests {
             rest = &rest[5 + body.len()..];
         }
         assert_eq!(tags, b"TDCt");
+        let (_, t) = split_message(&out, 1000).unwrap().unwrap();
+        assert_eq!(column_names(t).unwrap(), ["a", "b"]);
+        let (_, d) = split_message(&out[5 + t.len()..], 1000).unwrap().unwrap();
+        assert_eq!(row_values(d).unwrap(), [Some(&b"42"[..]), None]);
+        assert!(
+            row_values(&d[..d.len() - 1]).is_none(),
+            "cut inside a length"
+        );
+        assert!(row_values(&d[..4]).is_none(), "cut inside a value");
         assert_eq!(format_of(&[0, 1], 1), 1);
         assert_eq!(format_of(&[], 3), 0);
     }

@@ -3,7 +3,8 @@
 //! `noop`, `loop` (never returns), `trap` (unreachable), `panic`, `hog` (allocates without
 //! bound), `bad-rewrite` (returns SQL that does not parse), `block`, `respond`.
 //! Two more modes exercise the other hooks: `audit` counts PostQuery outcomes in the `kv`
-//! store and answers `select helios_audit` with the counts; `gatekeeper` (Authenticate)
+//! store (and, when configured to receive them, the first column of the result rows) and
+//! answers `select helios_audit` with them; `gatekeeper` (Authenticate)
 //! refuses the user `mallory` and gives everyone else the tenant `acme`.
 //! Statements containing `spare-me` are always let through, so a test can show that the
 //! component's next call works after a failure.
@@ -49,6 +50,25 @@ impl Plugin for Misbehave {
         host::kv_incr(key, 1, None);
         host::kv_incr("rows", outcome.rows as i64, None);
         host::kv_set("last", stmt.sql.as_bytes(), None);
+        // With `post_query_rows_bytes` configured, the rows themselves: the first column of
+        // each row, comma-separated, with the column names and whether rows were left out.
+        if let Some(result) = context::result_rows() {
+            let firsts: Vec<String> = result
+                .rows
+                .iter()
+                .map(|r| match r.first().cloned().flatten() {
+                    Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                    None => "NULL".into(),
+                })
+                .collect();
+            let seen = format!(
+                "{}|{}|{}",
+                result.columns.join(","),
+                firsts.join(","),
+                result.truncated
+            );
+            host::kv_set("seen_rows", seen.as_bytes(), None);
+        }
     }
 
     fn pre_query(_call: &Call, stmt: &Statement) -> PreQueryAction {
@@ -74,6 +94,7 @@ impl Plugin for Misbehave {
                     "rows".into(),
                     "last".into(),
                     "tenant".into(),
+                    "seen_rows".into(),
                 ],
                 rows: vec![vec![
                     Some(count("ok")),
@@ -81,6 +102,7 @@ impl Plugin for Misbehave {
                     Some(count("rows")),
                     last,
                     tenant,
+                    host::kv_get("seen_rows").map(|v| String::from_utf8_lossy(&v).into_owned()),
                 ]],
                 command_tag: "SELECT 1".into(),
             });

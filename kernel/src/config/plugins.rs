@@ -119,6 +119,10 @@ pub struct PluginConfig {
     /// Passed to the component's `init`.
     #[serde(default)]
     pub config: toml::Table,
+    /// Result rows a PostQuery hook may read per statement (`context.result-rows`), in
+    /// bytes of row data; 0 = none. The kernel copies rows only while some component asks.
+    #[serde(default)]
+    pub post_query_rows_bytes: usize,
 }
 
 fn default_plugin_timeout_ms() -> u64 {

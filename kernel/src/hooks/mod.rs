@@ -19,7 +19,7 @@ use crate::plugins::bindings::{
     AuthDecision, AuthRequest, Call, Identity, Outcome, PreQueryAction, Refusal, ResultSet,
     RouteTarget, Statement, StatementClass, Verdict,
 };
-pub use crate::plugins::host::{CallScope, SessionInfo};
+pub use crate::plugins::host::{CallScope, CapturedRows, SessionInfo};
 use crate::sql;
 
 /// SQLSTATE used when a component failed and its policy is to deny.
@@ -71,6 +71,7 @@ pub struct Pipeline {
     validate: Vec<usize>,
     route: Vec<usize>,
     post_query: Vec<usize>,
+    rows_limit: usize,
 }
 
 impl Pipeline {
@@ -81,12 +82,19 @@ impl Pipeline {
                 .filter(|&i| plugins[i].has_hook(hook))
                 .collect::<Vec<_>>()
         };
+        let post_query = with(HookName::PostQuery);
+        let rows_limit = post_query
+            .iter()
+            .map(|&i| plugins[i].rows_bytes)
+            .max()
+            .unwrap_or(0);
         Pipeline {
+            rows_limit,
             authenticate: with(HookName::Authenticate),
             pre_query: with(HookName::PreQuery),
             validate: with(HookName::Validate),
             route: with(HookName::Route),
-            post_query: with(HookName::PostQuery),
+            post_query,
             plugins,
         }
     }
@@ -198,15 +206,25 @@ impl Pipeline {
         Route::Default
     }
 
-    /// Runs PostQuery on every component that wants it (failures are only counted).
+    /// The most bytes of result rows any PostQuery component asked for (0 = none): the
+    /// kernel captures rows only up to this.
+    #[inline]
+    pub fn rows_limit(&self) -> usize {
+        self.rows_limit
+    }
+
+    /// Runs PostQuery on every component that wants it (failures are only counted); `rows`
+    /// are the result rows captured for components that asked for them.
     pub fn post_query(
         &self,
         session: &Arc<SessionInfo>,
         in_transaction: bool,
         stmt: &Arc<Statement>,
         outcome: &Outcome,
+        rows: Option<Arc<CapturedRows>>,
     ) {
-        let (call, scope) = call_for(session, in_transaction, stmt.clone());
+        let (call, mut scope) = call_for(session, in_transaction, stmt.clone());
+        scope.rows = rows;
         for &i in &self.post_query {
             let p = &self.plugins[i];
             if let Err(e) = p.call(Some(&scope), |b, s| {
@@ -257,6 +275,7 @@ fn call_for(
     let scope = CallScope {
         session: session.clone(),
         stmt: Some(stmt),
+        rows: None,
     };
     (call, scope)
 }

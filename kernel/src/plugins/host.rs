@@ -126,6 +126,42 @@ pub struct CallScope {
     pub session: Arc<SessionInfo>,
     /// The statement, for statement hooks.
     pub stmt: Option<Arc<Statement>>,
+    /// The statement's result rows, in PostQuery when a component asked for rows.
+    pub rows: Option<Arc<CapturedRows>>,
+}
+
+/// Result rows the kernel captured for PostQuery, up to the largest limit any component
+/// asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturedRows {
+    /// Column names, when the server described the result.
+    pub columns: Vec<String>,
+    /// Values as the server sent them; `None` is NULL.
+    pub rows: Vec<Vec<Option<Vec<u8>>>>,
+    /// Bytes of row data of each row, in order.
+    pub row_bytes: Vec<usize>,
+    /// Rows were left out at the capture limit.
+    pub truncated: bool,
+}
+
+impl CapturedRows {
+    /// The rows one component may see: those that fit in `limit` bytes.
+    pub fn within(&self, limit: usize) -> context::RowSet {
+        let mut used = 0;
+        let fit = self
+            .row_bytes
+            .iter()
+            .take_while(|&&b| {
+                used += b;
+                used <= limit
+            })
+            .count();
+        context::RowSet {
+            columns: self.columns.clone(),
+            rows: self.rows[..fit].to_vec(),
+            truncated: self.truncated || fit < self.rows.len(),
+        }
+    }
 }
 
 /// State of one component instance's store.
@@ -142,6 +178,8 @@ pub struct HostState {
     pub scope: Option<CallScope>,
     /// Deadline bookkeeping of the call in progress.
     pub deadline: super::DeadlineWatch,
+    /// Bytes of result rows this component may read in PostQuery (0 = none).
+    pub rows_bytes: usize,
 }
 
 impl types::Host for HostState {}
@@ -198,6 +236,14 @@ impl context::Host for HostState {
 
     fn hints(&mut self) -> Vec<(String, String)> {
         self.sql().map(crate::sql::hints).unwrap_or_default()
+    }
+
+    fn result_rows(&mut self) -> Option<context::RowSet> {
+        if self.rows_bytes == 0 {
+            return None;
+        }
+        let rows = self.scope.as_ref()?.rows.as_ref()?;
+        Some(rows.within(self.rows_bytes))
     }
 }
 

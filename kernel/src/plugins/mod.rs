@@ -232,6 +232,7 @@ impl Runtime {
             topology,
             component_name: Arc::from(config.name.as_str()),
             memory_bytes: (config.memory_mb as usize) << 20,
+            rows_bytes: config.post_query_rows_bytes,
             deadline_ticks: config.timeout_ms + 1,
             timeout_ms: config.timeout_ms,
             on_error: config.on_error,
@@ -355,6 +356,8 @@ pub struct LoadedPlugin {
     topology: Arc<dyn TopologySource>,
     component_name: Arc<str>,
     memory_bytes: usize,
+    /// Bytes of result rows its PostQuery may read per statement (0 = none).
+    pub rows_bytes: usize,
     deadline_ticks: u64,
     timeout_ms: u64,
     on_error: Option<OnError>,
@@ -403,6 +406,7 @@ impl LoadedPlugin {
                 .build(),
             scope: None,
             deadline: DeadlineWatch::default(),
+            rows_bytes: self.rows_bytes,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

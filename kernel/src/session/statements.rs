@@ -30,6 +30,9 @@ pub struct Prepared {
     pub effect: Option<Effect>,
     /// What its statements mean for transaction replay, worked out on first use.
     replay_kinds: std::sync::OnceLock<Vec<super::recovery::txlog::Kind>>,
+    /// Its result's column names, once a server described it (kept only while a
+    /// component reads result rows).
+    columns: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Prepared {
@@ -64,6 +67,7 @@ impl Prepared {
             body_after_name: body.into_boxed_slice(),
             effect,
             replay_kinds: std::sync::OnceLock::new(),
+            columns: std::sync::OnceLock::new(),
         }
     }
 
@@ -71,6 +75,20 @@ impl Prepared {
     pub fn replay_kinds(&self) -> &[super::recovery::txlog::Kind] {
         self.replay_kinds
             .get_or_init(|| super::recovery::txlog::kinds(self.sql()))
+    }
+
+    /// Its result's column names, when a server described it.
+    pub fn columns(&self) -> Vec<String> {
+        self.columns.get().cloned().unwrap_or_default()
+    }
+
+    /// Remembers the column names of the `RowDescription` a server described it with.
+    pub fn describe_columns(&self, row_description: &[u8]) {
+        if self.columns.get().is_none()
+            && let Some(names) = crate::wire::results::column_names(row_description)
+        {
+            let _ = self.columns.set(names);
+        }
     }
 
     /// The query text.

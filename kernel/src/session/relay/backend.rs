@@ -56,7 +56,19 @@ impl Relay {
             },
             b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
             b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
-            b'T' | b'n' => self.pop_if(|e| matches!(e, Expect::Describe)),
+            b'T' => {
+                match self.queue.front_mut() {
+                    Some(Expect::Query {
+                        post: Some(ctx), ..
+                    }) => ctx.note_columns(body),
+                    Some(Expect::Describe {
+                        columns_of: Some(p),
+                    }) => p.describe_columns(body),
+                    _ => {}
+                }
+                self.pop_if(|e| matches!(e, Expect::Describe { .. }))
+            }
+            b'n' => self.pop_if(|e| matches!(e, Expect::Describe { .. })),
             b'I' | b's' => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
             b'G' => {
                 self.in_copy = true;

@@ -7,10 +7,12 @@
 //! injected are marked hidden so the client never sees them.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::wire::messages;
 
 use crate::session::state::Effect;
+use crate::session::statements::Prepared;
 use crate::session::steps::PostCtx;
 
 /// The session-state effect of each statement of a simple query, in order; `None` when no
@@ -30,7 +32,10 @@ pub enum Expect {
     /// `BindComplete`.
     Bind,
     /// `ParameterDescription` then `RowDescription` or `NoData`.
-    Describe,
+    Describe {
+        /// The statement described, when its column names are wanted (for result rows).
+        columns_of: Option<Arc<Prepared>>,
+    },
     /// Rows then `CommandComplete`, `EmptyQueryResponse` or `PortalSuspended`.
     Execute {
         /// Session-state effect recorded when the statement completes.
@@ -338,7 +343,7 @@ mod tests {
             hidden: true,
             hash: 7,
         });
-        q.push(Expect::Describe);
+        q.push(Expect::Describe { columns_of: None });
         q.push(Expect::Sync);
         q.push(Expect::Bind);
         let mut forgotten = Vec::new();

@@ -12,6 +12,7 @@ use crate::session::served::{self, Served, ServedPortal};
 use crate::session::state::Effect;
 use crate::session::statements::Prepared;
 use crate::session::steps::journal::JournalEntry;
+use crate::session::steps::observe::RowCapture;
 use crate::session::steps::{Answer, BindCx, PostCtx, Protocol, StatementCx};
 use crate::sql::{session_effect, split_statements};
 use crate::wire::frontend::{self, Frontend};
@@ -97,7 +98,7 @@ impl Relay {
             facts = cx.facts;
         }
         let effective = rewritten.as_deref().unwrap_or(sql);
-        let post = self.observe(effective, facts, None);
+        let post = self.observe(effective, facts, None, Vec::new);
         let effects = query_effects(effective);
         if self.attach(Protocol::Simple).await {
             self.cursors.note(effective);
@@ -243,15 +244,19 @@ impl Relay {
             return;
         }
         if self.attach(Protocol::Extended).await {
-            match prepared {
+            let columns_of = match prepared {
                 Some(p) => {
                     self.ensure_prepared(&p);
                     target.encode_renamed(&mut self.sout, b'D', &p.server_name);
+                    (self.pipeline.rows_limit() > 0).then_some(p)
                 }
-                None => self.sout.extend_from_slice(msg),
-            }
+                None => {
+                    self.sout.extend_from_slice(msg);
+                    None
+                }
+            };
             self.batch_open = true;
-            self.queue.push(Expect::Describe);
+            self.queue.push(Expect::Describe { columns_of });
         }
     }
 
@@ -267,7 +272,8 @@ impl Relay {
             Some(p) => {
                 let stmt = p.stmt.clone();
                 let params = p.params.clone();
-                (stmt.effect.clone(), self.observe(stmt.sql(), None, params))
+                let post = self.observe(stmt.sql(), None, params, || stmt.columns());
+                (stmt.effect.clone(), post)
             }
             None => (None, None),
         };
@@ -399,12 +405,14 @@ impl Relay {
     }
 
     /// The observers of a statement about to run: PostQuery (with `facts`, computed when
-    /// not given) and the journal (with the bound `params`); `None` when neither is on.
+    /// not given, and the result rows when a component asked, with `columns` when known)
+    /// and the journal (with the bound `params`); `None` when neither is on.
     fn observe(
         &self,
         sql: &str,
         facts: Option<Arc<crate::plugins::bindings::Statement>>,
         params: Option<crate::session::steps::journal::BoundParams>,
+        columns: impl FnOnce() -> Vec<String>,
     ) -> Option<Box<PostCtx>> {
         let post_query = self.pipeline.has_post_query();
         let journal = self.env.journal.is_some();
@@ -413,6 +421,10 @@ impl Relay {
         }
         let mut ctx =
             PostCtx::new(post_query.then(|| facts.unwrap_or_else(|| hooks::statement(sql))));
+        let rows_limit = self.pipeline.rows_limit();
+        if rows_limit > 0 {
+            ctx.rows = Some(RowCapture::new(rows_limit, columns()));
+        }
         if journal {
             let transaction_id = if self.status.in_transaction() {
                 self.transactions

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::journal::JournalEntry;
-use crate::hooks::{self, Pipeline, SessionInfo};
+use crate::hooks::{self, CapturedRows, Pipeline, SessionInfo};
 use crate::journal::Journal;
 use crate::plugins::bindings::Statement;
+use crate::wire::results;
 
 /// What PostQuery and the journal need about a statement in flight.
 #[derive(Debug)]
@@ -21,6 +22,55 @@ pub struct PostCtx {
     pub error: Option<(String, String)>,
     /// What the journal records, when it is on.
     pub journal: Option<Box<JournalEntry>>,
+    /// Result rows for PostQuery, when a component asked for them.
+    pub rows: Option<Box<RowCapture>>,
+}
+
+/// Result rows copied for PostQuery, up to the largest byte limit a component asked for.
+#[derive(Debug)]
+pub struct RowCapture {
+    limit: usize,
+    bytes: usize,
+    rows: CapturedRows,
+}
+
+impl RowCapture {
+    /// Starts capturing up to `limit` bytes of row data; `columns` when already known.
+    pub fn new(limit: usize, columns: Vec<String>) -> Box<Self> {
+        Box::new(RowCapture {
+            limit,
+            bytes: 0,
+            rows: CapturedRows {
+                columns,
+                ..CapturedRows::default()
+            },
+        })
+    }
+
+    fn note_columns(&mut self, body: &[u8]) {
+        if let Some(names) = results::column_names(body) {
+            self.rows.columns = names;
+        }
+    }
+
+    fn note_row(&mut self, body: &[u8]) {
+        if self.rows.truncated {
+            return;
+        }
+        let size = body.len().saturating_sub(2);
+        if self.bytes + size > self.limit {
+            self.rows.truncated = true;
+            return;
+        }
+        let Some(values) = results::row_values(body) else {
+            return;
+        };
+        self.bytes += size;
+        self.rows.row_bytes.push(size);
+        self.rows
+            .rows
+            .push(values.into_iter().map(|v| v.map(<[u8]>::to_vec)).collect());
+    }
 }
 
 /// Where a completed statement's outcome goes.
@@ -46,7 +96,16 @@ impl PostCtx {
             tag: String::new(),
             error: None,
             journal: None,
+            rows: None,
         })
+    }
+
+    /// A `RowDescription` passed.
+    #[inline]
+    pub fn note_columns(&mut self, body: &[u8]) {
+        if let Some(c) = self.rows.as_mut() {
+            c.note_columns(body);
+        }
     }
 
     /// A `DataRow` passed.
@@ -54,6 +113,9 @@ impl PostCtx {
     pub fn note_row(&mut self, body: &[u8]) {
         if let Some(j) = self.journal.as_mut() {
             j.note_row(body);
+        }
+        if let Some(c) = self.rows.as_mut() {
+            c.note_row(body);
         }
     }
 
@@ -66,14 +128,15 @@ impl PostCtx {
     }
 
     /// Hands the outcome to PostQuery and the journal.
-    pub fn finish(self, sinks: Sinks<'_>) {
+    pub fn finish(mut self, sinks: Sinks<'_>) {
         let elapsed = self.started.elapsed();
         if let Some(stmt) = &self.stmt {
             let error = self.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
             let outcome = hooks::outcome(&self.tag, error, elapsed, sinks.node);
+            let rows = self.rows.take().map(|c| Arc::new(c.rows));
             sinks
                 .pipeline
-                .post_query(sinks.info, sinks.in_transaction, stmt, &outcome);
+                .post_query(sinks.info, sinks.in_transaction, stmt, &outcome, rows);
         }
         if let (Some(j), Some(journal)) = (self.journal, sinks.journal) {
             j.append(
