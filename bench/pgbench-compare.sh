@@ -28,7 +28,9 @@
 #                        on every statement (built for wasm32-wasip2 into target/wasm)
 #   VARIANTS [""]        extra HeliosProxy instances measured in the same run, each with one
 #                        feature on: `journal` (statement journal, fsync interval) and/or `ha`
-#                        (topology tracking + transaction replay); reported against plain Helios
+#                        (topology tracking + transaction replay), and/or `baseline` (the same
+#                        config on another build, BASELINE_BIN: before/after a change, same run);
+#                        reported against plain Helios
 #   BUILTIN [-S]         pgbench built-in script flag: -S select-only, -N simple-update,
 #                        `tpcb` for the default TPC-B-like script
 #   PGBOUNCER_BIN [/usr/sbin/pgbouncer]
@@ -337,13 +339,17 @@ fsync = \"interval\"" ;;
         ha) extra="[ha]
 user = \"postgres\"
 failover = \"manual\"" ;;
-        *) die "unknown variant $variant (journal, ha)" ;;
+        baseline) [[ -x ${BASELINE_BIN:-} ]] || die "variant baseline needs BASELINE_BIN (an executable)"
+            extra="" ;;
+        *) die "unknown variant $variant (journal, ha, baseline)" ;;
     esac
+    bin=$HELIOS_BIN
+    [[ $variant == baseline ]] && bin=$BASELINE_BIN
     sed -e "s/^listen_address = .*/listen_address = \"127.0.0.1:$vport\"/" \
         -e "s/^admin_address = .*/admin_address = \"127.0.0.1:$vadmin\"/" \
         "$TMP/heliosproxy.toml" >"$TMP/heliosproxy-$variant.toml"
     printf '\n%s\n' "$extra" >>"$TMP/heliosproxy-$variant.toml"
-    "$HELIOS_BIN" --config "$TMP/heliosproxy-$variant.toml" >"$TMP/heliosproxy-$variant.log" 2>&1 &
+    "$bin" --config "$TMP/heliosproxy-$variant.toml" >"$TMP/heliosproxy-$variant.log" 2>&1 &
     VARIANT_PIDS+=" $!"
     VARIANT_PORT[$variant]=$vport
     if wait_ready "$vport" "$!"; then
