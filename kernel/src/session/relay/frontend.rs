@@ -77,25 +77,17 @@ impl Relay {
         let mut rewritten = None;
         let mut facts = None;
         if !self.steps.is_empty() {
-            let mut cx = StatementCx {
-                sql,
-                protocol: Protocol::Simple,
-                in_transaction: self.status.in_transaction(),
-                attached: self.server.is_some(),
-                info: &self.info,
-                rewritten: None,
-                facts: None,
-                route: None,
-            };
+            let mut cx = self.statement_cx(sql, Protocol::Simple);
             if let Some(answer) = self.steps.on_statement(&mut cx).await {
                 self.answer(answer, Protocol::Simple);
                 return;
             }
-            if let Some(node) = cx.route {
-                self.route_to = node;
-            }
+            let route = cx.route;
             rewritten = cx.rewritten;
             facts = cx.facts;
+            if let Some(node) = route {
+                self.route_to = node;
+            }
         }
         let effective = rewritten.as_deref().unwrap_or(sql);
         let post = self.observe(effective, facts, None, Vec::new);
@@ -123,16 +115,7 @@ impl Relay {
         let mut rewritten = None;
         if !self.steps.is_empty() {
             let sql = std::str::from_utf8(parse.query).unwrap_or("");
-            let mut cx = StatementCx {
-                sql,
-                protocol: Protocol::Extended,
-                in_transaction: self.status.in_transaction(),
-                attached: self.server.is_some(),
-                info: &self.info,
-                rewritten: None,
-                facts: None,
-                route: None,
-            };
+            let mut cx = self.statement_cx(sql, Protocol::Extended);
             match self.steps.on_statement(&mut cx).await {
                 None => rewritten = cx.rewritten,
                 Some(Answer::Rows(result)) => {
@@ -321,6 +304,20 @@ impl Relay {
             self.on_sync(msg);
         } else {
             self.queue.push_synthetic(Synthetic::ReadyForQuery);
+        }
+    }
+
+    /// What the steps see of a statement the client sent.
+    fn statement_cx<'a>(&'a self, sql: &'a str, protocol: Protocol) -> StatementCx<'a> {
+        StatementCx {
+            sql,
+            protocol,
+            in_transaction: self.status.in_transaction(),
+            attached: self.server.is_some(),
+            info: &self.info,
+            rewritten: None,
+            facts: None,
+            route: None,
         }
     }
 
