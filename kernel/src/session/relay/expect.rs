@@ -114,8 +114,9 @@ pub struct Expected {
 
 impl Default for Expected {
     fn default() -> Self {
+        // Grows on first use: an idle client holds no queue at all.
         Expected {
-            queue: VecDeque::with_capacity(16),
+            queue: VecDeque::new(),
         }
     }
 }

@@ -71,6 +71,7 @@ impl Relay {
         self.flush_server().await?;
         self.flush_client().await?;
         self.maybe_release().await;
+        self.shrink_when_idle();
         Ok(keep_going)
     }
 
@@ -136,6 +137,7 @@ impl Relay {
             self.rollback_statement_mode().await?;
         }
         self.maybe_release().await;
+        self.shrink_when_idle();
         Ok(())
     }
 

@@ -66,6 +66,8 @@ pub struct Relay {
     pub(in crate::session) cbuf: BytesMut,
     /// Bytes for the client not yet written.
     pub(in crate::session) cout: Vec<u8>,
+    /// How much the next client read may take; grows while reads fill the buffer.
+    client_chunk: usize,
     pub(in crate::session) server: Option<Checkout>,
     /// Bytes for the server not yet written.
     pub(in crate::session) sout: Vec<u8>,
@@ -104,14 +106,20 @@ enum Event {
     Server(std::io::Result<usize>),
 }
 
-/// How much is read from a socket at once.
+/// How much is read from a server socket at once.
 pub(in crate::session) const READ_CHUNK: usize = 16 * 1024;
+/// A client's first read buffer; it doubles (up to [`CLIENT_READ_MAX`]) while reads fill it.
+const CLIENT_READ_MIN: usize = 2 * 1024;
+/// The largest read from a client at once.
+const CLIENT_READ_MAX: usize = 64 * 1024;
+/// Buffers larger than this are given back when the client goes idle, so ten thousand idle
+/// clients do not each keep what one burst (a COPY, a large query or result) grew.
+const IDLE_BUFFER: usize = 8 * 1024;
 
 impl Relay {
     /// Prepares the loop for a client that passed login.
     pub fn new(env: Arc<SessionEnv>, login: LoggedIn) -> Self {
-        let mut cbuf = login.leftover;
-        cbuf.reserve(READ_CHUNK);
+        let cbuf = login.leftover;
         let primary = env.topology.primary();
         let mut node_pools = vec![None; env.topology.nodes.len()];
         node_pools[primary] = Some(login.pool.clone());
@@ -134,9 +142,10 @@ impl Relay {
             portals: Portals::default(),
             client: login.stream,
             cbuf,
-            cout: Vec::with_capacity(READ_CHUNK),
+            cout: Vec::new(),
+            client_chunk: CLIENT_READ_MIN,
             server: None,
-            sout: Vec::with_capacity(1024),
+            sout: Vec::new(),
             queue: Expected::default(),
             stmts: ClientStatements::default(),
             state: login.state,
@@ -167,9 +176,10 @@ impl Relay {
             return Ok(());
         }
         loop {
-            if self.cbuf.capacity() - self.cbuf.len() < 1024 {
-                self.cbuf.reserve(READ_CHUNK);
+            if self.cbuf.capacity() - self.cbuf.len() < 512 {
+                self.cbuf.reserve(self.client_chunk);
             }
+            let client_spare = self.cbuf.capacity() - self.cbuf.len();
             let event = match self.server.as_mut() {
                 Some(s) => {
                     let rbuf = &mut s.conn.rbuf;
@@ -185,7 +195,10 @@ impl Relay {
             };
             match event {
                 Event::Client(Ok(0)) => return Ok(()),
-                Event::Client(Ok(_)) => {
+                Event::Client(Ok(n)) => {
+                    if n == client_spare {
+                        self.client_chunk = (self.client_chunk * 2).min(CLIENT_READ_MAX);
+                    }
                     if !self.on_client_data().await? {
                         return Ok(());
                     }
@@ -207,6 +220,24 @@ impl Relay {
         if !Arc::ptr_eq(&self.pipeline, &current) {
             self.pipeline = Arc::clone(&current);
             self.steps = Steps::new(&self.pipeline, self.mode, &self.env.topology);
+        }
+    }
+
+    /// Gives back what a burst grew once the client is idle (no server attached, nothing
+    /// buffered): an idle client holds a few hundred bytes, not tens of kilobytes.
+    pub(in crate::session) fn shrink_when_idle(&mut self) {
+        if self.server.is_some() {
+            return;
+        }
+        if self.cbuf.is_empty() && self.cbuf.capacity() > IDLE_BUFFER {
+            self.cbuf = BytesMut::new();
+            self.client_chunk = CLIENT_READ_MIN;
+        }
+        if self.cout.is_empty() && self.cout.capacity() > IDLE_BUFFER {
+            self.cout = Vec::new();
+        }
+        if self.sout.is_empty() && self.sout.capacity() > IDLE_BUFFER {
+            self.sout = Vec::new();
         }
     }
 
