@@ -106,19 +106,11 @@ impl SqlError {
     }
 }
 
-/// The expected responses, oldest first.
-#[derive(Debug)]
+/// The expected responses, oldest first. The queue grows on first use: an idle client holds
+/// none.
+#[derive(Debug, Default)]
 pub struct Expected {
     queue: VecDeque<Expect>,
-}
-
-impl Default for Expected {
-    fn default() -> Self {
-        // Grows on first use: an idle client holds no queue at all.
-        Expected {
-            queue: VecDeque::new(),
-        }
-    }
 }
 
 impl Expected {
