@@ -453,3 +453,35 @@ async fn psycopg_and_asyncpg_pipelines_get_the_refusal_and_keep_their_connection
     );
     assert_no_open_transaction(db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_batch_has_its_statements_rolled_back() {
+    let db = "pipe_leave";
+    let proxy = guarded_proxy(db).await;
+    let mut raw = Raw::login(&proxy, db).await;
+    // INSERT without Sync, then Flush so the answers arrive, then the client leaves.
+    let mut out = Vec::new();
+    helios_tests::raw::statement(&mut out, "INSERT INTO items VALUES (7)");
+    out.extend_from_slice(&[b'H', 0, 0, 0, 4]);
+    raw.send(&out).await;
+    for want in INSERTED {
+        let (tag, body) = raw.next_message("answers before Sync").await;
+        assert_eq!(helios_tests::raw::describe(tag, &body), want);
+    }
+    raw.send(&[b'X', 0, 0, 0, 4]).await;
+    drop(raw);
+    // Another client, on the same two server connections, runs statements of its own.
+    let c = within("connect", connect(&via_proxy(&proxy, "postgres", db)))
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        within("a later client's statement", c.simple_query("select 1"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        committed_ids(db).await,
+        Vec::<i32>::new(),
+        "the unsynced INSERT of a client that left was committed by someone else's statement"
+    );
+}

@@ -244,7 +244,9 @@ impl Relay {
         let Some(s) = self.server.as_mut() else {
             return;
         };
-        let clean = self.queue.is_empty() && !self.in_copy;
+        // A batch the client never ended with `Sync` holds an implicit transaction that the
+        // next client's first statement would commit: such a connection is closed instead.
+        let clean = self.queue.is_empty() && !self.in_copy && !self.batch_open;
         let session_mode = self.mode == PoolMode::Session;
         let reset = match (clean, self.status.in_transaction(), session_mode) {
             (false, _, _) => None,
