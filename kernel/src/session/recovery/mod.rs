@@ -63,6 +63,8 @@ impl Relay {
     pub(in crate::session) async fn server_lost(&mut self, why: &str) -> Result<(), SessionError> {
         let topology = self.env.topology.clone();
         let lost = topology.by_name(&self.pool.key.node);
+        // The batch the client has not ended yet continues on the new server.
+        let batch_open = self.batch_open;
         self.give_back(false);
         tracing::warn!(pool = ?self.pool.key, "server connection lost: {why}");
         if let Some(node) = lost {
@@ -75,6 +77,7 @@ impl Relay {
             let counters = self.env.counters.clone();
             match self.recover(node).await {
                 Ok(()) => {
+                    self.batch_open = batch_open && self.server.is_some();
                     counters.moved.fetch_add(1, Relaxed);
                     self.emit_synthetics();
                     self.flush_client().await?;
