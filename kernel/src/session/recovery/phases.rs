@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::NotMoved;
 use super::txlog::{self, TxLog};
 use super::xid::first_column;
-use crate::pool::ServerConn;
+use crate::pool::{Checkout, CheckoutError, ServerConn, ServerError};
 use crate::session::relay::Relay;
 use crate::session::relay::backend::error_of;
 use crate::session::relay::expect::Expect;
@@ -38,12 +38,7 @@ impl Relay {
             return Ok(());
         };
         let target = self.await_primary(lost).await?;
-        self.route_to = target;
-        self.pool = self.pool_for(target);
-        let mut checkout = self
-            .checkout()
-            .await
-            .map_err(|e| NotMoved::NoServer(e.to_string()))?;
+        let (target, mut checkout) = self.checkout_primary(target).await?;
         let committed = match self
             .restore_on(&mut checkout.conn, tx, in_flight, target)
             .await
@@ -125,6 +120,34 @@ impl Relay {
             }
         }
         Ok(topology.primary())
+    }
+
+    /// A connection on the primary `target`. When it cannot be reached (it failed too and
+    /// the health checks have not noticed yet), waits once, bounded by the switchover
+    /// buffer, for its replacement and connects there.
+    async fn checkout_primary(&mut self, mut target: usize) -> Result<(usize, Checkout), NotMoved> {
+        let topology = self.env.topology.clone();
+        let mut waited = false;
+        loop {
+            self.route_to = target;
+            self.pool = self.pool_for(target);
+            match self.checkout().await {
+                Ok(checkout) => return Ok((target, checkout)),
+                Err(CheckoutError::Connect(ServerError::Io { .. } | ServerError::Timeout(_)))
+                    if !waited
+                        && target == topology.primary()
+                        && topology.can_wait_for_failover() =>
+                {
+                    waited = true;
+                    topology.nodes[target].mark_unhealthy();
+                    target = topology
+                        .replacement_primary(target)
+                        .await
+                        .map_err(|e| NotMoved::NoServer(e.to_string()))?;
+                }
+                Err(e) => return Err(NotMoved::NoServer(e.to_string())),
+            }
+        }
     }
 
     /// Brings the new connection to where the lost one was; whether the `COMMIT` in flight
