@@ -527,3 +527,14 @@ pub fn rows(msgs: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<Strin
         })
         .collect()
 }
+
+/// Server connections checked out so far, over every pool of the proxy.
+pub fn server_acquires(proxy: &ProxyHandle) -> u64 {
+    proxy
+        .shared
+        .pools
+        .all()
+        .iter()
+        .map(|p| p.metrics().acquires)
+        .sum()
+}

@@ -262,17 +262,7 @@ async fn rewrites_blocks_and_responses_reach_the_client() {
             vec![None, Some("null row".to_owned())]
         ]
     );
-    assert_eq!(
-        proxy
-            .shared
-            .pools
-            .all()
-            .iter()
-            .map(|p| p.metrics().acquires)
-            .sum::<u64>(),
-        1,
-        "only login touched a backend"
-    );
+    assert_eq!(server_acquires(&proxy), 1, "only login touched a backend");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

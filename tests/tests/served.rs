@@ -26,17 +26,6 @@ async fn responding_proxy(db: &str) -> ProxyHandle {
     start_proxy(config).await
 }
 
-/// Server connections checked out, over every pool.
-fn acquires(proxy: &ProxyHandle) -> u64 {
-    proxy
-        .shared
-        .pools
-        .all()
-        .iter()
-        .map(|p| p.metrics().acquires)
-        .sum()
-}
-
 const SERVED: [&str; 2] = ["DataRow 42,component", "DataRow NULL,null row"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,7 +34,7 @@ async fn tokio_postgres_gets_a_served_result_through_prepare_bind_and_execute() 
     let c = connect(&via_proxy(&proxy, "postgres", "served_tp"))
         .await
         .unwrap();
-    let before = acquires(&proxy);
+    let before = server_acquires(&proxy);
     // tokio-postgres prepares (Parse, Describe, Sync), then binds asking for binary results.
     let rows = within("query", c.query("select anything", &[]))
         .await
@@ -71,7 +60,7 @@ async fn tokio_postgres_gets_a_served_result_through_prepare_bind_and_execute() 
         .unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(
-        acquires(&proxy),
+        server_acquires(&proxy),
         before,
         "no server connection was needed for served statements"
     );
