@@ -1,0 +1,112 @@
+//! Statement analysis on PostgreSQL's own parser (libpg_query through `pg_query`): what each
+//! statement of a message does, so policies judge what PostgreSQL will run rather than what a
+//! lexer guessed. [`analyze`] parses text into [`Analysis`]; [`Analyzer`] caches analyses by
+//! the SHA-256 of the text, so a prepared statement is parsed once.
+
+mod cache;
+mod model;
+mod predicate;
+mod statement;
+mod visit;
+
+pub use cache::{Analyzer, Key, key};
+pub use model::{
+    Analysis, Equality, Limit, Modification, ModificationKind, OpaqueCode, QueryBlock,
+    StatementClass, StatementFacts, TableName, Via, WhereFacts,
+};
+
+use pg_query::protobuf::Token;
+use sha2::{Digest, Sha256};
+
+/// Parses `sql` with PostgreSQL's grammar and reports every statement in it. Never panics:
+/// text the grammar rejects (or that holds a NUL byte) comes back with `error` set and no
+/// statements, so a policy can refuse what it cannot analyse.
+pub fn analyze(sql: &str) -> Analysis {
+    let parsed = match pg_query::parse(sql, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            return Analysis {
+                statements: Vec::new(),
+                error: Some(parse_error(e)),
+                fingerprint: String::new(),
+            };
+        }
+    };
+    let statements = parsed
+        .protobuf
+        .stmts
+        .iter()
+        .filter_map(|raw| {
+            let node = raw.stmt.as_ref()?.node.as_ref()?;
+            Some(statement::facts(statement_text(sql, raw), node))
+        })
+        .collect();
+    Analysis {
+        statements,
+        error: None,
+        fingerprint: fingerprint(sql),
+    }
+}
+
+fn parse_error(e: pg_query::Error) -> String {
+    match e {
+        pg_query::Error::Parse(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// The text of one statement: `stmt_len` 0 means "to the end".
+fn statement_text<'a>(sql: &'a str, raw: &pg_query::protobuf::RawStmt) -> &'a str {
+    let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+    let end = match usize::try_from(raw.stmt_len) {
+        Ok(0) | Err(_) => sql.len(),
+        Ok(len) => start.saturating_add(len),
+    };
+    sql.get(start..end.min(sql.len())).unwrap_or(sql).trim()
+}
+
+/// SHA-256 (hex) of the statement's tokens with constants and parameters replaced by `?`
+/// and comments dropped: equal for texts that differ only in constants, white space,
+/// comments or keyword case. Empty when PostgreSQL's scanner rejects the text.
+pub fn fingerprint(sql: &str) -> String {
+    let Ok(scanned) = pg_query::scan(sql) else {
+        return String::new();
+    };
+    let mut h = Sha256::new();
+    for t in &scanned.tokens {
+        let token = Token::try_from(t.token).unwrap_or(Token::Nul);
+        let text = usize::try_from(t.start)
+            .ok()
+            .zip(usize::try_from(t.end).ok())
+            .and_then(|(a, b)| sql.get(a..b))
+            .unwrap_or("");
+        match token {
+            Token::SqlComment | Token::CComment => continue,
+            Token::Sconst
+            | Token::Usconst
+            | Token::Iconst
+            | Token::Fconst
+            | Token::Bconst
+            | Token::Xconst
+            | Token::Param => h.update(b"?"),
+            // Unquoted identifiers and keywords are case-insensitive.
+            _ if !text.starts_with('"') => h.update(text.to_lowercase().as_bytes()),
+            _ => h.update(text.as_bytes()),
+        }
+        h.update(b" ");
+    }
+    hex(&h.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,336 @@
+//! The analysis against tricky SQL: every place a change can hide, quoting, comments,
+//! dollar quotes, `U&` strings, qualified names, and input PostgreSQL rejects.
+
+use crate::*;
+
+fn one(sql: &str) -> StatementFacts {
+    let a = analyze(sql);
+    assert!(a.error.is_none(), "{sql}: {:?}", a.error);
+    assert_eq!(a.statements.len(), 1, "{sql}");
+    a.statements.into_iter().next().unwrap()
+}
+
+fn t(name: &str) -> TableName {
+    match name.split_once('.') {
+        Some((s, n)) => TableName {
+            schema: Some(s.into()),
+            name: n.into(),
+        },
+        None => TableName {
+            schema: None,
+            name: name.into(),
+        },
+    }
+}
+
+#[test]
+fn a_plain_select_is_a_read_with_its_filter_and_limit() {
+    let f = one("SELECT abalance FROM pgbench_accounts WHERE aid = 5 LIMIT 10");
+    assert_eq!(f.kind, "select");
+    assert_eq!(f.class, StatementClass::Read);
+    assert_eq!(f.reads, vec![t("pgbench_accounts")]);
+    assert!(f.writes.is_empty() && f.modifications.is_empty());
+    let b = &f.blocks[0];
+    assert!(b.filter.present && !b.filter.constant);
+    assert_eq!(
+        b.filter.equalities,
+        vec![Equality {
+            column: "aid".into(),
+            parameter: false
+        }]
+    );
+    assert_eq!(b.limit, Limit::Count(10));
+    assert_eq!(one("select * from t limit all").blocks[0].limit, Limit::All);
+    assert_eq!(
+        one("select * from t limit $1").blocks[0].limit,
+        Limit::Expression
+    );
+    assert_eq!(
+        one("select * from t fetch first 3 rows only").blocks[0].limit,
+        Limit::Count(3)
+    );
+    assert_eq!(one("select * from t").blocks[0].limit, Limit::None);
+}
+
+#[test]
+fn multi_statement_text_is_split_by_the_grammar() {
+    let a = analyze("SELECT 'a;b' ; DROP TABLE users; -- trailing\n");
+    assert_eq!(a.statements.len(), 2);
+    assert_eq!(a.statements[0].text, "SELECT 'a;b'");
+    assert_eq!(a.statements[1].kind, "drop");
+    assert_eq!(a.statements[1].drops, vec!["table users".to_string()]);
+    assert_eq!(a.statements[1].class, StatementClass::Ddl);
+}
+
+#[test]
+fn comments_ended_by_a_carriage_return_hide_nothing() {
+    // A lexer that ends `--` comments only at `\n` sees a comment here; PostgreSQL sees a DROP.
+    let f = one("--\rDROP TABLE users");
+    assert_eq!(f.kind, "drop");
+}
+
+#[test]
+fn data_modifying_ctes_are_found_and_make_a_select_a_write() {
+    let f = one("WITH d AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM d");
+    assert_eq!(f.class, StatementClass::Write);
+    assert_eq!(f.modifications.len(), 1);
+    let m = &f.modifications[0];
+    assert_eq!(m.kind, ModificationKind::Delete);
+    assert_eq!(m.table, t("orders"));
+    assert_eq!(m.via, Via::Cte);
+    assert!(!m.filter.present);
+    assert!(f.writes.contains(&t("orders")));
+    assert!(!f.reads.contains(&t("d")), "CTE names are not tables");
+    let nested = one(
+        "WITH a AS (SELECT 1), u AS (UPDATE s.accounts SET x = 1 WHERE true RETURNING 1) \
+         SELECT * FROM a",
+    );
+    assert_eq!(nested.modifications[0].table, t("s.accounts"));
+    assert!(nested.modifications[0].filter.constant);
+}
+
+#[test]
+fn explain_analyze_runs_its_statement_and_plain_explain_does_not() {
+    let f = one("EXPLAIN ANALYZE DELETE FROM users");
+    assert_eq!(f.kind, "explain");
+    assert_eq!(f.modifications[0].via, Via::ExplainAnalyze);
+    assert_eq!(f.class, StatementClass::Write);
+    let f = one("EXPLAIN (ANALYZE true, BUFFERS) UPDATE users SET a = 1");
+    assert_eq!(f.modifications[0].kind, ModificationKind::Update);
+    let f = one("EXPLAIN DELETE FROM users");
+    assert!(f.modifications.is_empty());
+    assert_eq!(f.class, StatementClass::Read);
+    let f = one("EXPLAIN (ANALYZE off) DELETE FROM users");
+    assert!(f.modifications.is_empty());
+}
+
+#[test]
+fn merge_actions_carry_the_join_condition() {
+    let f = one("MERGE INTO users u USING (SELECT 1 AS id) s ON true \
+         WHEN MATCHED THEN DELETE WHEN NOT MATCHED THEN INSERT VALUES (1)");
+    let kinds: Vec<_> = f.modifications.iter().map(|m| m.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![ModificationKind::Delete, ModificationKind::Insert]
+    );
+    assert!(f.modifications[0].filter.constant);
+    assert_eq!(f.modifications[0].via, Via::Merge);
+    let f = one("MERGE INTO users u USING src s ON u.id = s.id WHEN MATCHED THEN UPDATE SET a = 1");
+    assert!(!f.modifications[0].filter.constant);
+    assert!(f.reads.contains(&t("src")));
+}
+
+#[test]
+fn prepare_bodies_and_execute_names_are_reported() {
+    let f = one("PREPARE wipe AS DELETE FROM users");
+    assert_eq!(f.prepares.as_deref(), Some("wipe"));
+    assert_eq!(f.modifications[0].via, Via::Prepare);
+    assert_eq!(f.class, StatementClass::Session);
+    let f = one("EXECUTE wipe");
+    assert_eq!(f.executes.as_deref(), Some("wipe"));
+    assert_eq!(f.class, StatementClass::Other);
+}
+
+#[test]
+fn opaque_code_is_reported() {
+    let f = one("DO $x$ BEGIN EXECUTE 'TRUNCATE users'; END $x$");
+    assert_eq!(f.opaque[0].kind, "do");
+    let f =
+        one("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN TRUNCATE users; END $$");
+    assert_eq!(f.opaque[0].kind, "create-function");
+    assert_eq!(f.opaque[0].language.as_deref(), Some("plpgsql"));
+    assert_eq!(f.class, StatementClass::Ddl);
+    let f = one("CALL cleanup(1)");
+    assert_eq!(f.opaque[0].name.as_deref(), Some("cleanup"));
+}
+
+#[test]
+fn copy_direction_and_program() {
+    let f = one("COPY users FROM PROGRAM 'curl evil'");
+    assert_eq!(f.copy_program.as_deref(), Some("curl evil"));
+    assert_eq!(f.modifications[0].kind, ModificationKind::CopyFrom);
+    assert_eq!(f.class, StatementClass::Write);
+    let f = one("COPY (DELETE FROM users RETURNING *) TO STDOUT");
+    assert_eq!(f.modifications[0].via, Via::Copy);
+    let f = one("COPY users TO STDOUT");
+    assert_eq!(f.class, StatementClass::Read);
+    assert!(f.modifications.is_empty());
+}
+
+#[test]
+fn where_facts_see_through_tautologies() {
+    for (sql, constant) in [
+        ("DELETE FROM t WHERE 1 = 1", true),
+        ("DELETE FROM t WHERE true", true),
+        ("DELETE FROM t WHERE id = id", true),
+        ("DELETE FROM t WHERE id > 5 OR true", true),
+        ("DELETE FROM t WHERE id > 5 OR 'a' = 'a'", true),
+        ("DELETE FROM t WHERE now() > '2000-01-01'", true),
+        ("DELETE FROM t WHERE (SELECT true)", true),
+        ("DELETE FROM t WHERE id = 5", false),
+        ("DELETE FROM t WHERE id = 5 AND 1 = 1", false),
+        ("DELETE FROM t WHERE id = $1", false),
+    ] {
+        let f = one(sql);
+        assert!(f.modifications[0].filter.present, "{sql}");
+        assert_eq!(f.modifications[0].filter.constant, constant, "{sql}");
+    }
+}
+
+#[test]
+fn tenant_equalities_are_top_level_conjuncts_only() {
+    let eq = |sql: &str| -> Vec<String> {
+        one(sql).blocks[0]
+            .filter
+            .equalities
+            .iter()
+            .map(|e| e.column.clone())
+            .collect()
+    };
+    assert_eq!(
+        eq("select * from o where tenant_id = 7 and id = $1"),
+        ["tenant_id", "id"]
+    );
+    assert_eq!(
+        eq("select * from o where o.tenant_id = '7'::int"),
+        ["tenant_id"]
+    );
+    assert!(eq("select * from o where tenant_id = 7 or true").is_empty());
+    assert!(eq("select * from o where tenant_id = tenant_id").is_empty());
+    assert!(eq("select * from o where tenant_id > 7").is_empty());
+    assert!(eq("select * from o where tenant_id = null").is_empty());
+}
+
+#[test]
+fn query_levels_cover_unions_subqueries_and_ctes() {
+    let f = one("select * from orders where tenant_id = 1 union all select * from orders");
+    assert_eq!(f.blocks.len(), 2);
+    assert!(f.blocks[1].filter.equalities.is_empty());
+    let f = one("select * from (select * from orders) s where tenant_id = 1");
+    assert!(
+        f.blocks
+            .iter()
+            .any(|b| b.tables == vec![t("orders")] && !b.filter.present)
+    );
+    let f = one("with x as (select * from orders) select * from x");
+    assert!(f.blocks.iter().any(|b| b.tables == vec![t("orders")]));
+    let f = one("select (select max(id) from orders) from other where a = 1");
+    assert!(f.blocks.iter().any(|b| b.tables == vec![t("orders")]));
+}
+
+#[test]
+fn stateful_functions_and_locking_make_a_select_a_write() {
+    assert_eq!(one("select nextval('s')").class, StatementClass::Write);
+    assert_eq!(
+        one("select set_config('app.tenant', '1', false)").class,
+        StatementClass::Write
+    );
+    assert_eq!(
+        one("select pg_advisory_lock(1)").class,
+        StatementClass::Write
+    );
+    let f = one("select * from t for update skip locked");
+    assert_eq!(f.locking, vec!["for update".to_string()]);
+    assert_eq!(f.class, StatementClass::Write);
+    assert_eq!(
+        one("select * from t for share").locking,
+        vec!["for share".to_string()]
+    );
+    let f = one("select coalesce(max(x), 0) from t where y in (select pg_catalog.nextval('q'))");
+    assert!(
+        f.functions.contains(&"pg_catalog.nextval".to_string()),
+        "{:?}",
+        f.functions
+    );
+    assert_eq!(f.class, StatementClass::Write);
+    assert_eq!(
+        one("select array[now()]").functions,
+        vec!["now".to_string()]
+    );
+}
+
+#[test]
+fn quoting_is_the_grammar_s() {
+    let f = one(r#"SELECT "DROP" FROM "Users""#);
+    assert_eq!(f.kind, "select");
+    assert_eq!(f.reads, vec![t("Users")]);
+    let f = one(r#"DELETE FROM users WHERE name = E'x\' OR 1=1 --'"#);
+    assert!(!f.modifications[0].filter.constant);
+    let f = one("SELECT U&'d\\0061t\\+000061' FROM t");
+    assert_eq!(f.class, StatementClass::Read);
+    let f = one("select $é$ ; drop table x $é$");
+    assert_eq!(f.kind, "select");
+    let f = one("select 1 /* nested /* ; drop table x */ still */");
+    assert_eq!(f.kind, "select");
+}
+
+#[test]
+fn ddl_drops_and_settings() {
+    let f = one("ALTER TABLE users DROP COLUMN email");
+    assert_eq!(f.drops, vec!["column users.email".to_string()]);
+    assert_eq!(f.class, StatementClass::Ddl);
+    let f = one("TRUNCATE a, s.b");
+    assert_eq!(f.modifications.len(), 2);
+    assert_eq!(f.class, StatementClass::Ddl);
+    assert_eq!(one("SET ROLE admin").setting.as_deref(), Some("role"));
+    assert_eq!(
+        one("SET SESSION AUTHORIZATION admin").setting.as_deref(),
+        Some("session_authorization")
+    );
+    assert_eq!(
+        one("ALTER SYSTEM SET work_mem = '1GB'").kind,
+        "alter-system"
+    );
+    assert_eq!(one("drop view if exists v1, s.v2").writes.len(), 2);
+}
+
+#[test]
+fn schema_resolution_uses_the_search_path() {
+    let path = vec!["\"$user\"".to_string(), "app".into(), "public".into()];
+    assert_eq!(t("orders").resolved(&path), "app.orders");
+    assert_eq!(t("x.orders").resolved(&path), "x.orders");
+    assert_eq!(t("orders").resolved(&[]), "public.orders");
+}
+
+#[test]
+fn text_the_grammar_rejects_is_an_error_never_a_panic() {
+    for sql in [
+        "SELECT \"é",
+        "SELECT 'é",
+        "DELETE FROM",
+        "select $$",
+        "\0",
+        "drop table x\0y",
+        "/*",
+    ] {
+        let a = analyze(sql);
+        assert!(a.error.is_some(), "{sql:?}");
+        assert!(a.statements.is_empty());
+    }
+    assert!(analyze("").statements.is_empty());
+    assert!(analyze(" ; -- nothing").error.is_none());
+}
+
+#[test]
+fn fingerprints_ignore_constants_comments_and_case_only() {
+    assert_eq!(
+        fingerprint("select * from t where a = 1"),
+        fingerprint("SELECT *  FROM t /* c */ WHERE a = 'x'")
+    );
+    assert_ne!(
+        fingerprint("select * from t"),
+        fingerprint("select * from \"T\"")
+    );
+    assert_ne!(fingerprint("select \"DROP\""), fingerprint("select drop"));
+    assert_eq!(fingerprint("select 1").len(), 64);
+}
+
+#[test]
+fn the_cache_parses_equal_text_once() {
+    let a = Analyzer::new(100);
+    let (k1, x) = a.analyze("select 1");
+    let (k2, y) = a.analyze("select 1");
+    assert_eq!(k1, k2);
+    assert!(std::sync::Arc::ptr_eq(&x, &y));
+    assert_ne!(a.analyze("select 2").0, k1);
+}
