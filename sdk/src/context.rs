@@ -46,6 +46,25 @@ pub fn hints(stmt: &Statement) -> Vec<(String, String)> {
     imp::hints(stmt)
 }
 
+/// What PostgreSQL's parser says the statement of the current hook call does (`stmt` is
+/// that statement; on a native target the fake host analyses its SQL with the same parser).
+pub fn analysis(stmt: &Statement) -> crate::StatementAnalysis {
+    imp::analysis(stmt)
+}
+
+/// SHA-256 (hex) of the statement with constants replaced: a collision-resistant key for
+/// statements that differ only in constants.
+pub fn fingerprint(stmt: &Statement) -> String {
+    imp::fingerprint(stmt)
+}
+
+/// Called from `init`: lets the kernel cache these hooks' decisions per statement and per
+/// session values read through `context`. Only for hooks whose decision depends on nothing
+/// else (no kv, no clock, no state of their own).
+pub fn declare_pure(hooks: crate::Hooks) {
+    imp::declare_pure(hooks)
+}
+
 /// In PostQuery: the statement's result rows, when the component's configuration asks for
 /// them (`post_query_rows_bytes`); `None` otherwise.
 pub fn result_rows() -> Option<crate::RowSet> {
@@ -84,6 +103,15 @@ mod imp {
     pub fn result_rows() -> Option<crate::RowSet> {
         context::result_rows()
     }
+    pub fn analysis(_stmt: &Statement) -> crate::StatementAnalysis {
+        context::analysis()
+    }
+    pub fn fingerprint(_stmt: &Statement) -> String {
+        context::fingerprint()
+    }
+    pub fn declare_pure(hooks: crate::Hooks) {
+        context::declare_pure(hooks)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -110,12 +138,25 @@ mod imp {
         with_fake(|h| h.session.attributes.clone())
     }
     pub fn tables(stmt: &Statement) -> Vec<String> {
-        helios_sql::tables(&stmt.sql)
+        let a = analysis(stmt);
+        let mut out = a.reads;
+        out.extend(a.writes.into_iter().filter(|w| !out.contains(w)).collect::<Vec<_>>());
+        out
     }
     pub fn hints(stmt: &Statement) -> Vec<(String, String)> {
         helios_sql::hints(&stmt.sql)
     }
     pub fn result_rows() -> Option<crate::RowSet> {
         with_fake(|h| h.result_rows.clone())
+    }
+    pub fn analysis(stmt: &Statement) -> crate::StatementAnalysis {
+        let path = with_fake(|h| h.search_path.clone());
+        crate::testing::analyse(&stmt.sql, &path)
+    }
+    pub fn fingerprint(stmt: &Statement) -> String {
+        helios_analysis::fingerprint(&stmt.sql)
+    }
+    pub fn declare_pure(hooks: crate::Hooks) {
+        with_fake(|h| h.pure = hooks)
     }
 }

@@ -47,13 +47,17 @@ pub mod bindings {
     });
 }
 
-pub use bindings::helios::plugin::context::RowSet;
+pub use bindings::helios::plugin::context::{
+    Equality, Modification, ModificationKind, OpaqueCode, QueryBlock, RowLimit, RowSet,
+    StatementAnalysis, Via, WhereFacts,
+};
 pub use bindings::helios::plugin::types::{
     AuthDecision, AuthRequest, Call, ConfigValue, Hooks, Identity, Outcome, PreQueryAction,
     Refusal, ResultSet, RouteTarget, Statement, StatementClass, Verdict,
 };
 pub use config::Config;
-/// SQL helpers shared with the kernel (classification, tables, fingerprints, hints).
+/// SQL lexing helpers shared with the kernel (statement splitting, hints, quoting). Judge
+/// statements by [`context::analysis`], never by lexing their text.
 pub use helios_sql as sql;
 
 /// A policy component. Implement the hooks you need and declare them from [`Plugin::init`];
@@ -116,22 +120,11 @@ pub fn hint(stmt: &Statement, key: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// Builds the [`Statement`] the kernel would pass for `sql` (for tests and the fake host).
+/// Builds the [`Statement`] the kernel would pass for `sql` (native targets: tests and the
+/// fake host; the class comes from PostgreSQL's parser like in the kernel).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn statement(text: &str) -> Statement {
-    let (class, fingerprint) = sql::class_and_fingerprint(text);
-    let class = match class {
-        sql::StatementClass::Read => StatementClass::Read,
-        sql::StatementClass::Write => StatementClass::Write,
-        sql::StatementClass::Ddl => StatementClass::Ddl,
-        sql::StatementClass::Transaction => StatementClass::Transaction,
-        sql::StatementClass::Session => StatementClass::Session,
-        sql::StatementClass::Other => StatementClass::Other,
-    };
-    Statement {
-        sql: text.to_owned(),
-        class,
-        fingerprint,
-    }
+    testing::statement(text)
 }
 
 /// Registers a [`Plugin`] implementation as the component's exports.

@@ -40,6 +40,16 @@ pub struct FakeHost {
     pub session: Session,
     /// What `context::result_rows()` returns in PostQuery.
     pub result_rows: Option<crate::RowSet>,
+    /// The session's `search_path`, for resolving table names.
+    pub search_path: Vec<String>,
+    /// Hooks the component declared pure.
+    pub pure: crate::Hooks,
+}
+
+impl Default for crate::Hooks {
+    fn default() -> Self {
+        crate::Hooks::empty()
+    }
 }
 
 thread_local! {
@@ -83,5 +93,127 @@ pub fn session(application_name: &str) -> Call {
     Call {
         session_id: 1,
         in_transaction: false,
+    }
+}
+
+/// The [`crate::Statement`] the kernel passes for `text`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn statement(text: &str) -> crate::Statement {
+    use helios_analysis::StatementClass as C;
+    let a = helios_analysis::analyze(text);
+    let class = match a.statements.first().map(|s| s.class) {
+        Some(C::Read) if a.statements.iter().all(|s| s.class == C::Read) => {
+            crate::StatementClass::Read
+        }
+        Some(C::Ddl) => crate::StatementClass::Ddl,
+        Some(C::Transaction) => crate::StatementClass::Transaction,
+        Some(C::Session) => crate::StatementClass::Session,
+        Some(C::Write | C::Read) => crate::StatementClass::Write,
+        Some(C::Other) | None => crate::StatementClass::Other,
+    };
+    crate::Statement {
+        sql: text.to_owned(),
+        class,
+        fingerprint: u64::from_str_radix(a.fingerprint.get(..16).unwrap_or("0"), 16).unwrap_or(0),
+    }
+}
+
+/// What `context::analysis` reports for `sql` (its first statement), as the kernel builds it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn analyse(sql: &str, search_path: &[String]) -> crate::StatementAnalysis {
+    use crate::{
+        Equality, Modification, ModificationKind as K, OpaqueCode, QueryBlock, RowLimit,
+        StatementAnalysis, Via as V, WhereFacts,
+    };
+    use helios_analysis as h;
+    let a = h::analyze(sql);
+    let resolve = |ts: &[h::TableName]| ts.iter().map(|t| t.resolved(search_path)).collect();
+    let filter = |w: &h::WhereFacts| WhereFacts {
+        present: w.present,
+        constant: w.constant,
+        equalities: w
+            .equalities
+            .iter()
+            .map(|e| Equality {
+                column: e.column.clone(),
+                parameter: e.parameter,
+            })
+            .collect(),
+    };
+    let Some(s) = a.statements.first() else {
+        return StatementAnalysis {
+            kind: String::new(),
+            reads: Vec::new(),
+            writes: Vec::new(),
+            modifications: Vec::new(),
+            functions: Vec::new(),
+            opaque: Vec::new(),
+            blocks: Vec::new(),
+            locking: Vec::new(),
+            drops: Vec::new(),
+            copy_program: None,
+            setting: None,
+            executes: None,
+            parse_error: Some(a.error.unwrap_or_else(|| "no statement".into())),
+        };
+    };
+    StatementAnalysis {
+        kind: s.kind.clone(),
+        reads: resolve(&s.reads),
+        writes: resolve(&s.writes),
+        modifications: s
+            .modifications
+            .iter()
+            .map(|m| Modification {
+                kind: match m.kind {
+                    h::ModificationKind::Insert => K::Insert,
+                    h::ModificationKind::Update => K::Update,
+                    h::ModificationKind::Delete => K::Delete,
+                    h::ModificationKind::Truncate => K::Truncate,
+                    h::ModificationKind::CopyFrom => K::CopyFrom,
+                },
+                table: m.table.resolved(search_path),
+                filter: filter(&m.filter),
+                via: match m.via {
+                    h::Via::TopLevel => V::TopLevel,
+                    h::Via::Cte => V::Cte,
+                    h::Via::ExplainAnalyze => V::ExplainAnalyze,
+                    h::Via::Merge => V::Merge,
+                    h::Via::Prepare => V::Prepare,
+                    h::Via::Copy => V::Copy,
+                    h::Via::Execute => V::Execute,
+                },
+            })
+            .collect(),
+        functions: s.functions.clone(),
+        opaque: s
+            .opaque
+            .iter()
+            .map(|o| OpaqueCode {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                language: o.language.clone(),
+            })
+            .collect(),
+        blocks: s
+            .blocks
+            .iter()
+            .map(|b| QueryBlock {
+                tables: resolve(&b.tables),
+                filter: filter(&b.filter),
+                limit: match b.limit {
+                    h::Limit::None => RowLimit::None,
+                    h::Limit::All => RowLimit::All,
+                    h::Limit::Count(n) => RowLimit::Count(n),
+                    h::Limit::Expression => RowLimit::Expression,
+                },
+            })
+            .collect(),
+        locking: s.locking.clone(),
+        drops: s.drops.clone(),
+        copy_program: s.copy_program.clone(),
+        setting: s.setting.clone(),
+        executes: s.executes.clone(),
+        parse_error: None,
     }
 }

@@ -1,148 +1,149 @@
-//! `llm-guardrail` (Validate): refuses statements an AI agent should never run.
+//! `llm-guardrail` (Validate): refuses statements an AI agent should never run, judged on what
+//! PostgreSQL's parser says each statement does (`context::analysis`), wherever the danger
+//! hides: data-modifying CTEs, `EXPLAIN ANALYZE`, MERGE actions, PREPARE bodies, COPY queries.
+//! Each statement of a multi-statement message is judged on its own by the kernel.
 //!
 //! Config (all optional):
-//! - `applications = ["agent", …]`: only sessions with one of these `application_name`s are
-//!   checked (empty or absent: every session);
-//! - `deny_destructive = true`: DROP and TRUNCATE are refused;
-//! - `require_where = true`: DELETE and UPDATE without WHERE are refused;
-//! - `large_tables = ["events", …]`: SELECT on these without LIMIT is refused;
-//! - `tenant_tables = ["orders", …]` with `tenant_column = "tenant_id"`: statements on these
-//!   tables must filter on the tenant column in their WHERE clause.
+//! - `applications = ["agent", …]` and/or `roles = ["agent_role", …]`: only sessions with one
+//!   of these `application_name`s (from the startup packet) or login roles (or a `role`
+//!   attribute from an Authenticate hook) are checked; both absent: every session;
+//! - `deny_destructive = true`: DROP, TRUNCATE and `ALTER … DROP` are refused;
+//! - `require_where = true`: DELETE and UPDATE with no WHERE, or one that keeps every row
+//!   (`1=1`, `id = id`, `… OR true`), are refused;
+//! - `allow_opaque = false`: code the proxy cannot see into (`DO`, `CREATE FUNCTION/PROCEDURE`,
+//!   `CALL`, triggers, rules) is refused unless true;
+//! - `denied_functions = [...]`: functions never allowed (default: `set_config`, server file
+//!   and process functions, `dblink`);
+//! - `large_tables = ["events", …]`: a query returning rows from these needs a numeric LIMIT;
+//! - `tenant_tables = ["orders", …]` with `tenant_column = "tenant_id"`: every query level,
+//!   UPDATE and DELETE on these needs a top-level `tenant_id = constant or $n` conjunct.
 //!
-//! - `cache_verdicts = true`: a verdict depends only on the statement's structure, so it is
-//!   remembered per statement fingerprint (constants ignored) in each instance; a statement
-//!   shape seen before costs a hash lookup instead of a re-parse.
-//!
-//! Every refusal is SQLSTATE 42501 with a message saying why.
+//! Always refused for checked sessions: `COPY … PROGRAM`, `ALTER SYSTEM`, `SET ROLE`,
+//! `SET SESSION AUTHORIZATION`, and text PostgreSQL's grammar rejects (it cannot be judged).
+//! Every refusal is SQLSTATE 42501 naming the rule and the statement part that broke it. The
+//! verdict depends only on the statement and the session values read, so Validate is
+//! declared pure and the kernel caches it.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use helios_sdk::*;
 
 struct Settings {
     applications: Vec<String>,
+    roles: Vec<String>,
     deny_destructive: bool,
     require_where: bool,
+    allow_opaque: bool,
+    denied_functions: Vec<String>,
     large_tables: Vec<String>,
     tenant_tables: Vec<String>,
     tenant_column: String,
-    cache_verdicts: bool,
 }
+
+const DEFAULT_DENIED_FUNCTIONS: &[&str] = &[
+    "set_config",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "lo_import",
+    "lo_export",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_promote",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+];
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
-
-/// Verdicts remembered per statement fingerprint; cleared when full. (A `BTreeMap`: a
-/// `HashMap` would seed itself from WASI randomness, which components do not get.)
-const VERDICT_CACHE_MAX: usize = 10_000;
-
-thread_local! {
-    static VERDICTS: RefCell<BTreeMap<u64, Verdict>> = const { RefCell::new(BTreeMap::new()) };
-}
 
 /// The guardrail component.
 pub struct Guardrail;
 
+fn lower(list: Vec<String>) -> Vec<String> {
+    list.into_iter().map(|t| t.to_lowercase()).collect()
+}
+
 impl Plugin for Guardrail {
     fn init(config: &Config) -> Result<Hooks, String> {
-        let tenant_tables: Vec<String> = config
-            .texts("tenant_tables")
-            .iter()
-            .map(|t| t.to_lowercase())
-            .collect();
-        let tenant_column = config
-            .text("tenant_column")
-            .unwrap_or("tenant_id")
-            .to_lowercase();
+        let denied = if config.texts("denied_functions").is_empty() {
+            DEFAULT_DENIED_FUNCTIONS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect()
+        } else {
+            lower(config.texts("denied_functions"))
+        };
         let _ = SETTINGS.set(Settings {
             applications: config.texts("applications"),
+            roles: config.texts("roles"),
             deny_destructive: config.boolean("deny_destructive").unwrap_or(true),
             require_where: config.boolean("require_where").unwrap_or(true),
-            large_tables: config
-                .texts("large_tables")
-                .iter()
-                .map(|t| t.to_lowercase())
-                .collect(),
-            tenant_tables,
-            tenant_column,
-            cache_verdicts: config.boolean("cache_verdicts").unwrap_or(true),
+            allow_opaque: config.boolean("allow_opaque").unwrap_or(false),
+            denied_functions: denied,
+            large_tables: lower(config.texts("large_tables")),
+            tenant_tables: lower(config.texts("tenant_tables")),
+            tenant_column: config
+                .text("tenant_column")
+                .unwrap_or("tenant_id")
+                .to_lowercase(),
         });
+        context::declare_pure(Hooks::VALIDATE);
         Ok(Hooks::VALIDATE)
     }
 
     fn validate(_call: &Call, stmt: &Statement) -> Verdict {
         let s = SETTINGS.get().expect("init ran before any hook");
-        if !s.applications.is_empty() && !s.applications.contains(&context::application_name()) {
+        if !applies(s) {
             return Verdict::Allow;
         }
-        if !s.cache_verdicts {
-            return judge(s, stmt);
+        match judge(s, &context::analysis(stmt)) {
+            Ok(()) => Verdict::Allow,
+            Err(why) => deny("42501", format!("{why} (in: {})", excerpt(&stmt.sql))),
         }
-        if let Some(v) = VERDICTS.with(|c| c.borrow().get(&stmt.fingerprint).cloned()) {
-            return v;
-        }
-        let verdict = judge(s, stmt);
-        VERDICTS.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() >= VERDICT_CACHE_MAX {
-                c.clear();
-            }
-            c.insert(stmt.fingerprint, verdict.clone());
-        });
-        verdict
     }
 }
 
-/// The verdict on one statement, from its structure alone.
-fn judge(s: &Settings, stmt: &Statement) -> Verdict {
-    // One pass over the words of the statement serves every check.
-    let words = sql::word_list(&stmt.sql);
-    let first = words
-        .first()
-        .map(|w| w.to_ascii_lowercase())
-        .unwrap_or_default();
-    let has = |w: &str| words.iter().any(|x| x.eq_ignore_ascii_case(w));
-    let guard = |why: String| deny("42501", why);
-    if s.deny_destructive && (first == "drop" || first == "truncate") {
-        return guard(format!(
-            "{} is not allowed for this application",
-            first.to_uppercase()
-        ));
+/// Whether this session is one the guardrail checks.
+fn applies(s: &Settings) -> bool {
+    if s.applications.is_empty() && s.roles.is_empty() {
+        return true;
     }
-    if s.require_where && (first == "delete" || first == "update") && !has("where") {
-        return guard(format!(
-            "{} without a WHERE clause is not allowed",
-            first.to_uppercase()
-        ));
+    if !s.applications.is_empty() && s.applications.contains(&context::application_name()) {
+        return true;
     }
-    // Ask the kernel for the tables only when a table rule is configured.
-    let tables = if s.large_tables.is_empty() && s.tenant_tables.is_empty() {
-        Vec::new()
-    } else {
-        context::tables(stmt)
-    };
-    if stmt.class == StatementClass::Read
-        && !has("limit")
-        && let Some(t) = tables.iter().find(|t| is_listed(t, &s.large_tables))
-    {
-        return guard(format!("SELECT on large table {t} needs a LIMIT"));
+    if s.roles.is_empty() {
+        return false;
     }
-    if let Some(t) = tables.iter().find(|t| is_listed(t, &s.tenant_tables)) {
-        let after_where = words
+    let user = context::user();
+    s.roles.contains(&user)
+        || context::attributes()
             .iter()
-            .skip_while(|w| !w.eq_ignore_ascii_case("where"));
-        let filtered = after_where
-            .skip(1)
-            .any(|w| w.eq_ignore_ascii_case(&s.tenant_column));
-        if !filtered && first != "insert" {
-            return guard(format!(
-                "statements on {t} must filter on {} in WHERE",
-                s.tenant_column
-            ));
-        }
+            .any(|(k, v)| (k == "role" || k == "roles") && v.split(',').any(|r| s.roles.iter().any(|x| x == r.trim())))
+}
+
+/// The statement part a refusal quotes.
+fn excerpt(sql: &str) -> String {
+    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= 80 {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(80).collect::<String>())
     }
-    Verdict::Allow
+}
+
+fn where_it_hides(via: Via) -> &'static str {
+    match via {
+        Via::TopLevel => "",
+        Via::Cte => " in a data-modifying CTE",
+        Via::ExplainAnalyze => " run by EXPLAIN ANALYZE",
+        Via::Merge => " as a MERGE action",
+        Via::Prepare => " in a PREPARE body",
+        Via::Copy => " in a COPY query",
+        Via::Execute => " run by EXECUTE",
+    }
 }
 
 /// Matches `public.events` against `events` and the other way round.
@@ -151,58 +152,109 @@ fn is_listed(table: &str, list: &[String]) -> bool {
     list.iter().any(|l| l == table || l == bare)
 }
 
-export_plugin!(Guardrail);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use helios_sdk::testing::session;
-
-    fn setup() {
-        let _ = Guardrail::init(&Config::from_pairs([
-            ("applications", ConfigValue::Texts(vec!["agent".into()])),
-            ("large_tables", ConfigValue::Texts(vec!["events".into()])),
-            ("tenant_tables", ConfigValue::Texts(vec!["orders".into()])),
-        ]));
+/// The rule a statement breaks, if any.
+fn judge(s: &Settings, a: &StatementAnalysis) -> Result<(), String> {
+    if let Some(e) = &a.parse_error {
+        return Err(format!("statement cannot be analysed: {e}"));
     }
-
-    fn check(sql: &str) -> Verdict {
-        Guardrail::validate(&session("agent"), &statement(sql))
+    let kind = a.kind.as_str();
+    if s.deny_destructive {
+        if kind == "drop" {
+            return Err(format!("DROP is not allowed ({})", a.drops.join(", ")));
+        }
+        if let Some(d) = a.drops.first() {
+            return Err(format!("ALTER … DROP is not allowed ({d})"));
+        }
+        if let Some(m) = a
+            .modifications
+            .iter()
+            .find(|m| m.kind == ModificationKind::Truncate)
+        {
+            return Err(format!("TRUNCATE of {} is not allowed", m.table));
+        }
     }
-
-    #[test]
-    fn refuses_what_it_should_with_42501() {
-        setup();
-        for sql in [
-            "DROP TABLE users",
-            "truncate t",
-            "delete from users",
-            "UPDATE users SET admin = true",
-            "select * from events",
-            "select * from orders where id = 1",
-        ] {
-            match check(sql) {
-                Verdict::Deny(r) => assert_eq!(r.sqlstate, "42501", "{sql}"),
-                Verdict::Allow => panic!("{sql} was allowed"),
+    if let Some(cmd) = &a.copy_program {
+        return Err(format!("COPY … PROGRAM is not allowed ({cmd})"));
+    }
+    if kind == "alter-system" {
+        return Err("ALTER SYSTEM is not allowed".into());
+    }
+    if let Some(setting) = &a.setting
+        && (setting == "role" || setting == "session_authorization")
+    {
+        return Err(format!("changing {setting} is not allowed"));
+    }
+    if !s.allow_opaque
+        && let Some(o) = a.opaque.first()
+    {
+        let name = o.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+        return Err(format!(
+            "opaque code ({}{name}) is not allowed: the proxy cannot see what it does",
+            o.kind
+        ));
+    }
+    if let Some(f) = a.functions.iter().find(|f| {
+        let bare = f.rsplit('.').next().unwrap_or(f);
+        s.denied_functions.iter().any(|d| d == bare || d == *f)
+    }) {
+        return Err(format!("function {f} is not allowed"));
+    }
+    for m in &a.modifications {
+        let changes_rows = matches!(m.kind, ModificationKind::Delete | ModificationKind::Update);
+        if s.require_where && changes_rows && (!m.filter.present || m.filter.constant) {
+            let verb = if m.kind == ModificationKind::Delete {
+                "DELETE"
+            } else {
+                "UPDATE"
+            };
+            let why = if m.filter.present {
+                "a WHERE clause that keeps every row"
+            } else {
+                "a WHERE clause"
+            };
+            return Err(format!(
+                "{verb} on {} without {why}{} is not allowed",
+                m.table,
+                where_it_hides(m.via)
+            ));
+        }
+        if changes_rows && is_listed(&m.table, &s.tenant_tables) && !filters_tenant(s, &m.filter)
+        {
+            return Err(format!(
+                "changes to {} must filter on {} = a value{}",
+                m.table,
+                s.tenant_column,
+                where_it_hides(m.via)
+            ));
+        }
+    }
+    for b in &a.blocks {
+        if let Some(t) = b.tables.iter().find(|t| is_listed(t, &s.tenant_tables))
+            && !filters_tenant(s, &b.filter)
+        {
+            return Err(format!(
+                "queries on {t} must have a top-level WHERE {} = a value",
+                s.tenant_column
+            ));
+        }
+    }
+    if matches!(kind, "select" | "copy" | "declare-cursor" | "explain") {
+        for b in &a.blocks {
+            if let Some(t) = b.tables.iter().find(|t| is_listed(t, &s.large_tables))
+                && !matches!(b.limit, RowLimit::Count(_))
+            {
+                return Err(format!("SELECT on large table {t} needs a numeric LIMIT"));
             }
         }
     }
-
-    #[test]
-    fn allows_safe_statements_and_other_applications() {
-        setup();
-        for sql in [
-            "delete from users where id = 3",
-            "select * from events limit 10",
-            "select * from orders where tenant_id = 7 and id = 1",
-            "insert into orders(tenant_id, id) values (1, 2)",
-            "select 'drop table x'",
-        ] {
-            assert!(matches!(check(sql), Verdict::Allow), "{sql}");
-        }
-        assert!(matches!(
-            Guardrail::validate(&session("psql"), &statement("drop table t")),
-            Verdict::Allow
-        ));
-    }
+    Ok(())
 }
+
+fn filters_tenant(s: &Settings, w: &WhereFacts) -> bool {
+    w.present && !w.constant && w.equalities.iter().any(|e| e.column == s.tenant_column)
+}
+
+export_plugin!(Guardrail);
+
+#[cfg(test)]
+mod tests;

@@ -17,10 +17,11 @@ use crate::config::{HookName, OnError};
 use crate::plugins::LoadedPlugin;
 use crate::plugins::bindings::{
     AuthDecision, AuthRequest, Call, Identity, Outcome, PreQueryAction, Refusal, ResultSet,
-    RouteTarget, Statement, StatementClass, Verdict,
+    RouteTarget, Verdict,
 };
+use crate::plugins::decisions::Decision;
+pub use crate::plugins::facts::Facts;
 pub use crate::plugins::host::{CallScope, CapturedRows, SessionInfo};
-use crate::sql;
 
 /// SQLSTATE used when a component failed and its policy is to deny.
 pub const COMPONENT_FAILED: &str = "58000";
@@ -136,66 +137,119 @@ impl Pipeline {
         !self.route.is_empty()
     }
 
-    /// Runs PreQuery then Validate; returns the final decision and the final statement.
+    /// Runs PreQuery then Validate on each statement of `sql_text` on its own (a refusal of
+    /// any statement refuses the whole text); returns the decision and the facts about the
+    /// final text.
     pub fn pre_query_and_validate(
         &self,
         session: &Arc<SessionInfo>,
         in_transaction: bool,
         sql_text: &str,
-    ) -> (PreQuery, Arc<Statement>) {
-        let (call, mut scope) = call_for(session, in_transaction, statement(sql_text));
-        let mut rewritten = None;
-        for &i in &self.pre_query {
-            let p = &self.plugins[i];
-            let stmt = scope.stmt.clone().expect("statement scope");
-            match p.call(Some(&scope), |b, s| b.call_pre_query(s, call, &stmt)) {
-                Ok(PreQueryAction::Proceed) => {}
-                Ok(PreQueryAction::Rewrite(new_sql)) => {
-                    scope.stmt = Some(statement(&new_sql));
-                    rewritten = Some(new_sql);
+    ) -> (PreQuery, Arc<Facts>) {
+        let parts = Facts::of(sql_text);
+        if parts.len() == 1 {
+            let facts = parts.into_iter().next().expect("one part");
+            return self.one_statement(session, in_transaction, facts);
+        }
+        let mut texts = Vec::with_capacity(parts.len());
+        let mut rewrote = false;
+        for facts in parts {
+            match self.one_statement(session, in_transaction, facts) {
+                (PreQuery::Proceed(Some(new_sql)), _) => {
+                    rewrote = true;
+                    texts.push(new_sql);
                 }
-                Ok(PreQueryAction::Block(r)) => return (PreQuery::Block(refused(p, r)), stmt),
-                Ok(PreQueryAction::Respond(rows)) => return (PreQuery::Respond(rows), stmt),
-                Err(e) => {
-                    if let Some(r) = failure(p, HookName::PreQuery, &e) {
-                        return (PreQuery::Block(r), stmt);
-                    }
+                (PreQuery::Proceed(None), f) => texts.push(f.stmt.sql.clone()),
+                (PreQuery::Respond(_), f) => {
+                    let r = Refused {
+                        code: "0A000".into(),
+                        message: "a component answered one statement of a multi-statement \
+                                  query itself; send that statement on its own"
+                            .into(),
+                    };
+                    return (PreQuery::Block(r), f);
                 }
+                blocked => return blocked,
             }
         }
-        let stmt = scope.stmt.clone().expect("statement scope");
-        for &i in &self.validate {
-            let p = &self.plugins[i];
-            match p.call(Some(&scope), |b, s| b.call_validate(s, call, &stmt)) {
-                Ok(Verdict::Allow) => {}
-                Ok(Verdict::Deny(r)) => return (PreQuery::Block(refused(p, r)), stmt),
-                Err(e) => {
-                    if let Some(r) = failure(p, HookName::Validate, &e) {
-                        return (PreQuery::Block(r), stmt);
-                    }
-                }
-            }
-        }
-        (PreQuery::Proceed(rewritten), stmt)
+        let rewritten = rewrote.then(|| texts.join(";\n"));
+        let facts = Facts::message(rewritten.as_deref().unwrap_or(sql_text));
+        (PreQuery::Proceed(rewritten), facts)
     }
 
-    /// Runs Route; the first component with an opinion decides.
-    pub fn route(
+    /// PreQuery then Validate on one statement.
+    fn one_statement(
         &self,
         session: &Arc<SessionInfo>,
         in_transaction: bool,
-        stmt: &Arc<Statement>,
-    ) -> Route {
-        let (call, scope) = call_for(session, in_transaction, stmt.clone());
+        facts: Arc<Facts>,
+    ) -> (PreQuery, Arc<Facts>) {
+        let (call, mut scope) = call_for(session, in_transaction, facts);
+        let mut rewritten = None;
+        for &i in &self.pre_query {
+            let p = &self.plugins[i];
+            let facts = scope.stmt.clone().expect("statement scope");
+            let action = decide(p, HookName::PreQuery, &scope, in_transaction, |b, s| {
+                b.call_pre_query(s, call, &facts.stmt)
+                    .map(Decision::PreQuery)
+            });
+            match action {
+                Ok(Decision::PreQuery(PreQueryAction::Proceed)) => {}
+                Ok(Decision::PreQuery(PreQueryAction::Rewrite(new_sql))) => {
+                    scope.stmt = Some(Facts::message(&new_sql));
+                    rewritten = Some(new_sql);
+                }
+                Ok(Decision::PreQuery(PreQueryAction::Block(r))) => {
+                    return (PreQuery::Block(refused(p, r)), facts);
+                }
+                Ok(Decision::PreQuery(PreQueryAction::Respond(rows))) => {
+                    return (PreQuery::Respond(rows), facts);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = failure(p, HookName::PreQuery, &e) {
+                        return (PreQuery::Block(r), facts);
+                    }
+                }
+            }
+        }
+        let facts = scope.stmt.clone().expect("statement scope");
+        for &i in &self.validate {
+            let p = &self.plugins[i];
+            let verdict = decide(p, HookName::Validate, &scope, in_transaction, |b, s| {
+                b.call_validate(s, call, &facts.stmt).map(Decision::Verdict)
+            });
+            match verdict {
+                Ok(Decision::Verdict(Verdict::Deny(r))) => {
+                    return (PreQuery::Block(refused(p, r)), facts);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = failure(p, HookName::Validate, &e) {
+                        return (PreQuery::Block(r), facts);
+                    }
+                }
+            }
+        }
+        (PreQuery::Proceed(rewritten), facts)
+    }
+
+    /// Runs Route; the first component with an opinion decides.
+    pub fn route(&self, session: &Arc<SessionInfo>, in_transaction: bool, facts: &Arc<Facts>) -> Route {
+        let (call, scope) = call_for(session, in_transaction, facts.clone());
         for &i in &self.route {
             let p = &self.plugins[i];
-            match p.call(Some(&scope), |b, s| b.call_route(s, call, stmt)) {
-                Ok(RouteTarget::Default) => {}
-                Ok(RouteTarget::Primary) => return Route::Primary,
-                Ok(RouteTarget::Replica) => return Route::Replica,
-                Ok(RouteTarget::Node(n)) => return Route::Node(n),
-                Ok(RouteTarget::Tag(t)) => return Route::Tag(t),
-                Ok(RouteTarget::Block(r)) => return Route::Block(refused(p, r)),
+            let target = decide(p, HookName::Route, &scope, in_transaction, |b, s| {
+                b.call_route(s, call, &facts.stmt).map(Decision::Route)
+            });
+            match target {
+                Ok(Decision::Route(RouteTarget::Default)) => {}
+                Ok(Decision::Route(RouteTarget::Primary)) => return Route::Primary,
+                Ok(Decision::Route(RouteTarget::Replica)) => return Route::Replica,
+                Ok(Decision::Route(RouteTarget::Node(n))) => return Route::Node(n),
+                Ok(Decision::Route(RouteTarget::Tag(t))) => return Route::Tag(t),
+                Ok(Decision::Route(RouteTarget::Block(r))) => return Route::Block(refused(p, r)),
+                Ok(_) => {}
                 Err(e) => {
                     if let Some(r) = failure(p, HookName::Route, &e) {
                         return Route::Block(r);
@@ -219,16 +273,16 @@ impl Pipeline {
         &self,
         session: &Arc<SessionInfo>,
         in_transaction: bool,
-        stmt: &Arc<Statement>,
+        facts: &Arc<Facts>,
         outcome: &Outcome,
         rows: Option<Arc<CapturedRows>>,
     ) {
-        let (call, mut scope) = call_for(session, in_transaction, stmt.clone());
+        let (call, mut scope) = call_for(session, in_transaction, facts.clone());
         scope.rows = rows;
         for &i in &self.post_query {
             let p = &self.plugins[i];
             if let Err(e) = p.call(Some(&scope), |b, s| {
-                b.call_post_query(s, call, stmt, outcome)
+                b.call_post_query(s, call, &facts.stmt, outcome)
             }) {
                 tracing::warn!(component = %p.name, "post-query failed: {e}");
             }
@@ -262,11 +316,40 @@ impl Pipeline {
     }
 }
 
+/// A hook's decision: from the kernel's cache when the component declared the hook pure and
+/// decided the same statement for a session with the same values before, else by calling it
+/// (and caching what a pure hook said).
+fn decide(
+    p: &LoadedPlugin,
+    hook: HookName,
+    scope: &CallScope,
+    in_transaction: bool,
+    f: impl FnOnce(
+        &crate::plugins::bindings::Bindings,
+        &mut wasmtime::Store<crate::plugins::host::HostState>,
+    ) -> wasmtime::Result<Decision>,
+) -> Result<Decision, crate::plugins::CallError> {
+    let facts = scope.stmt.as_ref().expect("statement scope");
+    let pure = p.is_pure(hook);
+    if pure
+        && let Some(d) = p.decisions.get(hook, &facts.key, in_transaction, &scope.session)
+    {
+        p.stats.cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(d);
+    }
+    let (decision, reads) = p.call_reading(Some(scope), f)?;
+    if pure {
+        p.decisions
+            .put(hook, &facts.key, in_transaction, &reads, &scope.session, decision.clone());
+    }
+    Ok(decision)
+}
+
 /// The `call` record a statement hook gets and the scope its `context` reads.
 fn call_for(
     session: &Arc<SessionInfo>,
     in_transaction: bool,
-    stmt: Arc<Statement>,
+    stmt: Arc<Facts>,
 ) -> (Call, CallScope) {
     let call = Call {
         session_id: session.session_id,
@@ -313,22 +396,9 @@ fn failure(p: &LoadedPlugin, hook: HookName, e: &crate::plugins::CallError) -> O
     }
 }
 
-/// The statement facts hooks receive (tables and hints are worked out when a component asks).
-pub fn statement(sql_text: &str) -> Arc<Statement> {
-    let (class, fingerprint) = sql::class_and_fingerprint(sql_text);
-    let class = match class {
-        sql::StatementClass::Read => StatementClass::Read,
-        sql::StatementClass::Write => StatementClass::Write,
-        sql::StatementClass::Ddl => StatementClass::Ddl,
-        sql::StatementClass::Transaction => StatementClass::Transaction,
-        sql::StatementClass::Session => StatementClass::Session,
-        sql::StatementClass::Other => StatementClass::Other,
-    };
-    Arc::new(Statement {
-        sql: sql_text.to_owned(),
-        class,
-        fingerprint,
-    })
+/// The facts hooks receive about a whole message's text.
+pub fn statement(sql_text: &str) -> Arc<Facts> {
+    Facts::message(sql_text)
 }
 
 /// Builds the outcome record from a command tag or an error.

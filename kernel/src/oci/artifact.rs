@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 /// The WIT package version components are built against; artefacts declare it in their
 /// manifest and the runtime refuses components that do not implement it.
-pub const WIT_PACKAGE: &str = "helios:plugin@0.2.0";
+pub const WIT_PACKAGE: &str = "helios:plugin@0.3.0";
+/// Older WIT packages the runtime still loads (through an adapter).
+pub const OLDER_WIT_PACKAGES: &[&str] = &["helios:plugin@0.2.0"];
 
 /// Largest `plugin.wasm` accepted.
 pub const MAX_WASM_BYTES: u64 = 32 << 20;

@@ -10,8 +10,9 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::StoreLimits;
 
-use super::bindings::Statement;
 use super::bindings::helios::plugin::{clock, context, crypto, kv, log, topology, types};
+use super::bindings::{Hooks, v2};
+use super::facts::Facts;
 
 /// Limits on one component's key/value namespace.
 const KV_MAX_KEYS: usize = 100_000;
@@ -117,6 +118,40 @@ pub struct SessionInfo {
     pub tenant: Option<String>,
     /// Attributes set by an Authenticate hook.
     pub attributes: Vec<(String, String)>,
+    /// `search_path` from the startup packet (empty: PostgreSQL's default), for resolving
+    /// unqualified table names.
+    pub search_path: Vec<String>,
+}
+
+/// A session value a hook read through `context`, for keying cached decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Read {
+    /// `user`.
+    User,
+    /// `database`.
+    Database,
+    /// `application-name`.
+    ApplicationName,
+    /// `client-addr`.
+    ClientAddr,
+    /// `tenant`.
+    Tenant,
+    /// `attributes`.
+    Attributes,
+}
+
+impl Read {
+    /// The value this read returns for `session`, as text.
+    pub fn value(self, session: &SessionInfo) -> String {
+        match self {
+            Read::User => session.user.clone(),
+            Read::Database => session.database.clone(),
+            Read::ApplicationName => session.application_name.clone(),
+            Read::ClientAddr => session.client_addr.clone(),
+            Read::Tenant => session.tenant.clone().unwrap_or_else(|| "\0".into()),
+            Read::Attributes => format!("{:?}", session.attributes),
+        }
+    }
 }
 
 /// The session and statement of the hook call in progress.
@@ -125,7 +160,7 @@ pub struct CallScope {
     /// The session.
     pub session: Arc<SessionInfo>,
     /// The statement, for statement hooks.
-    pub stmt: Option<Arc<Statement>>,
+    pub stmt: Option<Arc<Facts>>,
     /// The statement's result rows, in PostQuery when a component asked for rows.
     pub rows: Option<Arc<CapturedRows>>,
 }
@@ -180,6 +215,10 @@ pub struct HostState {
     pub deadline: super::DeadlineWatch,
     /// Bytes of result rows this component may read in PostQuery (0 = none).
     pub rows_bytes: usize,
+    /// Hooks the component declared pure (during `init`).
+    pub pure: Hooks,
+    /// Session values read through `context` during the call in progress.
+    pub reads: Vec<Read>,
 }
 
 impl types::Host for HostState {}
@@ -189,53 +228,87 @@ impl HostState {
         self.scope.as_ref().map(|s| &*s.session)
     }
 
-    fn sql(&self) -> Option<&str> {
-        self.scope
-            .as_ref()
-            .and_then(|s| s.stmt.as_deref())
-            .map(|s| s.sql.as_str())
+    fn read(&mut self, r: Read) -> Option<&SessionInfo> {
+        if !self.reads.contains(&r) {
+            self.reads.push(r);
+        }
+        self.session()
+    }
+
+    fn facts(&self) -> Option<&Facts> {
+        self.scope.as_ref().and_then(|s| s.stmt.as_deref())
+    }
+
+    fn search_path(&self) -> &[String] {
+        self.session().map_or(&[], |s| s.search_path.as_slice())
     }
 }
 
 impl context::Host for HostState {
     fn user(&mut self) -> String {
-        self.session().map(|s| s.user.clone()).unwrap_or_default()
+        self.read(Read::User)
+            .map(|s| s.user.clone())
+            .unwrap_or_default()
     }
 
     fn database(&mut self) -> String {
-        self.session()
+        self.read(Read::Database)
             .map(|s| s.database.clone())
             .unwrap_or_default()
     }
 
     fn application_name(&mut self) -> String {
-        self.session()
+        self.read(Read::ApplicationName)
             .map(|s| s.application_name.clone())
             .unwrap_or_default()
     }
 
     fn client_addr(&mut self) -> String {
-        self.session()
+        self.read(Read::ClientAddr)
             .map(|s| s.client_addr.clone())
             .unwrap_or_default()
     }
 
     fn tenant(&mut self) -> Option<String> {
-        self.session().and_then(|s| s.tenant.clone())
+        self.read(Read::Tenant).and_then(|s| s.tenant.clone())
     }
 
     fn attributes(&mut self) -> Vec<(String, String)> {
-        self.session()
+        self.read(Read::Attributes)
             .map(|s| s.attributes.clone())
             .unwrap_or_default()
     }
 
     fn tables(&mut self) -> Vec<String> {
-        self.sql().map(crate::sql::tables).unwrap_or_default()
+        let path = self.search_path().to_vec();
+        self.facts().map(|f| f.tables(&path)).unwrap_or_default()
     }
 
     fn hints(&mut self) -> Vec<(String, String)> {
-        self.sql().map(crate::sql::hints).unwrap_or_default()
+        self.facts()
+            .map(|f| crate::sql::hints(&f.stmt.sql))
+            .unwrap_or_default()
+    }
+
+    fn fingerprint(&mut self) -> String {
+        self.facts()
+            .map(|f| f.fingerprint.clone())
+            .unwrap_or_default()
+    }
+
+    fn analysis(&mut self) -> context::StatementAnalysis {
+        let path = self.search_path().to_vec();
+        match self.facts() {
+            Some(f) => f.to_wit(&path),
+            None => Facts::of("").first().expect("one entry").to_wit(&path),
+        }
+    }
+
+    fn declare_pure(&mut self, hooks: Hooks) {
+        // Only `init` runs without a scope; a hook cannot change its own caching.
+        if self.scope.is_none() {
+            self.pure = hooks;
+        }
     }
 
     fn result_rows(&mut self) -> Option<context::RowSet> {
@@ -312,6 +385,105 @@ impl topology::Host for HostState {
                 lag_bytes: n.lag_bytes,
             })
             .collect()
+    }
+}
+
+/// 0.2.0 components import the same host interfaces under the older package: each call is
+/// answered by the 0.3.0 implementation.
+mod older {
+    use super::*;
+    use v2::helios::plugin as old;
+
+    impl old::kv::Host for HostState {
+        fn get(&mut self, key: String) -> Option<Vec<u8>> {
+            kv::Host::get(self, key)
+        }
+        fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
+            kv::Host::set(self, key, value, ttl_ms)
+        }
+        fn delete(&mut self, key: String) {
+            kv::Host::delete(self, key)
+        }
+        fn incr(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> i64 {
+            kv::Host::incr(self, key, delta, ttl_ms)
+        }
+    }
+
+    impl old::crypto::Host for HostState {
+        fn sha256_hex(&mut self, data: Vec<u8>) -> String {
+            crypto::Host::sha256_hex(self, data)
+        }
+        fn hmac_sha256_hex(&mut self, key: Vec<u8>, data: Vec<u8>) -> String {
+            crypto::Host::hmac_sha256_hex(self, key, data)
+        }
+    }
+
+    impl old::log::Host for HostState {
+        fn write(&mut self, level: old::log::Level, message: String) {
+            let level = match level {
+                old::log::Level::Trace => log::Level::Trace,
+                old::log::Level::Debug => log::Level::Debug,
+                old::log::Level::Info => log::Level::Info,
+                old::log::Level::Warn => log::Level::Warn,
+                old::log::Level::Error => log::Level::Error,
+            };
+            log::Host::write(self, level, message)
+        }
+    }
+
+    impl old::clock::Host for HostState {
+        fn now_ms(&mut self) -> u64 {
+            clock::Host::now_ms(self)
+        }
+    }
+
+    impl old::topology::Host for HostState {
+        fn nodes(&mut self) -> Vec<old::topology::Node> {
+            topology::Host::nodes(self)
+                .into_iter()
+                .map(|n| old::topology::Node {
+                    name: n.name,
+                    role: n.role,
+                    tags: n.tags,
+                    healthy: n.healthy,
+                    lag_bytes: n.lag_bytes,
+                })
+                .collect()
+        }
+    }
+
+    impl old::context::Host for HostState {
+        fn user(&mut self) -> String {
+            context::Host::user(self)
+        }
+        fn database(&mut self) -> String {
+            context::Host::database(self)
+        }
+        fn application_name(&mut self) -> String {
+            context::Host::application_name(self)
+        }
+        fn client_addr(&mut self) -> String {
+            context::Host::client_addr(self)
+        }
+        fn tenant(&mut self) -> Option<String> {
+            context::Host::tenant(self)
+        }
+        fn attributes(&mut self) -> Vec<(String, String)> {
+            context::Host::attributes(self)
+        }
+        fn tables(&mut self) -> Vec<String> {
+            context::Host::tables(self)
+        }
+        fn hints(&mut self) -> Vec<(String, String)> {
+            context::Host::hints(self)
+        }
+        fn result_rows(&mut self) -> Option<old::context::RowSet> {
+            context::Host::result_rows(self).map(|r| old::context::RowSet {
+                columns: r.columns,
+                rows: r.rows,
+                truncated: r.truncated,
+            })
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 pub mod bindings;
 mod deadline;
+pub mod decisions;
+pub mod facts;
 mod grants;
 pub mod host;
 pub mod registry;
@@ -26,7 +28,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 
-use self::bindings::{ConfigValue, Hooks, Plugin, PluginPre};
+use self::bindings::{Bindings, ConfigValue, Hooks, Pre, v2, v3};
 use self::host::{HostState, KvStore, TopologySource};
 use crate::config::{HookName, OnError, PluginConfig, PluginRuntimeConfig};
 use crate::oci::TrustRoot;
@@ -134,8 +136,13 @@ impl Runtime {
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
         let engine = Engine::new(&wt).map_err(invalid)?;
         let mut linker = Linker::<HostState>::new(&engine);
-        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        v3::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(invalid)?;
+        // 0.2.0 components import the older interfaces; both share the `types` interface.
+        linker.allow_shadowing(true);
+        v2::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(invalid)?;
+        linker.allow_shadowing(false);
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (e, stop) = (engine.clone(), stop_ticker.clone());
         std::thread::Builder::new()
@@ -219,8 +226,18 @@ impl Runtime {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = PluginPre::new(instance_pre)
-            .map_err(|e| invalid(format!("does not implement {WIT_PACKAGE}: {e:#}")))?;
+        let pre = match v3::PluginPre::new(instance_pre.clone()) {
+            Ok(p) => Pre::V3(p),
+            Err(current) => match v2::PluginPre::new(instance_pre) {
+                Ok(p) => Pre::V2(p),
+                Err(_) => {
+                    return Err(invalid(format!(
+                        "does not implement {WIT_PACKAGE} (nor {}): {current:#}",
+                        crate::oci::artifact::OLDER_WIT_PACKAGES.join(", ")
+                    )));
+                }
+            },
+        };
         let plugin = LoadedPlugin {
             provenance: Mutex::new(Provenance::default()),
             name: config.name.clone(),
@@ -238,6 +255,8 @@ impl Runtime {
             on_error: config.on_error,
             idle: Mutex::new(Vec::new()),
             hooks: Mutex::new(Hooks::empty()),
+            pure: Mutex::new(Hooks::empty()),
+            decisions: decisions::Decisions::default(),
             enabled: config.hooks.iter().copied().collect(),
             stats: PluginStats::default(),
         };
@@ -247,6 +266,27 @@ impl Runtime {
             message: e.to_string(),
         })?;
         plugin.idle.lock().expect("instances lock").push(first);
+        // A component named for a hook it does not implement would silently drop that hook
+        // (a wrong component under the guardrail's name would remove validation): refuse it.
+        let declared = *plugin.hooks.lock().expect("hooks lock");
+        let missing: Vec<&str> = config
+            .hooks
+            .iter()
+            .filter(|h| !declared.contains(hook_flag(**h)))
+            .map(|h| h.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(invalid(format!(
+                "configured hooks [{}] but the component does not implement them",
+                missing.join(", ")
+            )));
+        }
+        tracing::info!(
+            component = %config.name,
+            contract = plugin.pre.version(),
+            digest = %&plugin.digest[..12],
+            "component loaded"
+        );
         for _ in 1..config.instances {
             if let Ok(i) = plugin.instantiate() {
                 plugin.idle.lock().expect("instances lock").push(i);
@@ -329,7 +369,18 @@ pub fn flatten_config(table: &toml::Table) -> Vec<(String, ConfigValue)> {
 
 struct Instance {
     store: Store<HostState>,
-    bindings: Plugin,
+    bindings: Bindings,
+}
+
+/// The `hooks` flag of a hook.
+fn hook_flag(hook: HookName) -> Hooks {
+    match hook {
+        HookName::Authenticate => Hooks::AUTHENTICATE,
+        HookName::PreQuery => Hooks::PRE_QUERY,
+        HookName::Validate => Hooks::VALIDATE,
+        HookName::Route => Hooks::ROUTE,
+        HookName::PostQuery => Hooks::POST_QUERY,
+    }
 }
 
 /// Where a loaded component came from.
@@ -350,7 +401,7 @@ pub struct LoadedPlugin {
     /// SHA-256 of the wasm bytes.
     pub digest: String,
     config_values: Vec<(String, ConfigValue)>,
-    pre: PluginPre<HostState>,
+    pre: Pre,
     engine: Engine,
     kv: Arc<KvStore>,
     topology: Arc<dyn TopologySource>,
@@ -363,6 +414,9 @@ pub struct LoadedPlugin {
     on_error: Option<OnError>,
     idle: Mutex<Vec<Instance>>,
     hooks: Mutex<Hooks>,
+    pure: Mutex<Hooks>,
+    /// Cached decisions of pure hooks.
+    pub decisions: decisions::Decisions,
     enabled: HashSet<HookName>,
     /// Counters.
     pub stats: PluginStats,
@@ -372,14 +426,18 @@ impl LoadedPlugin {
     /// Whether the kernel calls this hook of this component.
     pub fn has_hook(&self, hook: HookName) -> bool {
         let declared = *self.hooks.lock().expect("hooks lock");
-        let flag = match hook {
-            HookName::Authenticate => Hooks::AUTHENTICATE,
-            HookName::PreQuery => Hooks::PRE_QUERY,
-            HookName::Validate => Hooks::VALIDATE,
-            HookName::Route => Hooks::ROUTE,
-            HookName::PostQuery => Hooks::POST_QUERY,
-        };
-        declared.contains(flag) && (self.enabled.is_empty() || self.enabled.contains(&hook))
+        declared.contains(hook_flag(hook))
+            && (self.enabled.is_empty() || self.enabled.contains(&hook))
+    }
+
+    /// Whether the component declared `hook` pure, so the kernel may cache its decisions.
+    pub fn is_pure(&self, hook: HookName) -> bool {
+        self.pure.lock().expect("pure lock").contains(hook_flag(hook))
+    }
+
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> &'static str {
+        self.pre.version()
     }
 
     /// The failure policy for `hook`.
@@ -407,6 +465,8 @@ impl LoadedPlugin {
             scope: None,
             deadline: DeadlineWatch::default(),
             rows_bytes: self.rows_bytes,
+            pure: Hooks::empty(),
+            reads: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -423,6 +483,7 @@ impl LoadedPlugin {
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?
             .map_err(CallError::Instantiate)?;
         *self.hooks.lock().expect("hooks lock") = registration.hooks;
+        *self.pure.lock().expect("pure lock") = store.data().pure & registration.hooks;
         Ok(Instance { store, bindings })
     }
 
@@ -432,8 +493,18 @@ impl LoadedPlugin {
     pub fn call<R>(
         &self,
         scope: Option<&host::CallScope>,
-        f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.call_reading(scope, f).map(|(r, _)| r)
+    }
+
+    /// Like [`LoadedPlugin::call`], also returning the session values the hook read through
+    /// `context` (the key of a cached decision).
+    pub fn call_reading<R>(
+        &self,
+        scope: Option<&host::CallScope>,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, Vec<host::Read>), CallError> {
         self.stats.calls.fetch_add(1, Relaxed);
         let started = Instant::now();
         let popped = self.idle.lock().expect("instances lock").pop();
@@ -446,13 +517,15 @@ impl LoadedPlugin {
         instance.store.set_epoch_deadline(self.deadline_ticks);
         instance.store.data_mut().deadline = DeadlineWatch::default();
         instance.store.data_mut().scope = scope.cloned();
+        instance.store.data_mut().reads.clear();
         let result = f(&instance.bindings, &mut instance.store);
         instance.store.data_mut().scope = None;
+        let reads = std::mem::take(&mut instance.store.data_mut().reads);
         self.stats.record(started.elapsed().as_nanos() as u64);
         match result {
             Ok(v) => {
                 self.idle.lock().expect("instances lock").push(instance);
-                Ok(v)
+                Ok((v, reads))
             }
             Err(e) => {
                 self.stats.errors.fetch_add(1, Relaxed);

@@ -12,6 +12,8 @@ pub struct PluginStats {
     pub errors: AtomicU64,
     /// Calls that hit the deadline.
     pub timeouts: AtomicU64,
+    /// Decisions of pure hooks answered from the kernel's cache instead of a call.
+    pub cached: AtomicU64,
     /// Total call time in nanoseconds.
     pub total_ns: AtomicU64,
     /// Call times by power-of-two nanosecond bucket, for percentiles.

@@ -228,6 +228,9 @@ pub async fn login(
         client_addr: peer.to_string(),
         tenant: identity.as_ref().and_then(|i| i.tenant.clone()),
         attributes: identity.map(|i| i.attributes).unwrap_or_default(),
+        search_path: StartupPacket::param(&params, "search_path")
+            .map(|p| p.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default(),
     };
     Ok(Some(LoggedIn {
         stream,

@@ -59,6 +59,16 @@ impl Relay {
                     self.sout.extend_from_slice(msg);
                 }
             }
+            Frontend::FunctionCall if self.pipeline.has_pre_query_or_validate() => {
+                // A fast-path call names a function by OID with binary arguments: no text a
+                // policy could judge, so it is refused rather than let past them.
+                let e = SqlError::new(
+                    "0A000",
+                    "FunctionCall messages are not accepted while PreQuery or Validate \
+                     components are loaded; call the function with SELECT instead",
+                );
+                self.answer(Answer::Error(e), Protocol::Simple);
+            }
             Frontend::FunctionCall => {
                 if self.attach(Protocol::Simple).await {
                     self.sout.extend_from_slice(msg);
@@ -73,7 +83,19 @@ impl Relay {
     /// A simple `Query`: the steps judge it, then it goes to the server as sent (or as a
     /// component rewrote it).
     async fn on_query(&mut self, msg: &[u8], sql: &[u8]) {
-        let sql = std::str::from_utf8(sql).unwrap_or("");
+        let lossy;
+        let sql = match std::str::from_utf8(sql) {
+            Ok(s) => s,
+            Err(_) if !self.steps.is_empty() => {
+                self.answer(Answer::Error(not_utf8()), Protocol::Simple);
+                return;
+            }
+            // Nothing judges it: the server decides; the journal keeps a readable copy.
+            Err(_) => {
+                lossy = String::from_utf8_lossy(sql).into_owned();
+                &lossy
+            }
+        };
         let mut rewritten = None;
         let mut facts = None;
         if !self.steps.is_empty() {
@@ -114,7 +136,10 @@ impl Relay {
     async fn on_parse(&mut self, parse: ParseRef<'_>) {
         let mut rewritten = None;
         if !self.steps.is_empty() {
-            let sql = std::str::from_utf8(parse.query).unwrap_or("");
+            let Ok(sql) = std::str::from_utf8(parse.query) else {
+                self.answer(Answer::Error(not_utf8()), Protocol::Extended);
+                return;
+            };
             let mut cx = self.statement_cx(sql, Protocol::Extended);
             match self.steps.on_statement(&mut cx).await {
                 None => rewritten = cx.rewritten,
@@ -407,7 +432,7 @@ impl Relay {
     fn observe(
         &self,
         sql: &str,
-        facts: Option<Arc<crate::plugins::bindings::Statement>>,
+        facts: Option<Arc<crate::hooks::Facts>>,
         params: Option<crate::session::steps::journal::BoundParams>,
         columns: impl FnOnce() -> Vec<String>,
     ) -> Option<Box<PostCtx>> {
@@ -441,6 +466,16 @@ const FAILS_TO_PARSE: &str = "hp_refused";
 /// A `Parse` of [`FAILS_TO_PARSE`] into the unnamed statement, which the proxy never uses
 /// (client statements get `hp_…` names), so a failed parse there touches nothing; being
 /// unnamed it is also sent again with the batch if the session moves to a new server.
+/// The refusal of SQL that is not valid UTF-8 while components judge statements: they are
+/// given text, and text that cannot be read is never passed on as something else.
+fn not_utf8() -> SqlError {
+    SqlError::new(
+        "22021",
+        "invalid byte sequence for encoding \"UTF8\": this proxy's policy components read \
+         statements as UTF-8; set client_encoding to UTF8",
+    )
+}
+
 fn encode_failing_parse(out: &mut Vec<u8>) {
     crate::wire::frame::write_message(out, b'P', |b| {
         b.push(0);

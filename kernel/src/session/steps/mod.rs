@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use crate::config::PoolMode;
 use crate::hooks::{Pipeline, SessionInfo};
-use crate::plugins::bindings::{ResultSet, Statement};
+use crate::hooks::Facts;
+use crate::plugins::bindings::ResultSet;
 use crate::session::relay::expect::SqlError;
 use crate::session::statements::Prepared;
 use crate::topology::Topology;
@@ -69,7 +70,7 @@ pub struct StatementCx<'a> {
     /// The SQL after a component rewrote it.
     pub rewritten: Option<String>,
     /// The facts components saw about the final SQL, once a step computed them.
-    pub facts: Option<Arc<Statement>>,
+    pub facts: Option<Arc<Facts>>,
     /// The node chosen for the checkout this statement starts.
     pub route: Option<usize>,
 }
@@ -81,7 +82,7 @@ impl StatementCx<'_> {
     }
 
     /// The facts about the final SQL, computed on first use.
-    pub fn facts(&mut self) -> Arc<Statement> {
+    pub fn facts(&mut self) -> Arc<Facts> {
         if self.facts.is_none() {
             self.facts = Some(crate::hooks::statement(self.effective_sql()));
         }
@@ -186,6 +187,7 @@ pub(crate) mod tests {
             client_addr: "127.0.0.1:1".into(),
             tenant: None,
             attributes: Vec::new(),
+            search_path: Vec::new(),
         })
     }
 

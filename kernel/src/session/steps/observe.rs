@@ -8,14 +8,14 @@ use std::time::Instant;
 use super::journal::JournalEntry;
 use crate::hooks::{self, CapturedRows, Pipeline, SessionInfo};
 use crate::journal::Journal;
-use crate::plugins::bindings::Statement;
+use crate::hooks::Facts;
 use crate::wire::results;
 
 /// What PostQuery and the journal need about a statement in flight.
 #[derive(Debug)]
 pub struct PostCtx {
     /// Facts for PostQuery hooks, when any component has one.
-    pub stmt: Option<Arc<Statement>>,
+    pub stmt: Option<Arc<Facts>>,
     started: Instant,
     tag: String,
     /// SQLSTATE and message when the statement failed.
@@ -89,7 +89,7 @@ pub struct Sinks<'a> {
 
 impl PostCtx {
     /// Starts observing a statement; `stmt` is set when PostQuery hooks want it.
-    pub fn new(stmt: Option<Arc<Statement>>) -> Box<PostCtx> {
+    pub fn new(stmt: Option<Arc<Facts>>) -> Box<PostCtx> {
         Box::new(PostCtx {
             stmt,
             started: Instant::now(),

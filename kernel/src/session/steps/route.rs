@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{Answer, BindCx, Protocol, StatementCx, Step, Verdict};
 use crate::hooks::{self, Pipeline, Route, SessionInfo};
-use crate::plugins::bindings::Statement;
+use crate::hooks::Facts;
 use crate::session::relay::expect::SqlError;
 use crate::topology::Topology;
 use crate::wire::messages::sqlstate;
@@ -27,7 +27,7 @@ impl RouteStep {
         &self,
         info: &Arc<SessionInfo>,
         in_transaction: bool,
-        stmt: &Arc<Statement>,
+        stmt: &Arc<Facts>,
     ) -> Result<usize, SqlError> {
         let topology = &self.topology;
         Ok(match self.pipeline.route(info, in_transaction, stmt) {

@@ -1,0 +1,243 @@
+//! What hooks learn about a statement: the `statement` record they are called with and the
+//! analysis PostgreSQL's parser gives (`context.analysis`), resolved against the session.
+//! Analyses come from one process-wide cache keyed by the SHA-256 of the text.
+
+use std::sync::{Arc, OnceLock};
+
+use helios_analysis::{
+    Analysis, Analyzer, Key, Limit, ModificationKind, StatementClass as Class, StatementFacts,
+    Via, WhereFacts,
+};
+
+use super::bindings::v3::helios::plugin::context as wit;
+use super::bindings::{Statement, StatementClass};
+
+/// Analyses kept (by text); a statement shape seen more often stays.
+const CACHE_CAPACITY: usize = 20_000;
+
+/// The process-wide analysis cache.
+pub fn analyzer() -> &'static Analyzer {
+    static ANALYZER: OnceLock<Analyzer> = OnceLock::new();
+    ANALYZER.get_or_init(|| Analyzer::new(CACHE_CAPACITY))
+}
+
+/// One statement as hooks see it.
+#[derive(Debug)]
+pub struct Facts {
+    /// The record hooks are called with.
+    pub stmt: Statement,
+    /// The parser's facts; `None` when the text does not parse.
+    pub analysis: Option<StatementFacts>,
+    /// PostgreSQL's parse error.
+    pub parse_error: Option<String>,
+    /// SHA-256 of the normalised text.
+    pub fingerprint: String,
+    /// Cache key of the analysed text (SHA-256 of the text).
+    pub key: Key,
+}
+
+impl Facts {
+    /// Facts about a statement's text, one entry per statement it holds (text that does not
+    /// parse, or holds no statement, gives one entry for the whole text).
+    pub fn of(sql: &str) -> Vec<Arc<Facts>> {
+        let (key, analysis) = analyzer().analyze(sql);
+        if analysis.statements.len() <= 1 {
+            return vec![Arc::new(Facts::single(sql, key, &analysis))];
+        }
+        analysis
+            .statements
+            .iter()
+            .map(|s| {
+                let (key, a) = analyzer().analyze(&s.text);
+                Arc::new(Facts::single(&s.text, key, &a))
+            })
+            .collect()
+    }
+
+    /// Facts about a whole message's text: for several statements, the first one's analysis
+    /// with the class that routes them all (a plain read only when every one is).
+    pub fn message(sql: &str) -> Arc<Facts> {
+        let (key, analysis) = analyzer().analyze(sql);
+        let mut facts = Facts::single(sql, key, &analysis);
+        if analysis.statements.len() > 1 {
+            let classes: Vec<Class> = analysis.statements.iter().map(|s| s.class).collect();
+            if !classes.iter().all(|c| *c == Class::Read) {
+                facts.stmt.class = if classes.contains(&Class::Ddl) {
+                    StatementClass::Ddl
+                } else {
+                    StatementClass::Write
+                };
+            }
+        }
+        Arc::new(facts)
+    }
+
+    /// Facts about text that holds (at most) one statement.
+    fn single(sql: &str, key: Key, analysis: &Analysis) -> Facts {
+        let first = analysis.statements.first().cloned();
+        let class = match first.as_ref().map(|f| f.class) {
+            Some(Class::Read) => StatementClass::Read,
+            Some(Class::Write) => StatementClass::Write,
+            Some(Class::Ddl) => StatementClass::Ddl,
+            Some(Class::Transaction) => StatementClass::Transaction,
+            Some(Class::Session) => StatementClass::Session,
+            // Text that does not parse is never a plain read.
+            Some(Class::Other) | None => StatementClass::Other,
+        };
+        let fingerprint = analysis.fingerprint.clone();
+        let short = u64::from_str_radix(fingerprint.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+        Facts {
+            stmt: Statement {
+                sql: sql.to_owned(),
+                class,
+                fingerprint: short,
+            },
+            analysis: first,
+            parse_error: analysis.error.clone(),
+            fingerprint,
+            key,
+        }
+    }
+
+    /// Merges the analysis of the prepared statement an `EXECUTE` runs.
+    pub fn with_executed(&self, body: &StatementFacts) -> Facts {
+        let mut analysis = self.analysis.clone();
+        if let Some(a) = analysis.as_mut() {
+            for m in &body.modifications {
+                let mut m = m.clone();
+                m.via = Via::Execute;
+                a.modifications.push(m);
+            }
+            a.reads.extend(body.reads.iter().cloned());
+            a.writes.extend(body.writes.iter().cloned());
+            a.functions.extend(body.functions.iter().cloned());
+            a.blocks.extend(body.blocks.iter().cloned());
+            a.locking.extend(body.locking.iter().cloned());
+            a.opaque.extend(body.opaque.iter().cloned());
+        }
+        Facts {
+            stmt: self.stmt.clone(),
+            analysis,
+            parse_error: self.parse_error.clone(),
+            fingerprint: self.fingerprint.clone(),
+            key: self.key,
+        }
+    }
+
+    /// Tables read or written, resolved.
+    pub fn tables(&self, search_path: &[String]) -> Vec<String> {
+        let Some(a) = &self.analysis else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for t in a.reads.iter().chain(&a.writes) {
+            let r = t.resolved(search_path);
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// The `context.analysis` record.
+    pub fn to_wit(&self, search_path: &[String]) -> wit::StatementAnalysis {
+        let resolve = |ts: &[helios_analysis::TableName]| -> Vec<String> {
+            ts.iter().map(|t| t.resolved(search_path)).collect()
+        };
+        let Some(a) = &self.analysis else {
+            return wit::StatementAnalysis {
+                kind: String::new(),
+                reads: Vec::new(),
+                writes: Vec::new(),
+                modifications: Vec::new(),
+                functions: Vec::new(),
+                opaque: Vec::new(),
+                blocks: Vec::new(),
+                locking: Vec::new(),
+                drops: Vec::new(),
+                copy_program: None,
+                setting: None,
+                executes: None,
+                parse_error: Some(
+                    self.parse_error
+                        .clone()
+                        .unwrap_or_else(|| "no statement".into()),
+                ),
+            };
+        };
+        wit::StatementAnalysis {
+            kind: a.kind.clone(),
+            reads: resolve(&a.reads),
+            writes: resolve(&a.writes),
+            modifications: a
+                .modifications
+                .iter()
+                .map(|m| wit::Modification {
+                    kind: match m.kind {
+                        ModificationKind::Insert => wit::ModificationKind::Insert,
+                        ModificationKind::Update => wit::ModificationKind::Update,
+                        ModificationKind::Delete => wit::ModificationKind::Delete,
+                        ModificationKind::Truncate => wit::ModificationKind::Truncate,
+                        ModificationKind::CopyFrom => wit::ModificationKind::CopyFrom,
+                    },
+                    table: m.table.resolved(search_path),
+                    filter: where_wit(&m.filter),
+                    via: match m.via {
+                        Via::TopLevel => wit::Via::TopLevel,
+                        Via::Cte => wit::Via::Cte,
+                        Via::ExplainAnalyze => wit::Via::ExplainAnalyze,
+                        Via::Merge => wit::Via::Merge,
+                        Via::Prepare => wit::Via::Prepare,
+                        Via::Copy => wit::Via::Copy,
+                        Via::Execute => wit::Via::Execute,
+                    },
+                })
+                .collect(),
+            functions: a.functions.clone(),
+            opaque: a
+                .opaque
+                .iter()
+                .map(|o| wit::OpaqueCode {
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                    language: o.language.clone(),
+                })
+                .collect(),
+            blocks: a
+                .blocks
+                .iter()
+                .map(|b| wit::QueryBlock {
+                    tables: resolve(&b.tables),
+                    filter: where_wit(&b.filter),
+                    limit: match b.limit {
+                        Limit::None => wit::RowLimit::None,
+                        Limit::All => wit::RowLimit::All,
+                        Limit::Count(n) => wit::RowLimit::Count(n),
+                        Limit::Expression => wit::RowLimit::Expression,
+                    },
+                })
+                .collect(),
+            locking: a.locking.clone(),
+            drops: a.drops.clone(),
+            copy_program: a.copy_program.clone(),
+            setting: a.setting.clone(),
+            executes: a.executes.clone(),
+            parse_error: None,
+        }
+    }
+}
+
+fn where_wit(w: &WhereFacts) -> wit::WhereFacts {
+    wit::WhereFacts {
+        present: w.present,
+        constant: w.constant,
+        equalities: w
+            .equalities
+            .iter()
+            .map(|e| wit::Equality {
+                column: e.column.clone(),
+                parameter: e.parameter,
+            })
+            .collect(),
+    }
+}
