@@ -32,7 +32,9 @@ fn keeps_every_row(expr: &NodeEnum) -> bool {
         NodeEnum::BoolExpr(b) => {
             let args = b.args.iter().filter_map(|a| a.node.as_ref());
             match BoolExprType::try_from(b.boolop) {
-                Ok(BoolExprType::OrExpr) => args.clone().any(keeps_every_row),
+                Ok(BoolExprType::OrExpr) => {
+                    args.clone().any(keeps_every_row) || null_or_not_null(&b.args)
+                }
                 Ok(BoolExprType::AndExpr) => args.clone().all(keeps_every_row),
                 _ => false,
             }
@@ -48,6 +50,24 @@ fn keeps_every_row(expr: &NodeEnum) -> bool {
         }
         _ => false,
     }
+}
+
+/// `x IS NULL OR x IS NOT NULL` (in any order, among other branches).
+fn null_or_not_null(args: &[protobuf::Node]) -> bool {
+    let tests: Vec<(&Option<NodeEnum>, i32)> = args
+        .iter()
+        .filter_map(|a| match a.node.as_ref() {
+            Some(NodeEnum::NullTest(t)) => {
+                Some((&t.arg.as_ref()?.node, t.nulltesttype))
+            }
+            _ => None,
+        })
+        .collect();
+    tests.iter().any(|(x, kind)| {
+        tests
+            .iter()
+            .any(|(y, other)| kind != other && same_expr(x, y))
+    })
 }
 
 /// Structural equality ignoring source locations.

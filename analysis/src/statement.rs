@@ -114,8 +114,53 @@ pub fn facts(text: &str, node: &NodeEnum) -> StatementFacts {
         out.locking.push("for update".into());
     }
     details(node, &mut out);
+    if out.setting.is_none() {
+        out.setting = set_config_target(node, &out.functions);
+    }
     out.class = class(node, &out);
     out
+}
+
+/// The setting a `set_config(name, …)` call changes (`set_config('role', …)` is `SET ROLE`);
+/// `(not a constant)` when the name is computed. Rare, so the tree is searched generically.
+fn set_config_target(n: &NodeEnum, functions: &[String]) -> Option<String> {
+    if !functions
+        .iter()
+        .any(|f| f == "set_config" || f == "pg_catalog.set_config")
+    {
+        return None;
+    }
+    let tree = serde_json::to_value(n).ok()?;
+    let mut found = None;
+    find_set_config(&tree, &mut found);
+    Some(found.unwrap_or_else(|| "(not a constant)".into()))
+}
+
+fn find_set_config(v: &serde_json::Value, found: &mut Option<String>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            if let Some(call) = m.get("FuncCall") {
+                let name = call["funcname"]
+                    .as_array()
+                    .and_then(|parts| parts.last())
+                    .and_then(|p| p["node"]["String"]["sval"].as_str());
+                if name == Some("set_config") {
+                    let first = &call["args"][0]["node"]["AConst"]["val"]["Sval"]["sval"];
+                    let setting = first
+                        .as_str()
+                        .map_or_else(|| "(not a constant)".to_owned(), str::to_lowercase);
+                    // A computed name wins: it could be anything.
+                    if found.is_none() || setting == "(not a constant)" || setting == "role" {
+                        *found = Some(setting);
+                    }
+                }
+            }
+            m.values().for_each(|x| find_set_config(x, found));
+        }
+        Value::Array(a) => a.iter().for_each(|x| find_set_config(x, found)),
+        _ => {}
+    }
 }
 
 /// `AlterTableStmt` → `alter-table`.

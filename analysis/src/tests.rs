@@ -167,6 +167,7 @@ fn where_facts_see_through_tautologies() {
         ("DELETE FROM t WHERE id > 5 OR 'a' = 'a'", true),
         ("DELETE FROM t WHERE now() > '2000-01-01'", true),
         ("DELETE FROM t WHERE (SELECT true)", true),
+        ("DELETE FROM t WHERE id IS NOT NULL OR id IS NULL", true),
         ("DELETE FROM t WHERE id = 5", false),
         ("DELETE FROM t WHERE id = 5 AND 1 = 1", false),
         ("DELETE FROM t WHERE id = $1", false),

@@ -12,14 +12,15 @@
 //!   (`1=1`, `id = id`, `… OR true`), are refused;
 //! - `allow_opaque = false`: code the proxy cannot see into (`DO`, `CREATE FUNCTION/PROCEDURE`,
 //!   `CALL`, triggers, rules) is refused unless true;
-//! - `denied_functions = [...]`: functions never allowed (default: `set_config`, server file
-//!   and process functions, `dblink`);
+//! - `denied_functions = [...]`: functions never allowed (default: server file and process
+//!   functions, `dblink`);
 //! - `large_tables = ["events", …]`: a query returning rows from these needs a numeric LIMIT;
 //! - `tenant_tables = ["orders", …]` with `tenant_column = "tenant_id"`: every query level,
 //!   UPDATE and DELETE on these needs a top-level `tenant_id = constant or $n` conjunct.
 //!
 //! Always refused for checked sessions: `COPY … PROGRAM`, `ALTER SYSTEM`, `SET ROLE`,
-//! `SET SESSION AUTHORIZATION`, and text PostgreSQL's grammar rejects (it cannot be judged).
+//! `SET SESSION AUTHORIZATION` (also through `set_config`, or `set_config` with a computed
+//! name), and text PostgreSQL's grammar rejects (it cannot be judged).
 //! Every refusal is SQLSTATE 42501 naming the rule and the statement part that broke it. The
 //! verdict depends only on the statement and the session values read, so Validate is
 //! declared pure and the kernel caches it.
@@ -41,7 +42,6 @@ struct Settings {
 }
 
 const DEFAULT_DENIED_FUNCTIONS: &[&str] = &[
-    "set_config",
     "pg_read_file",
     "pg_read_binary_file",
     "pg_ls_dir",
@@ -180,7 +180,10 @@ fn judge(s: &Settings, a: &StatementAnalysis) -> Result<(), String> {
         return Err("ALTER SYSTEM is not allowed".into());
     }
     if let Some(setting) = &a.setting
-        && (setting == "role" || setting == "session_authorization")
+        && matches!(
+            setting.as_str(),
+            "role" | "session_authorization" | "(not a constant)"
+        )
     {
         return Err(format!("changing {setting} is not allowed"));
     }
@@ -208,12 +211,12 @@ fn judge(s: &Settings, a: &StatementAnalysis) -> Result<(), String> {
                 "UPDATE"
             };
             let why = if m.filter.present {
-                "a WHERE clause that keeps every row"
+                "with a WHERE clause that keeps every row"
             } else {
-                "a WHERE clause"
+                "without a WHERE clause"
             };
             return Err(format!(
-                "{verb} on {} without {why}{} is not allowed",
+                "{verb} on {} {why}{} is not allowed",
                 m.table,
                 where_it_hides(m.via)
             ));

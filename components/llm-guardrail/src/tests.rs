@@ -34,7 +34,7 @@ fn refuses_what_it_should_with_42501_and_the_reason() {
         ("select * from orders where tenant_id = 1 or true", "tenant_id"),
         ("COPY users FROM PROGRAM 'id'", "PROGRAM"),
         ("SET ROLE postgres", "role"),
-        ("select set_config('role', 'postgres', false)", "set_config"),
+        ("select set_config('role', 'postgres', false)", "changing role"),
         ("SELECT \"é", "cannot be analysed"),
     ] {
         match check(sql) {
