@@ -4,6 +4,8 @@
 //! the SHA-256 of the text, so a prepared statement is parsed once.
 
 mod cache;
+mod details;
+mod levels;
 mod model;
 mod predicate;
 mod statement;

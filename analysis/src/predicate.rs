@@ -57,9 +57,7 @@ fn null_or_not_null(args: &[protobuf::Node]) -> bool {
     let tests: Vec<(&Option<NodeEnum>, i32)> = args
         .iter()
         .filter_map(|a| match a.node.as_ref() {
-            Some(NodeEnum::NullTest(t)) => {
-                Some((&t.arg.as_ref()?.node, t.nulltesttype))
-            }
+            Some(NodeEnum::NullTest(t)) => Some((&t.arg.as_ref()?.node, t.nulltesttype)),
             _ => None,
         })
         .collect();

@@ -2,13 +2,15 @@
 //! contains wherever they hide, its query levels, opaque code and session effects.
 
 use pg_query::NodeEnum;
-use pg_query::protobuf::{self, AlterTableType, CmdType, LockClauseStrength, ObjectType, a_const};
+use pg_query::protobuf::{self, CmdType, a_const};
 
+use crate::details::{details, set_config_target};
+use crate::levels::Levels;
 use crate::model::{
-    Limit, Modification, ModificationKind, OpaqueCode, QueryBlock, StatementClass, StatementFacts,
-    TableName, Via, WhereFacts,
+    Limit, Modification, ModificationKind, QueryBlock, StatementClass, StatementFacts, TableName,
+    Via, WhereFacts,
 };
-use crate::predicate::{limit, where_facts};
+use crate::predicate::where_facts;
 use crate::visit;
 
 /// Functions whose call changes state, so a SELECT calling them is not a plain read.
@@ -121,48 +123,6 @@ pub fn facts(text: &str, node: &NodeEnum) -> StatementFacts {
     out
 }
 
-/// The setting a `set_config(name, …)` call changes (`set_config('role', …)` is `SET ROLE`);
-/// `(not a constant)` when the name is computed. Rare, so the tree is searched generically.
-fn set_config_target(n: &NodeEnum, functions: &[String]) -> Option<String> {
-    if !functions
-        .iter()
-        .any(|f| f == "set_config" || f == "pg_catalog.set_config")
-    {
-        return None;
-    }
-    let tree = serde_json::to_value(n).ok()?;
-    let mut found = None;
-    find_set_config(&tree, &mut found);
-    Some(found.unwrap_or_else(|| "(not a constant)".into()))
-}
-
-fn find_set_config(v: &serde_json::Value, found: &mut Option<String>) {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            if let Some(call) = m.get("FuncCall") {
-                let name = call["funcname"]
-                    .as_array()
-                    .and_then(|parts| parts.last())
-                    .and_then(|p| p["node"]["String"]["sval"].as_str());
-                if name == Some("set_config") {
-                    let first = &call["args"][0]["node"]["AConst"]["val"]["Sval"]["sval"];
-                    let setting = first
-                        .as_str()
-                        .map_or_else(|| "(not a constant)".to_owned(), str::to_lowercase);
-                    // A computed name wins: it could be anything.
-                    if found.is_none() || setting == "(not a constant)" || setting == "role" {
-                        *found = Some(setting);
-                    }
-                }
-            }
-            m.values().for_each(|x| find_set_config(x, found));
-        }
-        Value::Array(a) => a.iter().for_each(|x| find_set_config(x, found)),
-        _ => {}
-    }
-}
-
 /// `AlterTableStmt` → `alter-table`.
 fn kebab(name: &str) -> String {
     let name = name.strip_suffix("Stmt").unwrap_or(name);
@@ -193,11 +153,11 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-fn node(n: &Option<Box<protobuf::Node>>) -> Option<&NodeEnum> {
+pub(crate) fn node(n: &Option<Box<protobuf::Node>>) -> Option<&NodeEnum> {
     n.as_ref().and_then(|n| n.node.as_ref())
 }
 
-fn table(r: &protobuf::RangeVar) -> TableName {
+pub(crate) fn table(r: &protobuf::RangeVar) -> TableName {
     TableName {
         schema: (!r.schemaname.is_empty()).then(|| r.schemaname.clone()),
         name: r.relname.clone(),
@@ -353,7 +313,7 @@ fn modifications(n: &NodeEnum, via: Via, out: &mut Vec<Modification>) {
 }
 
 /// `EXPLAIN (ANALYZE)` runs the statement; `ANALYZE false/off/0` does not.
-fn explain_analyze(s: &protobuf::ExplainStmt) -> bool {
+pub(crate) fn explain_analyze(s: &protobuf::ExplainStmt) -> bool {
     s.options.iter().any(|o| match o.node.as_ref() {
         Some(NodeEnum::DefElem(d)) if d.defname.eq_ignore_ascii_case("analyze") => {
             match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
@@ -377,317 +337,6 @@ fn explain_analyze(s: &protobuf::ExplainStmt) -> bool {
             }
         }
         _ => false,
-    })
-}
-
-/// The query levels of a statement and their locking clauses.
-struct Levels<'a> {
-    ctes: &'a [String],
-    blocks: Vec<QueryBlock>,
-    locking: Vec<String>,
-}
-
-impl Levels<'_> {
-    /// The levels of `n`, outermost first.
-    fn statement(&mut self, n: &NodeEnum) {
-        match n {
-            NodeEnum::SelectStmt(s) => self.select(s),
-            NodeEnum::UpdateStmt(s) => {
-                let mut tables: Vec<TableName> = s.relation.iter().map(table).collect();
-                self.from(&s.from_clause, &mut tables);
-                self.push(tables, where_facts(s.where_clause.as_deref()), Limit::None);
-                self.ctes(&s.with_clause);
-                self.expr(s.where_clause.as_deref());
-            }
-            NodeEnum::DeleteStmt(s) => {
-                let mut tables: Vec<TableName> = s.relation.iter().map(table).collect();
-                self.from(&s.using_clause, &mut tables);
-                self.push(tables, where_facts(s.where_clause.as_deref()), Limit::None);
-                self.ctes(&s.with_clause);
-                self.expr(s.where_clause.as_deref());
-            }
-            NodeEnum::InsertStmt(s) => {
-                self.ctes(&s.with_clause);
-                if let Some(q) = node(&s.select_stmt) {
-                    self.statement(q);
-                }
-            }
-            NodeEnum::MergeStmt(s) => {
-                let mut tables: Vec<TableName> = s.relation.iter().map(table).collect();
-                if let Some(src) = s.source_relation.as_deref() {
-                    self.from(std::slice::from_ref(src), &mut tables);
-                }
-                self.push(
-                    tables,
-                    where_facts(s.join_condition.as_deref()),
-                    Limit::None,
-                );
-                self.ctes(&s.with_clause);
-            }
-            NodeEnum::ExplainStmt(s) => self.optional(&s.query),
-            NodeEnum::PrepareStmt(s) => self.optional(&s.query),
-            NodeEnum::CreateTableAsStmt(s) => self.optional(&s.query),
-            NodeEnum::DeclareCursorStmt(s) => self.optional(&s.query),
-            NodeEnum::ViewStmt(s) => self.optional(&s.query),
-            NodeEnum::CopyStmt(s) => {
-                if s.query.is_some() {
-                    self.optional(&s.query);
-                } else if let Some(r) = &s.relation
-                    && !s.is_from
-                {
-                    self.push(vec![table(r)], WhereFacts::default(), Limit::None);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn optional(&mut self, q: &Option<Box<protobuf::Node>>) {
-        if let Some(q) = node(q) {
-            self.statement(q);
-        }
-    }
-
-    fn push(&mut self, tables: Vec<TableName>, filter: WhereFacts, limit: Limit) {
-        self.blocks.push(QueryBlock {
-            tables,
-            filter,
-            limit,
-        });
-    }
-
-    fn select(&mut self, s: &protobuf::SelectStmt) {
-        self.ctes(&s.with_clause);
-        if s.larg.is_some() || s.rarg.is_some() {
-            for arm in [&s.larg, &s.rarg].into_iter().flatten() {
-                self.select(arm);
-            }
-            return;
-        }
-        for l in &s.locking_clause {
-            if let Some(NodeEnum::LockingClause(c)) = l.node.as_ref() {
-                let name = match LockClauseStrength::try_from(c.strength) {
-                    Ok(LockClauseStrength::LcsForkeyshare) => "for key share",
-                    Ok(LockClauseStrength::LcsForshare) => "for share",
-                    Ok(LockClauseStrength::LcsFornokeyupdate) => "for no key update",
-                    _ => "for update",
-                };
-                self.locking.push(name.into());
-            }
-        }
-        let mut tables = Vec::new();
-        self.from(&s.from_clause, &mut tables);
-        self.push(tables, where_facts(s.where_clause.as_deref()), limit(s));
-        // WHERE, target lists and HAVING may hold subqueries: levels of their own.
-        self.expr(s.where_clause.as_deref());
-        for t in &s.target_list {
-            self.expr(Some(t));
-        }
-        self.expr(s.having_clause.as_deref());
-    }
-
-    fn ctes(&mut self, with: &Option<protobuf::WithClause>) {
-        let Some(with) = with else { return };
-        for cte in &with.ctes {
-            if let Some(NodeEnum::CommonTableExpr(c)) = cte.node.as_ref() {
-                self.optional(&c.ctequery);
-            }
-        }
-    }
-
-    /// Tables named directly in a FROM list (joins included); subqueries become levels.
-    fn from(&mut self, items: &[protobuf::Node], tables: &mut Vec<TableName>) {
-        for item in items {
-            match item.node.as_ref() {
-                Some(NodeEnum::RangeVar(r)) => {
-                    let t = table(r);
-                    if !(t.schema.is_none() && self.ctes.contains(&t.name)) {
-                        tables.push(t);
-                    }
-                }
-                Some(NodeEnum::JoinExpr(j)) => {
-                    for side in [&j.larg, &j.rarg].into_iter().flatten() {
-                        self.from(std::slice::from_ref(&**side), tables);
-                    }
-                    self.expr(j.quals.as_deref());
-                }
-                Some(NodeEnum::RangeSubselect(r)) => self.optional(&r.subquery),
-                _ => {}
-            }
-        }
-    }
-
-    /// Subqueries inside an expression become levels of their own.
-    fn expr(&mut self, expr: Option<&protobuf::Node>) {
-        let Some(n) = expr.and_then(|n| n.node.as_ref()) else {
-            return;
-        };
-        match n {
-            NodeEnum::SubLink(s) => {
-                self.optional(&s.subselect);
-                self.expr(s.testexpr.as_deref());
-            }
-            NodeEnum::BoolExpr(b) => b.args.iter().for_each(|a| self.expr(Some(a))),
-            NodeEnum::AExpr(a) => {
-                self.expr(a.lexpr.as_deref());
-                self.expr(a.rexpr.as_deref());
-            }
-            NodeEnum::ResTarget(r) => self.expr(r.val.as_deref()),
-            NodeEnum::TypeCast(t) => self.expr(t.arg.as_deref()),
-            NodeEnum::FuncCall(f) => f.args.iter().for_each(|a| self.expr(Some(a))),
-            NodeEnum::NullTest(t) => self.expr(t.arg.as_deref()),
-            NodeEnum::CoalesceExpr(c) => c.args.iter().for_each(|a| self.expr(Some(a))),
-            NodeEnum::List(l) => l.items.iter().for_each(|a| self.expr(Some(a))),
-            _ => {}
-        }
-    }
-}
-
-/// Opaque code, drops, COPY PROGRAM, settings, PREPARE/EXECUTE names.
-fn details(n: &NodeEnum, out: &mut StatementFacts) {
-    match n {
-        NodeEnum::DoStmt(d) => out.opaque.push(OpaqueCode {
-            kind: "do".into(),
-            name: None,
-            language: def_text(&d.args, "language"),
-        }),
-        NodeEnum::CreateFunctionStmt(f) => out.opaque.push(OpaqueCode {
-            kind: if f.is_procedure {
-                "create-procedure".into()
-            } else {
-                "create-function".into()
-            },
-            name: Some(names(&f.funcname)),
-            language: def_text(&f.options, "language"),
-        }),
-        NodeEnum::CallStmt(c) => out.opaque.push(OpaqueCode {
-            kind: "call".into(),
-            name: c.funccall.as_ref().map(|f| names(&f.funcname)),
-            language: None,
-        }),
-        NodeEnum::CreateTrigStmt(t) => out.opaque.push(OpaqueCode {
-            kind: "create-trigger".into(),
-            name: Some(names(&t.funcname)),
-            language: None,
-        }),
-        NodeEnum::RuleStmt(r) => out.opaque.push(OpaqueCode {
-            kind: "create-rule".into(),
-            name: Some(r.rulename.clone()),
-            language: None,
-        }),
-        NodeEnum::DropStmt(d) => {
-            let what = ObjectType::try_from(d.remove_type)
-                .map(|t| object_type(t.as_str_name()))
-                .unwrap_or_else(|_| "object".into());
-            for o in &d.objects {
-                let name = match o.node.as_ref() {
-                    Some(NodeEnum::List(l)) => names(&l.items),
-                    Some(NodeEnum::String(s)) => s.sval.clone(),
-                    Some(NodeEnum::TypeName(t)) => names(&t.names),
-                    Some(NodeEnum::ObjectWithArgs(f)) => names(&f.objname),
-                    _ => String::from("?"),
-                };
-                if what == "table" || what == "view" || what == "materialized-view" {
-                    let mut parts: Vec<&str> = name.split('.').collect();
-                    let rel = parts.pop().unwrap_or_default().to_owned();
-                    let t = TableName {
-                        schema: parts.last().map(|s| (*s).to_owned()),
-                        name: rel,
-                    };
-                    if !out.writes.contains(&t) {
-                        out.writes.push(t);
-                    }
-                }
-                out.drops.push(format!("{what} {name}"));
-            }
-        }
-        NodeEnum::AlterTableStmt(a) => {
-            let rel = a
-                .relation
-                .as_ref()
-                .map(|r| r.relname.clone())
-                .unwrap_or_default();
-            for c in &a.cmds {
-                if let Some(NodeEnum::AlterTableCmd(c)) = c.node.as_ref() {
-                    match AlterTableType::try_from(c.subtype) {
-                        Ok(AlterTableType::AtDropColumn) => {
-                            out.drops.push(format!("column {rel}.{}", c.name))
-                        }
-                        Ok(AlterTableType::AtDropConstraint) => {
-                            out.drops.push(format!("constraint {rel}.{}", c.name))
-                        }
-                        Ok(AlterTableType::AtDropExpression) => {
-                            out.drops.push(format!("expression {rel}.{}", c.name))
-                        }
-                        Ok(AlterTableType::AtDropIdentity) => {
-                            out.drops.push(format!("identity {rel}.{}", c.name))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        NodeEnum::CopyStmt(c) if c.is_program => out.copy_program = Some(c.filename.clone()),
-        NodeEnum::VariableSetStmt(v) => {
-            out.setting = Some(if v.name.is_empty() {
-                "all".into()
-            } else {
-                v.name.to_lowercase()
-            })
-        }
-        NodeEnum::ExecuteStmt(e) => out.executes = Some(e.name.clone()),
-        NodeEnum::PrepareStmt(p) => {
-            out.prepares = Some(p.name.clone());
-            if let Some(q) = node(&p.query) {
-                let mut inner = facts("", q);
-                out.opaque.append(&mut inner.opaque);
-                out.drops.append(&mut inner.drops);
-                if out.copy_program.is_none() {
-                    out.copy_program = inner.copy_program;
-                }
-            }
-        }
-        NodeEnum::ExplainStmt(e) => {
-            if explain_analyze(e)
-                && let Some(q) = node(&e.query)
-            {
-                let mut inner = facts("", q);
-                out.opaque.append(&mut inner.opaque);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `OBJECT_MATVIEW` → `materialized-view`, `OBJECT_TABLE` → `table`.
-fn object_type(name: &str) -> String {
-    let bare = name.strip_prefix("OBJECT_").unwrap_or(name).to_lowercase();
-    match bare.as_str() {
-        "matview" => "materialized-view".into(),
-        other => other.replace('_', "-"),
-    }
-}
-
-fn names(parts: &[protobuf::Node]) -> String {
-    parts
-        .iter()
-        .filter_map(|p| match p.node.as_ref() {
-            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-fn def_text(options: &[protobuf::Node], key: &str) -> Option<String> {
-    options.iter().find_map(|o| match o.node.as_ref() {
-        Some(NodeEnum::DefElem(d)) if d.defname == key => {
-            match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
-                Some(NodeEnum::String(s)) => Some(s.sval.to_lowercase()),
-                _ => None,
-            }
-        }
-        _ => None,
     })
 }
 

@@ -207,6 +207,8 @@ fn query_levels_cover_unions_subqueries_and_ctes() {
     let f = one("select * from orders where tenant_id = 1 union all select * from orders");
     assert_eq!(f.blocks.len(), 2);
     assert!(f.blocks[1].filter.equalities.is_empty());
+    let f = one("select * from events union all select * from events limit 5");
+    assert!(f.blocks.iter().all(|b| b.limit == Limit::Count(5)));
     let f = one("select * from (select * from orders) s where tenant_id = 1");
     assert!(
         f.blocks
