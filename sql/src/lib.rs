@@ -1,9 +1,13 @@
-//! Just enough SQL lexing for a proxy, shared by the kernel and the plugin SDK: statement
-//! boundaries (respecting quotes, comments and dollar quoting), leading keywords, the
-//! session-state effect of a statement, and the statement facts hooks receive
+//! Just enough SQL for a proxy, shared by the kernel and the plugin SDK: statement
+//! boundaries and leading keywords (the `lexer` module, which follows PostgreSQL's own
+//! scanner), the session-state effect of a statement, and the statement facts hooks receive
 //! ([`facts`]: class, tables, fingerprint, hints).
 
 pub mod facts;
+mod lexer;
+
+pub use lexer::{leading_words, skip_space_and_comments, split_statements, starts_with_keyword};
+pub(crate) use lexer::{skip_block_comment, skip_dollar, skip_quoted};
 
 pub use facts::{
     Facts, StatementClass, analyze, class_and_fingerprint, classify, fingerprint, has_keyword,
@@ -28,142 +32,6 @@ pub enum SessionEffect {
     Deallocate(String),
     /// `DEALLOCATE [PREPARE] ALL` (also drops protocol-level statements).
     DeallocateAll,
-}
-
-/// Splits SQL text into statements, dropping empty ones. Unterminated quotes or comments end
-/// the last statement (the server will report the syntax error).
-pub fn split_statements(sql: &str) -> Vec<&str> {
-    let b = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\'' | b'"' => i = skip_quoted(b, i),
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                i = b[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(b.len(), |p| i + p + 1)
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i),
-            b'$' => i = skip_dollar(b, i),
-            b';' => {
-                push_nonempty(&mut out, &sql[start..i]);
-                i += 1;
-                start = i;
-            }
-            _ => i += 1,
-        }
-    }
-    push_nonempty(&mut out, &sql[start..]);
-    out
-}
-
-fn push_nonempty<'a>(out: &mut Vec<&'a str>, stmt: &'a str) {
-    if !skip_space_and_comments(stmt).is_empty() {
-        out.push(stmt);
-    }
-}
-
-pub(crate) fn skip_quoted(b: &[u8], start: usize) -> usize {
-    let q = b[start];
-    let mut i = start + 1;
-    while i < b.len() {
-        if b[i] == q {
-            if b.get(i + 1) == Some(&q) {
-                i += 2;
-                continue;
-            }
-            return i + 1;
-        }
-        i += 1;
-    }
-    b.len()
-}
-
-pub(crate) fn skip_block_comment(b: &[u8], start: usize) -> usize {
-    let mut depth = 0;
-    let mut i = start;
-    while i + 1 < b.len() {
-        if b[i] == b'/' && b[i + 1] == b'*' {
-            depth += 1;
-            i += 2;
-        } else if b[i] == b'*' && b[i + 1] == b'/' {
-            depth -= 1;
-            i += 2;
-            if depth == 0 {
-                return i;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    b.len()
-}
-
-pub(crate) fn skip_dollar(b: &[u8], start: usize) -> usize {
-    // A dollar-quote tag is $[A-Za-z_][A-Za-z0-9_]*$ or $$; `$1` is a parameter.
-    let mut j = start + 1;
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-        j += 1;
-    }
-    if j >= b.len() || b[j] != b'$' || (j > start + 1 && b[start + 1].is_ascii_digit()) {
-        return start + 1;
-    }
-    let tag = &b[start..=j];
-    let mut i = j + 1;
-    while i + tag.len() <= b.len() {
-        if &b[i..i + tag.len()] == tag {
-            return i + tag.len();
-        }
-        i += 1;
-    }
-    b.len()
-}
-
-/// Skips leading white space and comments.
-pub fn skip_space_and_comments(sql: &str) -> &str {
-    let mut s = sql;
-    loop {
-        let t = s.trim_start();
-        if let Some(rest) = t.strip_prefix("--") {
-            s = rest.find('\n').map_or("", |p| &rest[p + 1..]);
-        } else if t.starts_with("/*") {
-            let end = skip_block_comment(t.as_bytes(), 0);
-            s = &t[end..];
-        } else {
-            return t;
-        }
-    }
-}
-
-/// The leading keywords of a statement, lower-cased, at most `n`.
-pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
-    let mut words = Vec::with_capacity(n);
-    let mut s = skip_space_and_comments(sql);
-    while words.len() < n {
-        let end = s
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '"'))
-            .unwrap_or(s.len());
-        if end == 0 {
-            break;
-        }
-        words.push(s[..end].trim_matches('"').to_ascii_lowercase());
-        s = skip_space_and_comments(&s[end..]);
-    }
-    words
-}
-
-/// Whether the statement starts with `keyword` (ASCII case-insensitive), cheaply.
-#[inline]
-pub fn starts_with_keyword(sql: &str, keyword: &str) -> bool {
-    let s = skip_space_and_comments(sql);
-    s.len() >= keyword.len()
-        && s.as_bytes()[..keyword.len()].eq_ignore_ascii_case(keyword.as_bytes())
-        && s.as_bytes()
-            .get(keyword.len())
-            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
 }
 
 /// Whether a statement opens a transaction block.
@@ -233,19 +101,33 @@ pub fn session_effect(stmt: &str) -> Option<SessionEffect> {
 fn identifier_after(stmt: &str, skip: usize) -> Option<String> {
     let mut s = skip_space_and_comments(stmt);
     for _ in 0..skip {
-        let end = s
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(s.len());
-        s = skip_space_and_comments(&s[end..]);
+        s = skip_space_and_comments(&s[ident_len(s)..]);
     }
-    if let Some(rest) = s.strip_prefix('"') {
-        let close = rest.find('"')?;
-        return Some(format!("\"{}\"", &rest[..close]));
+    let b = s.as_bytes();
+    // Quoted names (`U&"…"` too) are kept verbatim, doubled quotes included; unquoted ones are
+    // folded like PostgreSQL folds them in UTF-8: ASCII letters only.
+    let quote = match b {
+        [b'"', ..] => 0,
+        [b'u' | b'U', b'&', b'"', ..] => 2,
+        _ => {
+            let end = ident_len(s);
+            return (end > 0).then(|| s[..end].to_ascii_lowercase());
+        }
+    };
+    let end = lexer::quoted_end(b, quote)?;
+    Some(s[..end].to_owned())
+}
+
+/// The length of the identifier or keyword `s` starts with (0 if none).
+fn ident_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    if !b.first().is_some_and(|&c| lexer::is_ident_start(c)) {
+        return 0;
     }
-    let end = s
-        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
-        .unwrap_or(s.len());
-    (end > 0).then(|| s[..end].to_lowercase())
+    // Non-ASCII bytes are all identifier bytes, so this never ends inside a character.
+    b.iter()
+        .position(|&c| !lexer::is_ident_cont(c))
+        .unwrap_or(b.len())
 }
 
 /// Quotes a string as an SQL literal.
@@ -288,16 +170,6 @@ mod tests {
     }
 
     #[test]
-    fn splits_respecting_quotes_comments_and_dollars() {
-        let sql = "select 'a;b'; select \"x;y\" -- c;\n; select $$;$$; select $t$ ; $t$;/* ; */ select $1";
-        let parts = split_statements(sql);
-        assert_eq!(parts.len(), 5, "{parts:?}");
-        assert_eq!(parts[0], "select 'a;b'");
-        assert!(parts[4].contains("select $1"));
-        assert!(split_statements(" ; ;").is_empty());
-    }
-
-    #[test]
     fn session_effects() {
         assert_eq!(
             session_effect("SET search_path TO a, b"),
@@ -330,6 +202,28 @@ mod tests {
         );
         assert_eq!(session_effect("select 1"), None);
         assert_eq!(session_effect("settle"), None);
+    }
+
+    #[test]
+    fn prepared_names_follow_postgres() {
+        // Doubled quotes stay inside the name; only ASCII folds (as in a UTF-8 database).
+        assert_eq!(
+            session_effect("prepare \"a\"\"b\" as select 1"),
+            Some(SessionEffect::Prepare("\"a\"\"b\"".into()))
+        );
+        assert_eq!(
+            session_effect("PREPARE ÉtatQ AS select 1"),
+            Some(SessionEffect::Prepare("Étatq".into()))
+        );
+        assert_eq!(
+            session_effect("PREPARE q$1 AS select 1"),
+            Some(SessionEffect::Prepare("q$1".into()))
+        );
+        assert_eq!(
+            session_effect("deallocate U&\"q\""),
+            Some(SessionEffect::Deallocate("U&\"q\"".into()))
+        );
+        assert_eq!(session_effect("deallocate \"q"), None);
     }
 
     #[test]
