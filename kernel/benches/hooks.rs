@@ -94,6 +94,7 @@ fn bench(c: &mut Criterion) {
             ("region".into(), "eu-west".into()),
             ("role".into(), "reader".into()),
         ],
+        search_path: vec![],
     };
     let sql = "SELECT o.id, o.total, o.status, c.name, c.email FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.tenant_id = $1 AND o.created_at > now() - interval '7 days' ORDER BY o.created_at DESC LIMIT 50";
     assert!((185..=215).contains(&sql.len()), "{}", sql.len());
@@ -111,7 +112,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hooks/noop_pre_query_call", |b| {
         b.iter(|| {
             noop.call(Some(&scope), |p, s| {
-                p.call_pre_query(s, black_box(call), black_box(&stmt))
+                p.call_pre_query(s, black_box(call), black_box(&stmt.stmt))
             })
             .unwrap()
         })
@@ -124,6 +125,7 @@ fn bench(c: &mut Criterion) {
         client_addr: String::new(),
         tenant: None,
         attributes: vec![],
+        search_path: vec![],
     };
     let bare_stmt = hooks::statement("select 1");
     let bare_scope = CallScope {
@@ -134,7 +136,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hooks/noop_pre_query_call_bare", |b| {
         b.iter(|| {
             noop.call(Some(&bare_scope), |p, s| {
-                p.call_pre_query(s, black_box(call), black_box(&bare_stmt))
+                p.call_pre_query(s, black_box(call), black_box(&bare_stmt.stmt))
             })
             .unwrap()
         })
@@ -167,7 +169,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             router
                 .call(Some(&scope), |p, s| {
-                    p.call_route(s, black_box(call), black_box(&stmt))
+                    p.call_route(s, black_box(call), black_box(&stmt.stmt))
                 })
                 .unwrap()
         })
@@ -176,28 +178,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             guard
                 .call(Some(&scope), |p, s| {
-                    p.call_validate(s, black_box(call), black_box(&stmt))
-                })
-                .unwrap()
-        })
-    });
-    let guard_uncached = runtime
-        .load(
-            &plugin(
-                &dir,
-                "guard-uncached",
-                "helios_llm_guardrail.wasm",
-                &[],
-                "large_tables = [\"events\"]\ntenant_tables = [\"orders\"]\ncache_verdicts = false",
-            ),
-            topology.clone(),
-        )
-        .unwrap();
-    c.bench_function("hooks/guardrail_validate_call_uncached", |b| {
-        b.iter(|| {
-            guard_uncached
-                .call(Some(&scope), |p, s| {
-                    p.call_validate(s, black_box(call), black_box(&stmt))
+                    p.call_validate(s, black_box(call), black_box(&stmt.stmt))
                 })
                 .unwrap()
         })
@@ -211,7 +192,19 @@ fn bench(c: &mut Criterion) {
             (matches!(decision, hooks::PreQuery::Proceed(None)), route)
         })
     });
-    c.bench_function("hooks/statement_facts_only", |b| {
+    // Every statement new to the proxy: a parse by PostgreSQL's grammar, and the
+    // guardrail's verdict computed rather than taken from the kernel's cache.
+    let mut n = 0u64;
+    c.bench_function("hooks/router_and_guardrail_chain_new_literal", |b| {
+        b.iter(|| {
+            n += 1;
+            let sql = format!("SELECT abalance FROM pgbench_accounts WHERE aid = {n}");
+            let (decision, stmt) = chain.pre_query_and_validate(&session, false, &sql);
+            let route = chain.route(&session, false, &stmt);
+            (matches!(decision, hooks::PreQuery::Proceed(None)), route)
+        })
+    });
+    c.bench_function("hooks/statement_facts_cached", |b| {
         b.iter(|| hooks::statement(black_box(sql)))
     });
 }

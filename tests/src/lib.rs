@@ -188,6 +188,7 @@ pub fn component_wasm(crate_name: &str) -> PathBuf {
                 .env("CARGO_TARGET_DIR", &target)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args(["-p", "helios-router", "-p", "helios-llm-guardrail", "-p", "helios-misbehave"])
+                .args(["-p", "helios-legacy-v02"])
                 .output()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !out.status.success() {

@@ -235,7 +235,12 @@ impl Pipeline {
     }
 
     /// Runs Route; the first component with an opinion decides.
-    pub fn route(&self, session: &Arc<SessionInfo>, in_transaction: bool, facts: &Arc<Facts>) -> Route {
+    pub fn route(
+        &self,
+        session: &Arc<SessionInfo>,
+        in_transaction: bool,
+        facts: &Arc<Facts>,
+    ) -> Route {
         let (call, scope) = call_for(session, in_transaction, facts.clone());
         for &i in &self.route {
             let p = &self.plugins[i];
@@ -332,15 +337,25 @@ fn decide(
     let facts = scope.stmt.as_ref().expect("statement scope");
     let pure = p.is_pure(hook);
     if pure
-        && let Some(d) = p.decisions.get(hook, &facts.key, in_transaction, &scope.session)
+        && let Some(d) = p
+            .decisions
+            .get(hook, &facts.key, in_transaction, &scope.session)
     {
-        p.stats.cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        p.stats
+            .cached
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(d);
     }
     let (decision, reads) = p.call_reading(Some(scope), f)?;
     if pure {
-        p.decisions
-            .put(hook, &facts.key, in_transaction, &reads, &scope.session, decision.clone());
+        p.decisions.put(
+            hook,
+            &facts.key,
+            in_transaction,
+            &reads,
+            &scope.session,
+            decision.clone(),
+        );
     }
     Ok(decision)
 }

@@ -47,12 +47,15 @@ impl Decisions {
         session: &SessionInfo,
     ) -> Option<Decision> {
         let entries = self.entries.lock().expect("decisions lock");
-        entries.get(&(hook, *key, in_transaction))?.iter().find_map(|(reads, d)| {
-            reads
-                .iter()
-                .all(|(r, v)| r.value(session) == *v)
-                .then(|| d.clone())
-        })
+        entries
+            .get(&(hook, *key, in_transaction))?
+            .iter()
+            .find_map(|(reads, d)| {
+                reads
+                    .iter()
+                    .all(|(r, v)| r.value(session) == *v)
+                    .then(|| d.clone())
+            })
     }
 
     /// Remembers a decision and the session values it read.

@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 
 use helios_analysis::{
-    Analysis, Analyzer, Key, Limit, ModificationKind, StatementClass as Class, StatementFacts,
-    Via, WhereFacts,
+    Analysis, Analyzer, Key, Limit, ModificationKind, StatementClass as Class, StatementFacts, Via,
+    WhereFacts,
 };
 
 use super::bindings::v3::helios::plugin::context as wit;

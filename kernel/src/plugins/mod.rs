@@ -432,7 +432,10 @@ impl LoadedPlugin {
 
     /// Whether the component declared `hook` pure, so the kernel may cache its decisions.
     pub fn is_pure(&self, hook: HookName) -> bool {
-        self.pure.lock().expect("pure lock").contains(hook_flag(hook))
+        self.pure
+            .lock()
+            .expect("pure lock")
+            .contains(hook_flag(hook))
     }
 
     /// The contract version the component was built against.

@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 
 use crate::pool::ServerConn;
-use crate::sql::facts::{StatementClass, classify};
 use crate::sql::{split_statements, starts_with_keyword};
 use crate::wire::messages;
+use helios_analysis::StatementClass;
 
 /// One completed request batch of the open transaction.
 #[derive(Debug)]
@@ -269,7 +269,10 @@ pub fn kinds(sql: &str) -> Vec<Kind> {
             } else if starts_with_keyword(stmt, "rollback") || starts_with_keyword(stmt, "abort") {
                 Kind::Rollback
             } else {
-                match classify(stmt) {
+                // Replay must know every write: PostgreSQL's parser decides (cached by text).
+                let (_, analysis) = crate::plugins::facts::analyzer().analyze(stmt);
+                let class = analysis.statements.first().map(|s| s.class);
+                match class.unwrap_or(StatementClass::Other) {
                     // Session commands and savepoints leave nothing durable behind.
                     StatementClass::Read
                     | StatementClass::Session
@@ -283,7 +286,10 @@ pub fn kinds(sql: &str) -> Vec<Kind> {
 
 /// Whether a statement ends a transaction by committing it.
 pub fn is_commit(stmt: &str) -> bool {
-    (starts_with_keyword(stmt, "commit") && !crate::sql::facts::has_keyword(stmt, "prepared"))
+    (starts_with_keyword(stmt, "commit")
+        && crate::sql::leading_words(stmt, 2)
+            .get(1)
+            .is_none_or(|w| w != "prepared"))
         || starts_with_keyword(stmt, "end")
 }
 

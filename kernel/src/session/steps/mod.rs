@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PoolMode;
-use crate::hooks::{Pipeline, SessionInfo};
 use crate::hooks::Facts;
+use crate::hooks::{Pipeline, SessionInfo};
 use crate::plugins::bindings::ResultSet;
 use crate::session::relay::expect::SqlError;
 use crate::session::statements::Prepared;

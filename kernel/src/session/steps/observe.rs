@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::journal::JournalEntry;
+use crate::hooks::Facts;
 use crate::hooks::{self, CapturedRows, Pipeline, SessionInfo};
 use crate::journal::Journal;
-use crate::hooks::Facts;
 use crate::wire::results;
 
 /// What PostQuery and the journal need about a statement in flight.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::{Answer, BindCx, Protocol, StatementCx, Step, Verdict};
-use crate::hooks::{self, Pipeline, Route, SessionInfo};
 use crate::hooks::Facts;
+use crate::hooks::{self, Pipeline, Route, SessionInfo};
 use crate::session::relay::expect::SqlError;
 use crate::topology::Topology;
 use crate::wire::messages::sqlstate;
