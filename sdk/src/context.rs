@@ -140,7 +140,12 @@ mod imp {
     pub fn tables(stmt: &Statement) -> Vec<String> {
         let a = analysis(stmt);
         let mut out = a.reads;
-        out.extend(a.writes.into_iter().filter(|w| !out.contains(w)).collect::<Vec<_>>());
+        out.extend(
+            a.writes
+                .into_iter()
+                .filter(|w| !out.contains(w))
+                .collect::<Vec<_>>(),
+        );
         out
     }
     pub fn hints(stmt: &Statement) -> Vec<(String, String)> {

@@ -119,9 +119,10 @@ fn applies(s: &Settings) -> bool {
     }
     let user = context::user();
     s.roles.contains(&user)
-        || context::attributes()
-            .iter()
-            .any(|(k, v)| (k == "role" || k == "roles") && v.split(',').any(|r| s.roles.iter().any(|x| x == r.trim())))
+        || context::attributes().iter().any(|(k, v)| {
+            (k == "role" || k == "roles")
+                && v.split(',').any(|r| s.roles.iter().any(|x| x == r.trim()))
+        })
 }
 
 /// The statement part a refusal quotes.
@@ -190,7 +191,11 @@ fn judge(s: &Settings, a: &StatementAnalysis) -> Result<(), String> {
     if !s.allow_opaque
         && let Some(o) = a.opaque.first()
     {
-        let name = o.name.as_deref().map(|n| format!(" {n}")).unwrap_or_default();
+        let name = o
+            .name
+            .as_deref()
+            .map(|n| format!(" {n}"))
+            .unwrap_or_default();
         return Err(format!(
             "opaque code ({}{name}) is not allowed: the proxy cannot see what it does",
             o.kind
@@ -221,8 +226,7 @@ fn judge(s: &Settings, a: &StatementAnalysis) -> Result<(), String> {
                 where_it_hides(m.via)
             ));
         }
-        if changes_rows && is_listed(&m.table, &s.tenant_tables) && !filters_tenant(s, &m.filter)
-        {
+        if changes_rows && is_listed(&m.table, &s.tenant_tables) && !filters_tenant(s, &m.filter) {
             return Err(format!(
                 "changes to {} must filter on {} = a value{}",
                 m.table,

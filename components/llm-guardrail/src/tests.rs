@@ -22,7 +22,10 @@ fn refuses_what_it_should_with_42501_and_the_reason() {
         ("DROP TABLE users", "DROP"),
         ("truncate t", "TRUNCATE"),
         ("delete from users", "without a WHERE"),
-        ("UPDATE users SET admin = true WHERE 1 = 1", "keeps every row"),
+        (
+            "UPDATE users SET admin = true WHERE 1 = 1",
+            "keeps every row",
+        ),
         ("WITH d AS (DELETE FROM users RETURNING 1) SELECT 1", "CTE"),
         ("EXPLAIN ANALYZE DELETE FROM users", "EXPLAIN ANALYZE"),
         ("PREPARE p AS DELETE FROM users", "PREPARE"),
@@ -30,11 +33,20 @@ fn refuses_what_it_should_with_42501_and_the_reason() {
         ("select * from events", "LIMIT"),
         ("select * from events limit all", "LIMIT"),
         ("select * from orders where id = 1", "tenant_id"),
-        ("select * from orders where tenant_id = tenant_id", "tenant_id"),
-        ("select * from orders where tenant_id = 1 or true", "tenant_id"),
+        (
+            "select * from orders where tenant_id = tenant_id",
+            "tenant_id",
+        ),
+        (
+            "select * from orders where tenant_id = 1 or true",
+            "tenant_id",
+        ),
         ("COPY users FROM PROGRAM 'id'", "PROGRAM"),
         ("SET ROLE postgres", "role"),
-        ("select set_config('role', 'postgres', false)", "changing role"),
+        (
+            "select set_config('role', 'postgres', false)",
+            "changing role",
+        ),
         ("SELECT \"é", "cannot be analysed"),
     ] {
         match check(sql) {
@@ -60,7 +72,11 @@ fn allows_safe_statements_and_other_applications() {
         "select \"DROP\" from t",
         "EXPLAIN DELETE FROM users",
     ] {
-        assert!(matches!(check(sql), Verdict::Allow), "{sql}: {:?}", check(sql));
+        assert!(
+            matches!(check(sql), Verdict::Allow),
+            "{sql}: {:?}",
+            check(sql)
+        );
     }
     assert!(matches!(
         Guardrail::validate(&session("psql"), &statement("drop table t")),
