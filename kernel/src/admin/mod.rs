@@ -103,6 +103,12 @@ pub struct PluginView {
     pub errors: u64,
     /// Calls that hit their deadline.
     pub timeouts: u64,
+    /// Decisions of hooks declared pure answered from the kernel's cache (no call made).
+    pub cached_decisions: u64,
+    /// Hooks the component declared pure.
+    pub pure: Vec<&'static str>,
+    /// The contract version the component was built against (`0.3.0`, `0.2.0`).
+    pub contract: &'static str,
     /// Mean call time in microseconds.
     pub mean_call_us: f64,
     /// 99th percentile call time in microseconds (upper bound of its power-of-two bucket).
@@ -162,6 +168,13 @@ async fn list_plugins(State(shared): State<Arc<AdminState>>, headers: HeaderMap)
                 calls,
                 errors: p.stats.errors.load(Relaxed),
                 timeouts: p.stats.timeouts.load(Relaxed),
+                cached_decisions: p.stats.cached.load(Relaxed),
+                pure: HookName::ALL
+                    .into_iter()
+                    .filter(|h| p.is_pure(*h))
+                    .map(HookName::as_str)
+                    .collect(),
+                contract: p.contract(),
                 p99_call_us: p.stats.quantile_us(0.99),
                 mean_call_us: if calls == 0 {
                     0.0

@@ -226,18 +226,22 @@ impl Runtime {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = match v3::PluginPre::new(instance_pre.clone()) {
-            Ok(p) => Pre::V3(p),
-            Err(current) => match v2::PluginPre::new(instance_pre) {
-                Ok(p) => Pre::V2(p),
-                Err(_) => {
-                    return Err(invalid(format!(
-                        "does not implement {WIT_PACKAGE} (nor {}): {current:#}",
-                        crate::oci::artifact::OLDER_WIT_PACKAGES.join(", ")
-                    )));
-                }
-            },
-        };
+        // The version is in the names of the host interfaces the component imports.
+        let older = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.starts_with("helios:plugin/") && name.ends_with("@0.2.0"));
+        let pre = if older {
+            v2::PluginPre::new(instance_pre).map(Pre::V2)
+        } else {
+            v3::PluginPre::new(instance_pre).map(Pre::V3)
+        }
+        .map_err(|e| {
+            invalid(format!(
+                "does not implement {WIT_PACKAGE} (nor {}): {e:#}",
+                crate::oci::artifact::OLDER_WIT_PACKAGES.join(", ")
+            ))
+        })?;
         let plugin = LoadedPlugin {
             provenance: Mutex::new(Provenance::default()),
             name: config.name.clone(),
