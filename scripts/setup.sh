@@ -11,6 +11,9 @@ command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 # A real OCI registry and skopeo for the component-distribution tests.
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+# pg_query (PostgreSQL's parser, built from C) generates its bindings with libclang.
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

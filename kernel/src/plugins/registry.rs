@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::host::TopologySource;
 use super::{LoadedPlugin, Runtime};
-use crate::config::PluginConfig;
+use crate::config::{HookName, PluginConfig};
 
 /// The loaded components.
 pub struct Registry {
@@ -95,11 +95,22 @@ impl Registry {
             .map_err(|e| e.to_string())?;
         let digest = fresh.digest.clone();
         let mut state = self.lock();
-        if let Some(slot) = state.loaded.iter_mut().find(|p| p.name == name) {
-            *slot = fresh;
-        }
+        let Some(slot) = state.loaded.iter_mut().find(|p| p.name == name) else {
+            return Err(format!("no component named {name}"));
+        };
+        let old = std::mem::replace(slot, fresh);
+        let new = slot.clone();
         publish(state.enabled());
-        tracing::info!(component = name, %digest, "component reloaded");
+        tracing::warn!(
+            component = name,
+            old_digest = %old.digest,
+            new_digest = %digest,
+            changed = old.digest != digest,
+            old_hooks = ?hooks_of(&old),
+            new_hooks = ?hooks_of(&new),
+            contract = new.contract(),
+            "component reloaded"
+        );
         Ok(digest)
     }
 
@@ -114,16 +125,42 @@ impl Registry {
         if !state.loaded.iter().any(|p| p.name == name) {
             return Err(format!("no component named {name}"));
         }
-        if enabled {
-            state.disabled.remove(name);
+        let changed = if enabled {
+            state.disabled.remove(name)
         } else {
-            state.disabled.insert(name.to_owned());
-        }
+            state.disabled.insert(name.to_owned())
+        };
+        let hooks = state
+            .loaded
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| hooks_of(p))
+            .unwrap_or_default();
         publish(state.enabled());
+        // Turning a policy off is a security event: say which hooks stopped (or started)
+        // running, and what remains enabled.
+        tracing::warn!(
+            component = name,
+            action = if enabled { "enable" } else { "disable" },
+            changed,
+            hooks = ?hooks,
+            now_enabled = ?state.enabled().iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            "component {}",
+            if enabled { "enabled" } else { "disabled" }
+        );
         Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
         self.state.lock().expect("components lock")
     }
+}
+
+/// The hooks the kernel calls on a component, by name.
+fn hooks_of(p: &LoadedPlugin) -> Vec<&'static str> {
+    HookName::ALL
+        .into_iter()
+        .filter(|h| p.has_hook(*h))
+        .map(HookName::as_str)
+        .collect()
 }
