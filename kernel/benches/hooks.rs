@@ -187,7 +187,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hooks/router_and_guardrail_chain", |b| {
         b.iter(|| {
             let (decision, stmt) =
-                chain.pre_query_and_validate(black_box(&session), false, black_box(sql));
+                chain.pre_query_and_validate(black_box(&session), false, black_box(sql), &|_| None);
             let route = chain.route(&session, false, &stmt);
             (matches!(decision, hooks::PreQuery::Proceed(None)), route)
         })
@@ -199,7 +199,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let sql = format!("SELECT abalance FROM pgbench_accounts WHERE aid = {n}");
-            let (decision, stmt) = chain.pre_query_and_validate(&session, false, &sql);
+            let (decision, stmt) = chain.pre_query_and_validate(&session, false, &sql, &|_| None);
             let route = chain.route(&session, false, &stmt);
             (matches!(decision, hooks::PreQuery::Proceed(None)), route)
         })

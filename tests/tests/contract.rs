@@ -206,3 +206,49 @@ async fn statements_that_write_behind_a_select_never_go_to_a_replica() {
         .unwrap();
     assert_eq!(r.get::<_, String>(0), on_primary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_is_judged_by_the_statement_it_runs() {
+    let pg = shared_pg();
+    create_database(pg, "contract_execute").await;
+    let direct = connect(&pg.direct("contract_execute")).await.unwrap();
+    direct
+        .batch_execute("create table t(id int); insert into t values (1), (2)")
+        .await
+        .unwrap();
+    let mut config = proxy_config(pg, PoolMode::Session, 2);
+    config.admin.api_key = Some("k".into());
+    config
+        .plugins
+        .push(plugin("guardrail", "helios-llm-guardrail", &[], ""));
+    let proxy = start_proxy(config).await;
+    let post = |path: &'static str| admin_http(proxy.admin_addr, "POST", path, Some("k"), None);
+    let c = connect(&via_proxy(&proxy, "postgres", "contract_execute"))
+        .await
+        .unwrap();
+    // Prepared while the guardrail was off (or by an older component version) ...
+    assert_eq!(post("/plugins/guardrail/disable").await.0, 200);
+    c.batch_execute("PREPARE wipe AS DELETE FROM t")
+        .await
+        .unwrap();
+    c.batch_execute("PREPARE one AS SELECT * FROM t WHERE id = 1")
+        .await
+        .unwrap();
+    assert_eq!(post("/plugins/guardrail/enable").await.0, 200);
+    // ... EXECUTE runs it: the guardrail sees the DELETE it would run.
+    let err = c.simple_query("EXECUTE wipe").await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+    let msg = db_message(&err);
+    assert!(
+        msg.contains("DELETE on public.t without a WHERE clause run by EXECUTE"),
+        "{msg}"
+    );
+    let n: i64 = direct
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "nothing was deleted");
+    let r = c.simple_query("EXECUTE one").await.unwrap();
+    assert_eq!(rows(&r).len(), 1);
+}

@@ -140,13 +140,19 @@ impl Pipeline {
     /// Runs PreQuery then Validate on each statement of `sql_text` on its own (a refusal of
     /// any statement refuses the whole text); returns the decision and the facts about the
     /// final text.
+    /// `prepared` gives the `PREPARE` text of the session's SQL-level prepared statements,
+    /// so `EXECUTE name` is judged with what it runs.
     pub fn pre_query_and_validate(
         &self,
         session: &Arc<SessionInfo>,
         in_transaction: bool,
         sql_text: &str,
+        prepared: &dyn Fn(&str) -> Option<Arc<str>>,
     ) -> (PreQuery, Arc<Facts>) {
-        let parts = Facts::of(sql_text);
+        let parts: Vec<Arc<Facts>> = Facts::of(sql_text)
+            .into_iter()
+            .map(|f| f.resolve_execute(prepared))
+            .collect();
         if parts.len() == 1 {
             let facts = parts.into_iter().next().expect("one part");
             return self.one_statement(session, in_transaction, facts);

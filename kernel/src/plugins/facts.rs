@@ -99,6 +99,30 @@ impl Facts {
         }
     }
 
+    /// For `EXECUTE name`: these facts with those of the statement it runs merged in (by
+    /// `via execute`), looked up with `prepared`; unchanged for other statements. An unknown
+    /// name stays as it is: the server will refuse it.
+    pub fn resolve_execute(
+        self: Arc<Facts>,
+        prepared: &dyn Fn(&str) -> Option<Arc<str>>,
+    ) -> Arc<Facts> {
+        let Some(name) = self.analysis.as_ref().and_then(|a| a.executes.as_deref()) else {
+            return self;
+        };
+        let Some(text) = prepared(name) else {
+            return self;
+        };
+        let (_, body) = analyzer().analyze(&text);
+        let Some(prepare) = body.statements.first() else {
+            return self;
+        };
+        let mut merged = self.with_executed(prepare);
+        // The same EXECUTE text runs different statements in different sessions: the key
+        // covers both, so a cached verdict is never reused for another body.
+        merged.key = helios_analysis::key(&format!("{}\0{text}", self.stmt.sql));
+        Arc::new(merged)
+    }
+
     /// Merges the analysis of the prepared statement an `EXECUTE` runs.
     pub fn with_executed(&self, body: &StatementFacts) -> Facts {
         let mut analysis = self.analysis.clone();
@@ -107,6 +131,10 @@ impl Facts {
                 let mut m = m.clone();
                 m.via = Via::Execute;
                 a.modifications.push(m);
+            }
+            a.drops.extend(body.drops.iter().cloned());
+            if a.copy_program.is_none() {
+                a.copy_program = body.copy_program.clone();
             }
             a.reads.extend(body.reads.iter().cloned());
             a.writes.extend(body.writes.iter().cloned());

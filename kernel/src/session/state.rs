@@ -96,6 +96,17 @@ impl SessionState {
         self.rehash();
     }
 
+    /// The `PREPARE` text of the SQL-level prepared statement `EXECUTE name` runs (`name` as
+    /// PostgreSQL's parser gives it: folded, without quotes).
+    pub fn prepare_text(&self, name: &str) -> Option<Arc<str>> {
+        self.prepares
+            .iter()
+            .find(|(n, _)| {
+                n == name || n.strip_prefix('"').and_then(|n| n.strip_suffix('"')) == Some(name)
+            })
+            .map(|(_, sql)| sql.clone())
+    }
+
     /// Names of the SQL-level prepared statements the server must have.
     pub fn prepared_names(&self) -> Vec<String> {
         self.prepares.iter().map(|(n, _)| n.clone()).collect()

@@ -343,6 +343,7 @@ impl Relay {
             rewritten: None,
             facts: None,
             route: None,
+            session: Some(&self.state),
         }
     }
 

@@ -22,9 +22,14 @@ impl Hooks {
 
 impl Step for Hooks {
     fn on_statement(&self, cx: &mut StatementCx<'_>) -> Verdict {
-        let (decision, facts) =
-            self.pipeline
-                .pre_query_and_validate(cx.info, cx.in_transaction, cx.effective_sql());
+        let state = cx.session;
+        let prepared = |name: &str| state.and_then(|s| s.prepare_text(name));
+        let (decision, facts) = self.pipeline.pre_query_and_validate(
+            cx.info,
+            cx.in_transaction,
+            cx.effective_sql(),
+            &prepared,
+        );
         cx.facts = Some(facts);
         match decision {
             PreQuery::Proceed(rewritten) => {

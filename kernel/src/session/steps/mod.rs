@@ -73,6 +73,9 @@ pub struct StatementCx<'a> {
     pub facts: Option<Arc<Facts>>,
     /// The node chosen for the checkout this statement starts.
     pub route: Option<usize>,
+    /// The session's SQL-level prepared statements, so `EXECUTE name` is judged by what it
+    /// runs.
+    pub session: Option<&'a crate::session::state::SessionState>,
 }
 
 impl StatementCx<'_> {
@@ -205,6 +208,7 @@ pub(crate) mod tests {
             rewritten: None,
             facts: None,
             route: None,
+            session: None,
         }
     }
 
