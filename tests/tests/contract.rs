@@ -46,6 +46,18 @@ async fn a_component_built_against_0_2_0_loads_and_reads_context_through_the_ada
     );
     let r = c.simple_query("select 41 + 1").await.unwrap();
     assert_eq!(rows(&r)[0][0].as_deref(), Some("42"));
+    // Unqualified names resolve against the search_path the session set.
+    c.batch_execute("SET search_path TO vault, public")
+        .await
+        .unwrap();
+    let err = c
+        .simple_query("select * from legacy_secret")
+        .await
+        .unwrap_err();
+    assert!(
+        db_message(&err).contains("refuses vault.legacy_secret"),
+        "{err}"
+    );
     let (code, body) = admin_http(proxy.admin_addr, "GET", "/plugins", Some("k"), None).await;
     assert_eq!(code, 200);
     assert!(body.contains("\"contract\":\"0.2.0\""), "{body}");

@@ -138,6 +138,8 @@ pub enum Read {
     Tenant,
     /// `attributes`.
     Attributes,
+    /// `tables` or `analysis`, whose names are resolved against the `search_path`.
+    SearchPath,
 }
 
 impl Read {
@@ -150,6 +152,7 @@ impl Read {
             Read::ClientAddr => session.client_addr.clone(),
             Read::Tenant => session.tenant.clone().unwrap_or_else(|| "\0".into()),
             Read::Attributes => format!("{:?}", session.attributes),
+            Read::SearchPath => session.search_path.join(","),
         }
     }
 }
@@ -280,6 +283,7 @@ impl context::Host for HostState {
     }
 
     fn tables(&mut self) -> Vec<String> {
+        self.read(Read::SearchPath);
         let path = self.search_path().to_vec();
         self.facts().map(|f| f.tables(&path)).unwrap_or_default()
     }
@@ -297,6 +301,7 @@ impl context::Host for HostState {
     }
 
     fn analysis(&mut self) -> context::StatementAnalysis {
+        self.read(Read::SearchPath);
         let path = self.search_path().to_vec();
         match self.facts() {
             Some(f) => f.to_wit(&path),

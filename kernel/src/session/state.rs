@@ -107,6 +107,49 @@ impl SessionState {
             .map(|(_, sql)| sql.clone())
     }
 
+    /// The `search_path` a committed `SET search_path` gave the session, if any (schema
+    /// names, quotes removed).
+    pub fn search_path(&self) -> Option<Vec<String>> {
+        let (_, sql) = self.sets.iter().find(|(n, _)| n == "search_path")?;
+        let words = crate::sql::leading_words(sql, 3);
+        let skip = if words.get(1).map(String::as_str) == Some("session") {
+            3
+        } else {
+            2
+        };
+        let rest = crate::sql::skip_space_and_comments(sql);
+        // After `SET [SESSION] search_path`, then `TO` or `=`.
+        let mut value = rest;
+        for _ in 0..skip {
+            let end = value
+                .find(|c: char| c.is_whitespace() || c == '=')
+                .unwrap_or(value.len());
+            value = value[end..].trim_start();
+        }
+        let value = value
+            .strip_prefix('=')
+            .or_else(|| {
+                value
+                    .get(..2)
+                    .filter(|w| w.eq_ignore_ascii_case("to"))
+                    .map(|_| &value[2..])
+            })
+            .unwrap_or(value);
+        Some(
+            value
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .trim_end_matches(';')
+                        .trim()
+                        .trim_matches(['\'', '"'])
+                        .to_owned()
+                })
+                .filter(|p| !p.is_empty())
+                .collect(),
+        )
+    }
+
     /// Names of the SQL-level prepared statements the server must have.
     pub fn prepared_names(&self) -> Vec<String> {
         self.prepares.iter().map(|(n, _)| n.clone()).collect()
@@ -280,10 +323,12 @@ mod tests {
         assert_eq!(s.on_ready(b'T'), None);
         assert!(s.on_ready(b'I').is_some());
         assert_eq!(s.sets().collect::<Vec<_>>(), vec!["SET search_path TO a"]);
+        assert_eq!(s.search_path(), Some(vec!["a".to_owned()]));
         s.record(set("search_path", "SET search_path TO b"));
         s.saw_rollback();
         assert_eq!(s.on_ready(b'I'), None);
         assert_eq!(s.sets().collect::<Vec<_>>(), vec!["SET search_path TO a"]);
+        assert_eq!(s.search_path(), Some(vec!["a".to_owned()]));
     }
 
     #[test]

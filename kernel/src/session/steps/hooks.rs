@@ -24,8 +24,15 @@ impl Step for Hooks {
     fn on_statement(&self, cx: &mut StatementCx<'_>) -> Verdict {
         let state = cx.session;
         let prepared = |name: &str| state.and_then(|s| s.prepare_text(name));
+        // Table names resolve against the search_path the session SET, if it did.
+        let moved = state.and_then(|s| s.search_path()).map(|path| {
+            Arc::new(crate::hooks::SessionInfo {
+                search_path: path,
+                ..(**cx.info).clone()
+            })
+        });
         let (decision, facts) = self.pipeline.pre_query_and_validate(
-            cx.info,
+            moved.as_ref().unwrap_or(cx.info),
             cx.in_transaction,
             cx.effective_sql(),
             &prepared,
