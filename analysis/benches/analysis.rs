@@ -5,13 +5,13 @@ use helios_analysis::{Analyzer, analyze};
 
 fn long_statement() -> String {
     let mut sql = String::from("SELECT o.id, c.name, sum(l.amount) AS total");
-    for i in 0..12 {
+    for i in 0..20 {
         sql.push_str(&format!(", coalesce(x{i}.v, 0) AS v{i}"));
     }
     sql.push_str(
         " FROM orders o JOIN customers c ON c.id = o.customer_id JOIN lines l ON l.order_id = o.id",
     );
-    for i in 0..12 {
+    for i in 0..20 {
         sql.push_str(&format!(
             " LEFT JOIN extra_{i} x{i} ON x{i}.order_id = o.id AND x{i}.kind = 'k{i}'"
         ));
