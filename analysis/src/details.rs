@@ -83,6 +83,9 @@ pub(crate) fn details(n: &NodeEnum, out: &mut StatementFacts) {
                         Ok(AlterTableType::AtDropExpression) => {
                             out.drops.push(format!("expression {rel}.{}", c.name))
                         }
+                        Ok(AlterTableType::AtAlterColumnType) => {
+                            out.drops.push(format!("column type {rel}.{}", c.name))
+                        }
                         Ok(AlterTableType::AtDropIdentity) => {
                             out.drops.push(format!("identity {rel}.{}", c.name))
                         }
@@ -91,13 +94,19 @@ pub(crate) fn details(n: &NodeEnum, out: &mut StatementFacts) {
                 }
             }
         }
-        NodeEnum::CopyStmt(c) if c.is_program => out.copy_program = Some(c.filename.clone()),
+        NodeEnum::CopyStmt(c) if c.is_program => {
+            out.server_copy = Some(format!("program {}", c.filename))
+        }
+        NodeEnum::CopyStmt(c) if !c.filename.is_empty() => {
+            out.server_copy = Some(format!("file {}", c.filename))
+        }
         NodeEnum::VariableSetStmt(v) => {
             out.setting = Some(if v.name.is_empty() {
                 "all".into()
             } else {
                 v.name.to_lowercase()
-            })
+            });
+            out.setting_value = v.args.first().and_then(|a| constant_text(a.node.as_ref()?));
         }
         NodeEnum::ExecuteStmt(e) => out.executes = Some(e.name.clone()),
         NodeEnum::PrepareStmt(p) => {
@@ -106,8 +115,8 @@ pub(crate) fn details(n: &NodeEnum, out: &mut StatementFacts) {
                 let mut inner = facts("", q);
                 out.opaque.append(&mut inner.opaque);
                 out.drops.append(&mut inner.drops);
-                if out.copy_program.is_none() {
-                    out.copy_program = inner.copy_program;
+                if out.server_copy.is_none() {
+                    out.server_copy = inner.server_copy;
                 }
             }
         }
@@ -129,6 +138,22 @@ fn object_type(name: &str) -> String {
     match bare.as_str() {
         "matview" => "materialized-view".into(),
         other => other.replace('_', "-"),
+    }
+}
+
+/// The text of a constant (`'UTF8'`, `on`, `42`).
+fn constant_text(n: &NodeEnum) -> Option<String> {
+    use pg_query::protobuf::a_const::Val;
+    match n {
+        NodeEnum::AConst(c) => match c.val.as_ref()? {
+            Val::Sval(s) => Some(s.sval.clone()),
+            Val::Ival(i) => Some(i.ival.to_string()),
+            Val::Fval(f) => Some(f.fval.clone()),
+            Val::Boolval(b) => Some(b.boolval.to_string()),
+            Val::Bsval(b) => Some(b.bsval.clone()),
+        },
+        NodeEnum::String(s) => Some(s.sval.clone()),
+        _ => None,
     }
 }
 
@@ -184,8 +209,16 @@ fn find_set_config(v: &serde_json::Value, found: &mut Option<String>) {
                     let setting = first
                         .as_str()
                         .map_or_else(|| "(not a constant)".to_owned(), str::to_lowercase);
-                    // A computed name wins: it could be anything.
-                    if found.is_none() || setting == "(not a constant)" || setting == "role" {
+                    // A setting the kernel or a policy cares about wins over a harmless one.
+                    let sensitive = matches!(
+                        setting.as_str(),
+                        "(not a constant)"
+                            | "role"
+                            | "session_authorization"
+                            | "client_encoding"
+                            | "standard_conforming_strings"
+                    );
+                    if found.is_none() || sensitive {
                         *found = Some(setting);
                     }
                 }

@@ -67,18 +67,26 @@ fn statement_text<'a>(sql: &'a str, raw: &pg_query::protobuf::RawStmt) -> &'a st
     sql.get(start..end.min(sql.len())).unwrap_or(sql).trim()
 }
 
-/// SHA-256 (hex) of the statement's tokens with constants and parameters replaced by `?`
-/// and comments dropped: equal for texts that differ only in constants, white space,
-/// comments or keyword case. Empty when PostgreSQL's scanner rejects the text.
+/// SHA-256 (hex) of the statement's tokens with constants and parameters replaced and
+/// comments dropped: equal for texts that differ only in constants, white space, comments
+/// or the case of keywords and unquoted identifiers. Empty when PostgreSQL's scanner rejects
+/// the text.
 pub fn fingerprint(sql: &str) -> String {
+    shape(sql).map(|k| hex(&k)).unwrap_or_default()
+}
+
+/// The shape of SQL text: SHA-256 of PostgreSQL's tokens for it, each constant replaced by
+/// its token type (a string and a number differ; two numbers do not), parameters by `$`,
+/// comments dropped, keywords and unquoted identifiers folded to lower case as the server
+/// folds them (ASCII only). Two texts with one shape parse to the same tree except for
+/// constant values. `None` when the scanner rejects the text.
+pub fn shape(sql: &str) -> Option<Key> {
+    let mut h = Sha256::new();
     // `scan_tokens` (no protobuf round trip) cannot be given text without tokens.
     if sql.bytes().all(|b| b" \t\n\r\x0b\x0c".contains(&b)) {
-        return hex(&Sha256::digest(b""));
+        return Some(h.finalize().into());
     }
-    let Ok(tokens) = pg_query::scan_tokens(sql) else {
-        return String::new();
-    };
-    let mut h = Sha256::new();
+    let tokens = pg_query::scan_tokens(sql).ok()?;
     for t in &tokens {
         let token = Token::try_from(t.token).unwrap_or(Token::Nul);
         let text = usize::try_from(t.start)
@@ -93,15 +101,16 @@ pub fn fingerprint(sql: &str) -> String {
             | Token::Iconst
             | Token::Fconst
             | Token::Bconst
-            | Token::Xconst
-            | Token::Param => h.update(b"?"),
-            // Unquoted identifiers and keywords are case-insensitive.
-            _ if !text.starts_with('"') => h.update(text.to_lowercase().as_bytes()),
-            _ => h.update(text.as_bytes()),
+            | Token::Xconst => h.update(t.token.to_le_bytes()),
+            Token::Param => h.update(b"$"),
+            // Quoted identifiers keep their case; so do U&"…" ones.
+            Token::Uident => h.update(text.as_bytes()),
+            Token::Ident if text.starts_with('"') => h.update(text.as_bytes()),
+            _ => h.update(text.to_ascii_lowercase().as_bytes()),
         }
         h.update(b" ");
     }
-    hex(&h.finalize())
+    Some(h.finalize().into())
 }
 
 fn hex(bytes: &[u8]) -> String {

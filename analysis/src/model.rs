@@ -188,10 +188,14 @@ pub struct StatementFacts {
     /// What DROP / ALTER … DROP removes: object type and name (`table public.users`,
     /// `column users.email`).
     pub drops: Vec<String>,
-    /// `COPY … PROGRAM`: the command.
-    pub copy_program: Option<String>,
-    /// The setting a SET/RESET changes (`role`, `session_authorization`, `search_path`, …).
+    /// COPY to or from the server itself: `program <command>` or `file <path>`.
+    pub server_copy: Option<String>,
+    /// The setting a SET/RESET or `set_config` changes (`role`, `session_authorization`,
+    /// `search_path`, …).
     pub setting: Option<String>,
+    /// The value it is set to, when a constant (`None` for RESET, DEFAULT or a computed
+    /// value).
+    pub setting_value: Option<String>,
     /// `EXECUTE name`: the prepared statement it runs.
     pub executes: Option<String>,
     /// `PREPARE name AS …`: the name.

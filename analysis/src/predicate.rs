@@ -36,6 +36,17 @@ fn keeps_every_row(expr: &NodeEnum) -> bool {
                     args.clone().any(keeps_every_row) || null_or_not_null(&b.args)
                 }
                 Ok(BoolExprType::AndExpr) => args.clone().all(keeps_every_row),
+                // `NOT (x <> x)`.
+                Ok(BoolExprType::NotExpr) => match b.args.first().and_then(|a| a.node.as_ref()) {
+                    Some(NodeEnum::AExpr(a)) => {
+                        let same = match (&a.lexpr, &a.rexpr) {
+                            (Some(l), Some(r)) => l.node.is_some() && same_expr(&l.node, &r.node),
+                            _ => false,
+                        };
+                        same && matches!(operator(a).as_deref(), Some("<>" | "!=" | "<" | ">"))
+                    }
+                    _ => false,
+                },
                 _ => false,
             }
         }
@@ -46,8 +57,15 @@ fn keeps_every_row(expr: &NodeEnum) -> bool {
                 (Some(l), Some(r)) => l.node.is_some() && same_expr(&l.node, &r.node),
                 _ => false,
             };
-            same && matches!(op.as_deref(), Some("=" | ">=" | "<="))
+            same && (matches!(op.as_deref(), Some("=" | ">=" | "<="))
+                || a.kind == protobuf::AExprKind::AexprNotDistinct as i32)
         }
+        // `(…) IS TRUE` / `IS NOT FALSE` of a condition that keeps every row.
+        NodeEnum::BooleanTest(t) => t
+            .arg
+            .as_ref()
+            .and_then(|a| a.node.as_ref())
+            .is_some_and(keeps_every_row),
         _ => false,
     }
 }
@@ -68,18 +86,30 @@ fn null_or_not_null(args: &[protobuf::Node]) -> bool {
     })
 }
 
-/// Structural equality ignoring source locations.
+/// Structural equality ignoring source locations (`coalesce(id, 0)` on both sides).
 fn same_expr(a: &Option<NodeEnum>, b: &Option<NodeEnum>) -> bool {
     match (a, b) {
         (Some(NodeEnum::ColumnRef(x)), Some(NodeEnum::ColumnRef(y))) => x.fields == y.fields,
-        (Some(NodeEnum::TypeCast(x)), Some(NodeEnum::TypeCast(y))) => {
-            x.type_name.as_ref().map(|t| &t.names) == y.type_name.as_ref().map(|t| &t.names)
-                && same_expr(
-                    &x.arg.as_ref().and_then(|n| n.node.clone()),
-                    &y.arg.as_ref().and_then(|n| n.node.clone()),
-                )
-        }
+        (Some(x), Some(y)) => match (serde_json::to_value(x), serde_json::to_value(y)) {
+            (Ok(mut x), Ok(mut y)) => {
+                drop_locations(&mut x);
+                drop_locations(&mut y);
+                x == y
+            }
+            _ => false,
+        },
         _ => false,
+    }
+}
+
+fn drop_locations(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("location");
+            m.values_mut().for_each(drop_locations);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_locations),
+        _ => {}
     }
 }
 

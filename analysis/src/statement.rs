@@ -61,8 +61,9 @@ pub fn facts(text: &str, node: &NodeEnum) -> StatementFacts {
         blocks: Vec::new(),
         locking: Vec::new(),
         drops: Vec::new(),
-        copy_program: None,
+        server_copy: None,
         setting: None,
+        setting_value: None,
         executes: None,
         prepares: None,
     };
@@ -166,6 +167,16 @@ pub(crate) fn table(r: &protobuf::RangeVar) -> TableName {
 
 /// Each modification counts as one tree node, except MERGE actions (one MERGE node).
 fn count_nodes(mods: &[Modification]) -> usize {
+    let upserts = mods
+        .windows(2)
+        .filter(|w| {
+            w[0].kind == ModificationKind::Insert
+                && w[1].kind == ModificationKind::Update
+                && w[0].table == w[1].table
+                && w[0].via == w[1].via
+                && w[1].via != Via::Merge
+        })
+        .count();
     let merges = mods.iter().filter(|m| m.via == Via::Merge).count();
     let merge_nodes = mods
         .iter()
@@ -181,8 +192,9 @@ fn count_nodes(mods: &[Modification]) -> usize {
             )
         })
         .count()
-        - merges
-        + merge_nodes
+        .saturating_sub(merges)
+        .saturating_add(merge_nodes)
+        .saturating_sub(upserts)
 }
 
 fn with_ctes(with: &Option<protobuf::WithClause>, via: Via, out: &mut Vec<Modification>) {
@@ -217,6 +229,26 @@ fn modifications(n: &NodeEnum, via: Via, out: &mut Vec<Modification>) {
                     filter: WhereFacts::default(),
                     via,
                 });
+                // ON CONFLICT DO UPDATE updates every existing row the inserted rows collide
+                // with: bounded for a VALUES list, every row for `INSERT … SELECT`.
+                if let Some(c) = &s.on_conflict_clause
+                    && c.action == protobuf::OnConflictAction::OnconflictUpdate as i32
+                {
+                    let mut filter = where_facts(c.where_clause.as_deref());
+                    let values = matches!(
+                        node(&s.select_stmt),
+                        Some(NodeEnum::SelectStmt(q)) if !q.values_lists.is_empty()
+                    );
+                    if values && !filter.present {
+                        filter.present = true;
+                    }
+                    out.push(Modification {
+                        kind: ModificationKind::Update,
+                        table: table(r),
+                        filter,
+                        via,
+                    });
+                }
             }
         }
         NodeEnum::UpdateStmt(s) => {
@@ -256,6 +288,14 @@ fn modifications(n: &NodeEnum, via: Via, out: &mut Vec<Modification>) {
                     _ => continue,
                 };
                 let mut filter = on.clone();
+                // WHEN NOT MATCHED BY SOURCE acts on every target row the join leaves out:
+                // the join condition filters nothing for it.
+                if w.match_kind == protobuf::MergeMatchKind::MergeWhenNotMatchedBySource as i32 {
+                    filter = WhereFacts {
+                        present: false,
+                        ..WhereFacts::default()
+                    };
+                }
                 if w.condition.is_some() {
                     let cond = where_facts(w.condition.as_deref());
                     filter.constant &= cond.constant;

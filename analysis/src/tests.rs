@@ -121,6 +121,20 @@ fn merge_actions_carry_the_join_condition() {
 }
 
 #[test]
+fn upserts_and_merges_by_source_are_updates_and_deletes() {
+    let f = one("INSERT INTO users SELECT * FROM users ON CONFLICT (id) DO UPDATE SET name = 'x'");
+    let u = &f.modifications[1];
+    assert_eq!(u.kind, ModificationKind::Update);
+    assert!(!u.filter.present, "every row may be updated");
+    let f = one("INSERT INTO users VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = 'x'");
+    assert!(f.modifications[1].filter.present, "bounded by the VALUES");
+    let f = one("INSERT INTO users VALUES (1) ON CONFLICT DO NOTHING");
+    assert_eq!(f.modifications.len(), 1);
+    let f = one("MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE");
+    assert!(!f.modifications[0].filter.present);
+}
+
+#[test]
 fn prepare_bodies_and_execute_names_are_reported() {
     let f = one("PREPARE wipe AS DELETE FROM users");
     assert_eq!(f.prepares.as_deref(), Some("wipe"));
@@ -147,7 +161,11 @@ fn opaque_code_is_reported() {
 #[test]
 fn copy_direction_and_program() {
     let f = one("COPY users FROM PROGRAM 'curl evil'");
-    assert_eq!(f.copy_program.as_deref(), Some("curl evil"));
+    assert_eq!(f.server_copy.as_deref(), Some("program curl evil"));
+    assert_eq!(
+        one("COPY users TO '/tmp/x'").server_copy.as_deref(),
+        Some("file /tmp/x")
+    );
     assert_eq!(f.modifications[0].kind, ModificationKind::CopyFrom);
     assert_eq!(f.class, StatementClass::Write);
     let f = one("COPY (DELETE FROM users RETURNING *) TO STDOUT");
@@ -168,6 +186,13 @@ fn where_facts_see_through_tautologies() {
         ("DELETE FROM t WHERE now() > '2000-01-01'", true),
         ("DELETE FROM t WHERE (SELECT true)", true),
         ("DELETE FROM t WHERE id IS NOT NULL OR id IS NULL", true),
+        ("DELETE FROM t WHERE id = id + 0", false),
+        (
+            "DELETE FROM t WHERE coalesce(id, 0) = coalesce(id, 0)",
+            true,
+        ),
+        ("DELETE FROM t WHERE NOT (id <> id)", true),
+        ("DELETE FROM t WHERE (id = id) IS TRUE", true),
         ("DELETE FROM t WHERE id = 5", false),
         ("DELETE FROM t WHERE id = 5 AND 1 = 1", false),
         ("DELETE FROM t WHERE id = $1", false),
@@ -276,6 +301,16 @@ fn ddl_drops_and_settings() {
     assert_eq!(f.modifications.len(), 2);
     assert_eq!(f.class, StatementClass::Ddl);
     assert_eq!(one("SET ROLE admin").setting.as_deref(), Some("role"));
+    let f = one("SET standard_conforming_strings = off");
+    assert_eq!(f.setting_value.as_deref(), Some("off"));
+    assert_eq!(
+        one("set client_encoding to 'GBK'").setting_value.as_deref(),
+        Some("GBK")
+    );
+    assert_eq!(
+        one("ALTER TABLE users ALTER COLUMN email TYPE int USING NULL").drops,
+        vec!["column type users.email".to_string()]
+    );
     assert_eq!(
         one("SET SESSION AUTHORIZATION admin").setting.as_deref(),
         Some("session_authorization")
@@ -318,7 +353,7 @@ fn text_the_grammar_rejects_is_an_error_never_a_panic() {
 fn fingerprints_ignore_constants_comments_and_case_only() {
     assert_eq!(
         fingerprint("select * from t where a = 1"),
-        fingerprint("SELECT *  FROM t /* c */ WHERE a = 'x'")
+        fingerprint("SELECT *  FROM t /* c */ WHERE a = 42")
     );
     assert_ne!(
         fingerprint("select * from t"),
@@ -336,4 +371,37 @@ fn the_cache_parses_equal_text_once() {
     assert_eq!(k1, k2);
     assert!(std::sync::Arc::ptr_eq(&x, &y));
     assert_ne!(a.analyze("select 2").0, k1);
+}
+
+#[test]
+fn literal_variants_share_an_analysis_only_when_no_fact_reads_a_constant() {
+    let a = Analyzer::new(100);
+    let (k1, x) = a.analyze("SELECT abalance FROM t WHERE aid = 17");
+    let (k2, y) = a.analyze("SELECT abalance FROM t WHERE aid = 18");
+    assert_eq!(k1, key("SELECT abalance FROM t WHERE aid = 17"));
+    assert_eq!(k2, shape("SELECT abalance FROM t WHERE aid = 18").unwrap());
+    assert_eq!(
+        y.statements[0].text,
+        "SELECT abalance FROM t WHERE aid = 18"
+    );
+    assert_eq!(x.statements[0].reads, y.statements[0].reads);
+    // A string and a number are different shapes; so are identifiers of another case
+    // when quoted, and non-ASCII case.
+    assert_ne!(
+        shape("select * from t where a = 1"),
+        shape("select * from t where a = '1'")
+    );
+    assert_ne!(shape("select * from \"T\""), shape("select * from t"));
+    assert_ne!(shape("select * from É"), shape("select * from é"));
+    assert_eq!(shape("SELECT * FROM T"), shape("select * from t"));
+    // Facts that read constants are never shared.
+    a.analyze("select * from events limit 10");
+    let (_, l) = a.analyze("select * from events limit 100000");
+    assert_eq!(l.statements[0].blocks[0].limit, Limit::Count(100000));
+    a.analyze("select set_config('jit', 'off', false)");
+    let (_, r) = a.analyze("select set_config('role', 'admin', false)");
+    assert_eq!(r.statements[0].setting.as_deref(), Some("role"));
+    a.analyze("EXPLAIN (ANALYZE 'off') DELETE FROM t");
+    let (_, e) = a.analyze("EXPLAIN (ANALYZE 'on') DELETE FROM t");
+    assert_eq!(e.statements[0].modifications.len(), 1);
 }

@@ -41,7 +41,28 @@ fn refuses_what_it_should_with_42501_and_the_reason() {
             "select * from orders where tenant_id = 1 or true",
             "tenant_id",
         ),
-        ("COPY users FROM PROGRAM 'id'", "PROGRAM"),
+        ("COPY users FROM PROGRAM 'id'", "program id"),
+        ("COPY users TO '/tmp/x'", "file /tmp/x"),
+        ("DROP OWNED BY CURRENT_USER", "DROP"),
+        ("DROP ROLE IF EXISTS x", "DROP"),
+        ("ALTER ROLE postgres SET role = x", "administration"),
+        (
+            "ALTER TABLE users ALTER COLUMN email TYPE int USING NULL",
+            "column type",
+        ),
+        (
+            "INSERT INTO users SELECT * FROM users ON CONFLICT (id) DO UPDATE SET name = 'x'",
+            "UPDATE",
+        ),
+        (
+            "DELETE FROM users WHERE coalesce(id, 0) = coalesce(id, 0)",
+            "keeps every row",
+        ),
+        ("CREATE TABLE c AS SELECT * FROM events", "LIMIT"),
+        (
+            "SELECT query_to_xml('select * from orders', true, true, '')",
+            "query_to_xml",
+        ),
         ("SET ROLE postgres", "role"),
         (
             "select set_config('role', 'postgres', false)",

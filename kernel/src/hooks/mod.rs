@@ -190,6 +190,9 @@ impl Pipeline {
         in_transaction: bool,
         facts: Arc<Facts>,
     ) -> (PreQuery, Arc<Facts>) {
+        if let Some(r) = breaks_analysis(&facts) {
+            return (PreQuery::Block(r), facts);
+        }
         let (call, mut scope) = call_for(session, in_transaction, facts);
         let mut rewritten = None;
         for &i in &self.pre_query {
@@ -325,6 +328,61 @@ impl Pipeline {
         }
         Ok(identity)
     }
+}
+
+/// Statements are analysed as PostgreSQL parses UTF-8 text with standard-conforming
+/// strings. A session that changed either would make the server read text differently from
+/// the analysis (`E'ぃ\'…` in GBK, `'\''` without standard strings): refused while
+/// components judge statements.
+fn breaks_analysis(facts: &Facts) -> Option<Refused> {
+    let a = facts.analysis.as_ref()?;
+    let setting = a.setting.as_deref()?;
+    if !matches!(setting, "client_encoding" | "standard_conforming_strings") {
+        return None;
+    }
+    let value = a.setting_value.as_deref().map(str::to_ascii_lowercase);
+    let keeps = match (setting, value.as_deref()) {
+        ("client_encoding", Some("utf8" | "utf-8" | "unicode")) => true,
+        ("standard_conforming_strings", Some("on" | "true" | "1" | "yes")) => true,
+        // RESET returns to the session's startup value, which was checked at login.
+        _ => {
+            a.kind == "variable-set"
+                && a.setting_value.is_none()
+                && facts
+                    .stmt
+                    .sql
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("reset")
+        }
+    };
+    (!keeps).then(|| Refused {
+        code: "0A000".into(),
+        message: format!(
+            "changing {setting} is not allowed while components judge statements: the \
+             proxy analyses statements as UTF8 text with standard_conforming_strings on"
+        ),
+    })
+}
+
+/// Refuses a session whose startup parameters make PostgreSQL read statement text
+/// differently from the proxy's analysis (see [`breaks_analysis`]).
+pub fn startup_breaks_analysis(value: impl Fn(&str) -> Option<String>) -> Option<Refused> {
+    let encoding = value("client_encoding").map(|v| v.to_ascii_lowercase());
+    let standard = value("standard_conforming_strings").map(|v| v.to_ascii_lowercase());
+    let bad_encoding = encoding
+        .as_deref()
+        .is_some_and(|e| !matches!(e.trim_matches('\''), "utf8" | "utf-8" | "unicode"));
+    let bad_strings = standard
+        .as_deref()
+        .is_some_and(|s| !matches!(s, "on" | "true" | "1" | "yes"));
+    (bad_encoding || bad_strings).then(|| Refused {
+        code: "0A000".into(),
+        message: "this session's client_encoding or standard_conforming_strings differs from \
+                  what the proxy's statement analysis assumes (UTF8, on): reconnect with \
+                  client_encoding=UTF8"
+            .into(),
+    })
 }
 
 /// A hook's decision: from the kernel's cache when the component declared the hook pure and

@@ -133,8 +133,8 @@ impl Facts {
                 a.modifications.push(m);
             }
             a.drops.extend(body.drops.iter().cloned());
-            if a.copy_program.is_none() {
-                a.copy_program = body.copy_program.clone();
+            if a.server_copy.is_none() {
+                a.server_copy = body.server_copy.clone();
             }
             a.reads.extend(body.reads.iter().cloned());
             a.writes.extend(body.writes.iter().cloned());
@@ -183,7 +183,7 @@ impl Facts {
                 blocks: Vec::new(),
                 locking: Vec::new(),
                 drops: Vec::new(),
-                copy_program: None,
+                server_copy: None,
                 setting: None,
                 executes: None,
                 parse_error: Some(
@@ -247,7 +247,7 @@ impl Facts {
                 .collect(),
             locking: a.locking.clone(),
             drops: a.drops.clone(),
-            copy_program: a.copy_program.clone(),
+            server_copy: a.server_copy.clone(),
             setting: a.setting.clone(),
             executes: a.executes.clone(),
             parse_error: None,

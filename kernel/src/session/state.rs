@@ -96,6 +96,15 @@ impl SessionState {
         self.rehash();
     }
 
+    /// The value the client's startup packet (or its `options`) gave a setting.
+    pub fn startup_value(&self, name: &str) -> Option<&str> {
+        self.startup
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The `PREPARE` text of the SQL-level prepared statement `EXECUTE name` runs (`name` as
     /// PostgreSQL's parser gives it: folded, without quotes).
     pub fn prepare_text(&self, name: &str) -> Option<Arc<str>> {

@@ -23,6 +23,11 @@ impl Hooks {
 impl Step for Hooks {
     fn on_statement(&self, cx: &mut StatementCx<'_>) -> Verdict {
         let state = cx.session;
+        if let Some(r) = state.and_then(|s| {
+            crate::hooks::startup_breaks_analysis(|n| s.startup_value(n).map(str::to_owned))
+        }) {
+            return Verdict::Answer(Answer::Error(SqlError::new(r.code, r.message)));
+        }
         let prepared = |name: &str| state.and_then(|s| s.prepare_text(name));
         // Table names resolve against the search_path the session SET, if it did.
         let moved = state.and_then(|s| s.search_path()).map(|path| {
