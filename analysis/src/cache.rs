@@ -20,7 +20,7 @@ pub fn key(sql: &str) -> Key {
 
 /// A bounded, concurrent cache of analyses.
 pub struct Analyzer {
-    cache: quick_cache::sync::Cache<Key, Arc<Analysis>>,
+    cache: quick_cache::sync::Cache<Key, (Key, Arc<Analysis>)>,
     shapes: quick_cache::sync::Cache<Key, Arc<Analysis>>,
 }
 
@@ -38,25 +38,26 @@ impl Analyzer {
     /// that differ only in constants.
     pub fn analyze(&self, sql: &str) -> (Key, Arc<Analysis>) {
         let k = key(sql);
-        if let Some(a) = self.cache.get(&k) {
-            return (k, a);
+        if let Some(hit) = self.cache.get(&k) {
+            return hit;
         }
         let shape = shape(sql);
+        // A shared analysis keeps the statement text of the first text of its shape.
         if let Some(s) = &shape
             && let Some(a) = self.shapes.get(s)
         {
-            let mut own = (*a).clone();
-            own.statements[0].text = sql.trim().to_owned();
-            return (*s, Arc::new(own));
+            return (*s, a);
         }
         let a = Arc::new(analyze(sql));
-        self.cache.insert(k, a.clone());
-        if let Some(s) = shape
-            && shareable(&a)
-        {
-            self.shapes.insert(s, a.clone());
-        }
-        (k, a)
+        let analysis_key = match shape {
+            Some(s) if shareable(&a) => {
+                self.shapes.insert(s, a.clone());
+                s
+            }
+            _ => k,
+        };
+        self.cache.insert(k, (analysis_key, a.clone()));
+        (analysis_key, a)
     }
 
     /// Analyses held.

@@ -164,7 +164,8 @@ pub struct OpaqueCode {
 /// Facts about one statement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StatementFacts {
-    /// The statement's own text (one statement of a multi-statement message).
+    /// The statement's own text (one statement of a multi-statement message; for an
+    /// analysis shared by texts of one shape, that of the first such text).
     pub text: String,
     /// The parser node kind in kebab case without `Stmt`: `select`, `delete`, `merge`,
     /// `drop`, `truncate`, `alter-table`, `variable-set`, `create-function`, `do`, …

@@ -159,12 +159,21 @@ async fn the_kernel_caches_pure_verdicts_per_statement_and_session_values() {
         .unwrap();
     let (calls, _, body) = stats().await;
     assert_eq!(calls, 4, "{body}");
-    // Literal variants are different texts: each is analysed and judged.
+    // Literal variants share the analysis of their shape, and so the verdict.
     agent
         .simple_query("select id from t where id = 2")
         .await
         .unwrap();
-    assert_eq!(stats().await.0, 5);
+    let err = agent
+        .simple_query("delete from t where 7 = 7")
+        .await
+        .unwrap_err();
+    assert!(db_message(&err).contains("keeps every row"), "{err}");
+    let (calls, _, body) = stats().await;
+    assert_eq!(
+        calls, 5,
+        "only the new shape `delete … where 7 = 7` was judged: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

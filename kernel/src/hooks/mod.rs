@@ -335,7 +335,7 @@ impl Pipeline {
 /// the analysis (`E'ぃ\'…` in GBK, `'\''` without standard strings): refused while
 /// components judge statements.
 fn breaks_analysis(facts: &Facts) -> Option<Refused> {
-    let a = facts.analysis.as_ref()?;
+    let a = facts.analysis()?;
     let setting = a.setting.as_deref()?;
     if !matches!(setting, "client_encoding" | "standard_conforming_strings") {
         return None;

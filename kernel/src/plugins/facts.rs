@@ -26,12 +26,8 @@ pub fn analyzer() -> &'static Analyzer {
 pub struct Facts {
     /// The record hooks are called with.
     pub stmt: Statement,
-    /// The parser's facts; `None` when the text does not parse.
-    pub analysis: Option<StatementFacts>,
-    /// PostgreSQL's parse error.
-    pub parse_error: Option<String>,
-    /// SHA-256 of the normalised text.
-    pub fingerprint: String,
+    /// The parser's analysis of the text (shared with every text of the same analysis key).
+    whole: Arc<Analysis>,
     /// Cache key of the analysed text (SHA-256 of the text).
     pub key: Key,
 }
@@ -73,9 +69,8 @@ impl Facts {
     }
 
     /// Facts about text that holds (at most) one statement.
-    fn single(sql: &str, key: Key, analysis: &Analysis) -> Facts {
-        let first = analysis.statements.first().cloned();
-        let class = match first.as_ref().map(|f| f.class) {
+    fn single(sql: &str, key: Key, analysis: &Arc<Analysis>) -> Facts {
+        let class = match analysis.statements.first().map(|f| f.class) {
             Some(Class::Read) => StatementClass::Read,
             Some(Class::Write) => StatementClass::Write,
             Some(Class::Ddl) => StatementClass::Ddl,
@@ -84,19 +79,32 @@ impl Facts {
             // Text that does not parse is never a plain read.
             Some(Class::Other) | None => StatementClass::Other,
         };
-        let fingerprint = analysis.fingerprint.clone();
-        let short = u64::from_str_radix(fingerprint.get(..16).unwrap_or("0"), 16).unwrap_or(0);
+        let short =
+            u64::from_str_radix(analysis.fingerprint.get(..16).unwrap_or("0"), 16).unwrap_or(0);
         Facts {
             stmt: Statement {
                 sql: sql.to_owned(),
                 class,
                 fingerprint: short,
             },
-            analysis: first,
-            parse_error: analysis.error.clone(),
-            fingerprint,
+            whole: analysis.clone(),
             key,
         }
+    }
+
+    /// The parser's facts about the statement; `None` when the text does not parse.
+    pub fn analysis(&self) -> Option<&StatementFacts> {
+        self.whole.statements.first()
+    }
+
+    /// PostgreSQL's parse error, when its grammar rejects the text.
+    pub fn parse_error(&self) -> Option<&str> {
+        self.whole.error.as_deref()
+    }
+
+    /// SHA-256 (hex) of the normalised text.
+    pub fn fingerprint(&self) -> &str {
+        &self.whole.fingerprint
     }
 
     /// For `EXECUTE name`: these facts with those of the statement it runs merged in (by
@@ -106,7 +114,7 @@ impl Facts {
         self: Arc<Facts>,
         prepared: &dyn Fn(&str) -> Option<Arc<str>>,
     ) -> Arc<Facts> {
-        let Some(name) = self.analysis.as_ref().and_then(|a| a.executes.as_deref()) else {
+        let Some(name) = self.analysis().and_then(|a| a.executes.as_deref()) else {
             return self;
         };
         let Some(text) = prepared(name) else {
@@ -125,8 +133,8 @@ impl Facts {
 
     /// Merges the analysis of the prepared statement an `EXECUTE` runs.
     pub fn with_executed(&self, body: &StatementFacts) -> Facts {
-        let mut analysis = self.analysis.clone();
-        if let Some(a) = analysis.as_mut() {
+        let mut whole = (*self.whole).clone();
+        if let Some(a) = whole.statements.first_mut() {
             for m in &body.modifications {
                 let mut m = m.clone();
                 m.via = Via::Execute;
@@ -145,16 +153,14 @@ impl Facts {
         }
         Facts {
             stmt: self.stmt.clone(),
-            analysis,
-            parse_error: self.parse_error.clone(),
-            fingerprint: self.fingerprint.clone(),
+            whole: Arc::new(whole),
             key: self.key,
         }
     }
 
     /// Tables read or written, resolved.
     pub fn tables(&self, search_path: &[String]) -> Vec<String> {
-        let Some(a) = &self.analysis else {
+        let Some(a) = self.analysis() else {
             return Vec::new();
         };
         let mut out: Vec<String> = Vec::new();
@@ -172,7 +178,7 @@ impl Facts {
         let resolve = |ts: &[helios_analysis::TableName]| -> Vec<String> {
             ts.iter().map(|t| t.resolved(search_path)).collect()
         };
-        let Some(a) = &self.analysis else {
+        let Some(a) = self.analysis() else {
             return wit::StatementAnalysis {
                 kind: String::new(),
                 reads: Vec::new(),
@@ -186,11 +192,7 @@ impl Facts {
                 server_copy: None,
                 setting: None,
                 executes: None,
-                parse_error: Some(
-                    self.parse_error
-                        .clone()
-                        .unwrap_or_else(|| "no statement".into()),
-                ),
+                parse_error: Some(self.parse_error().unwrap_or("no statement").to_owned()),
             };
         };
         wit::StatementAnalysis {

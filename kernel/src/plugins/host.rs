@@ -296,7 +296,7 @@ impl context::Host for HostState {
 
     fn fingerprint(&mut self) -> String {
         self.facts()
-            .map(|f| f.fingerprint.clone())
+            .map(|f| f.fingerprint().to_owned())
             .unwrap_or_default()
     }
 
