@@ -316,27 +316,42 @@ fn scaffold(name: &str, parent: &Path) -> Result<()> {
     Ok(())
 }
 
-const SCAFFOLD_LIB: &str = r#"//! A HeliosProxy component: refuses statements that mention a configured word.
+const SCAFFOLD_LIB: &str = r#"//! A HeliosProxy component: refuses statements that change a configured table, wherever
+//! the change hides (CTEs, EXPLAIN ANALYZE, MERGE, PREPARE bodies), judged on what
+//! PostgreSQL's parser says the statement does.
 
 use std::sync::OnceLock;
 
 use helios_sdk::*;
 
-static WORD: OnceLock<String> = OnceLock::new();
+static TABLE: OnceLock<String> = OnceLock::new();
 
 pub struct Component;
 
 impl Plugin for Component {
     fn init(config: &Config) -> Result<Hooks, String> {
-        let word = config.text("forbidden_word").unwrap_or("forbidden").to_lowercase();
-        let _ = WORD.set(word);
+        let table = config.text("protected_table").unwrap_or("accounts").to_lowercase();
+        let _ = TABLE.set(table);
+        // The verdict depends only on the statement: the kernel may cache it.
+        context::declare_pure(Hooks::VALIDATE);
         Ok(Hooks::VALIDATE)
     }
 
     fn validate(_call: &Call, stmt: &Statement) -> Verdict {
-        let word = WORD.get().map(String::as_str).unwrap_or("forbidden");
-        if stmt.sql.to_lowercase().contains(word) {
-            deny("42501", format!("statements mentioning `{word}` are refused"))
+        let table = TABLE.get().map(String::as_str).unwrap_or("accounts");
+        let analysis = context::analysis(stmt);
+        if analysis.parse_error.is_some() {
+            return deny("42501", "statement cannot be analysed");
+        }
+        let bare = |t: &str| t.rsplit('.').next().unwrap_or(t).to_owned();
+        let changed = analysis
+            .modifications
+            .iter()
+            .map(|m| &m.table)
+            .chain(&analysis.writes)
+            .any(|t| bare(t) == table);
+        if changed {
+            deny("42501", format!("changes to {table} are refused"))
         } else {
             Verdict::Allow
         }
@@ -351,11 +366,13 @@ mod tests {
     use helios_sdk::testing::session;
 
     #[test]
-    fn refuses_the_forbidden_word() {
+    fn refuses_changes_to_the_protected_table() {
         Component::init(&Config::default()).unwrap();
-        assert!(matches!(Component::validate(&session("app"), &statement("select 1")), Verdict::Allow));
+        let check = |sql: &str| Component::validate(&session("app"), &statement(sql));
+        assert!(matches!(check("select * from accounts"), Verdict::Allow));
+        assert!(matches!(check("delete from accounts where id = 1"), Verdict::Deny(_)));
         assert!(matches!(
-            Component::validate(&session("app"), &statement("select 'FORBIDDEN'")),
+            check("with d as (update accounts set x = 1 returning 1) select * from d"),
             Verdict::Deny(_)
         ));
     }
