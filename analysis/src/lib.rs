@@ -87,6 +87,7 @@ pub fn shape(sql: &str) -> Option<Key> {
         return Some(h.finalize().into());
     }
     let tokens = pg_query::scan_tokens(sql).ok()?;
+    let mut folded = Vec::with_capacity(64);
     for t in &tokens {
         let token = Token::try_from(t.token).unwrap_or(Token::Nul);
         let text = usize::try_from(t.start)
@@ -106,7 +107,11 @@ pub fn shape(sql: &str) -> Option<Key> {
             // Quoted identifiers keep their case; so do U&"…" ones.
             Token::Uident => h.update(text.as_bytes()),
             Token::Ident if text.starts_with('"') => h.update(text.as_bytes()),
-            _ => h.update(text.to_ascii_lowercase().as_bytes()),
+            _ => {
+                folded.clear();
+                folded.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                h.update(&folded);
+            }
         }
         h.update(b" ");
     }

@@ -95,10 +95,10 @@ fn keygen_pack_sign_verify_inspect() {
     for want in [
         "name:      guardrail",
         "version:   1.2.3",
-        "helios:plugin@0.2.0",
+        "helios:plugin@0.3.0",
         "valid, signed by release.pub",
         "validate",
-        "helios:plugin/context@0.2.0",
+        "helios:plugin/context@0.3.0",
         "exports:   init",
     ] {
         assert!(out.contains(want), "missing {want} in\n{out}");

@@ -30,7 +30,7 @@ pub struct Manifest {
     pub name: String,
     /// Component version.
     pub version: String,
-    /// The WIT package it targets, e.g. `helios:plugin@0.2.0`.
+    /// The WIT package it targets, e.g. `helios:plugin@0.3.0`.
     pub wit: String,
     /// Hooks it implements.
     #[serde(default)]

@@ -53,7 +53,7 @@ impl Decisions {
             .find_map(|(reads, d)| {
                 reads
                     .iter()
-                    .all(|(r, v)| r.value(session) == *v)
+                    .all(|(r, v)| r.returns(session, v))
                     .then(|| d.clone())
             })
     }

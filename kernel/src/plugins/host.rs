@@ -143,6 +143,17 @@ pub enum Read {
 }
 
 impl Read {
+    /// Whether this read returns `value` for `session` (no allocation for the common reads).
+    pub fn returns(self, session: &SessionInfo, value: &str) -> bool {
+        match self {
+            Read::User => session.user == value,
+            Read::Database => session.database == value,
+            Read::ApplicationName => session.application_name == value,
+            Read::ClientAddr => session.client_addr == value,
+            _ => self.value(session) == value,
+        }
+    }
+
     /// The value this read returns for `session`, as text.
     pub fn value(self, session: &SessionInfo) -> String {
         match self {

@@ -259,7 +259,7 @@ impl Runtime {
             on_error: config.on_error,
             idle: Mutex::new(Vec::new()),
             hooks: Mutex::new(Hooks::empty()),
-            pure: Mutex::new(Hooks::empty()),
+            pure: std::sync::atomic::AtomicU8::new(0),
             decisions: decisions::Decisions::default(),
             enabled: config.hooks.iter().copied().collect(),
             stats: PluginStats::default(),
@@ -376,6 +376,17 @@ struct Instance {
     bindings: Bindings,
 }
 
+/// A hook's bit in [`LoadedPlugin`]'s lock-free set of pure hooks.
+fn hook_bit(hook: HookName) -> u8 {
+    match hook {
+        HookName::Authenticate => 1,
+        HookName::PreQuery => 2,
+        HookName::Validate => 4,
+        HookName::Route => 8,
+        HookName::PostQuery => 16,
+    }
+}
+
 /// The `hooks` flag of a hook.
 fn hook_flag(hook: HookName) -> Hooks {
     match hook {
@@ -418,7 +429,8 @@ pub struct LoadedPlugin {
     on_error: Option<OnError>,
     idle: Mutex<Vec<Instance>>,
     hooks: Mutex<Hooks>,
-    pure: Mutex<Hooks>,
+    /// Bits of the hooks declared pure (read on every statement: no lock).
+    pure: std::sync::atomic::AtomicU8,
     /// Cached decisions of pure hooks.
     pub decisions: decisions::Decisions,
     enabled: HashSet<HookName>,
@@ -436,10 +448,7 @@ impl LoadedPlugin {
 
     /// Whether the component declared `hook` pure, so the kernel may cache its decisions.
     pub fn is_pure(&self, hook: HookName) -> bool {
-        self.pure
-            .lock()
-            .expect("pure lock")
-            .contains(hook_flag(hook))
+        self.pure.load(Relaxed) & hook_bit(hook) != 0
     }
 
     /// The contract version the component was built against.
@@ -490,7 +499,12 @@ impl LoadedPlugin {
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?
             .map_err(CallError::Instantiate)?;
         *self.hooks.lock().expect("hooks lock") = registration.hooks;
-        *self.pure.lock().expect("pure lock") = store.data().pure & registration.hooks;
+        let pure = store.data().pure & registration.hooks;
+        let bits = HookName::ALL
+            .into_iter()
+            .filter(|h| pure.contains(hook_flag(*h)))
+            .fold(0, |bits, h| bits | hook_bit(h));
+        self.pure.store(bits, Relaxed);
         Ok(Instance { store, bindings })
     }
 
