@@ -3,17 +3,22 @@
 //! epoch deadline and a memory limit. A trap, timeout or out-of-memory fails only that call;
 //! the instance is thrown away and a fresh one takes its place.
 
+mod adapter;
 pub mod bindings;
+mod config_values;
 mod deadline;
 pub mod decisions;
+mod errors;
 pub mod facts;
 mod grants;
 pub mod host;
 pub mod registry;
 mod stats;
 
+pub use config_values::flatten_config;
 pub use deadline::DeadlineWatch;
 use deadline::deadline_reached;
+pub use errors::{CallError, LoadError};
 use grants::check_grants;
 pub use grants::describe;
 pub use stats::PluginStats;
@@ -36,66 +41,6 @@ use crate::oci::TrustRoot;
 pub use crate::oci::artifact::WIT_PACKAGE;
 /// Milliseconds per epoch tick; call deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(1);
-
-/// Why a component could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The source could not be read or verified.
-    #[error("component {name} from {source_path}: {error}")]
-    Source {
-        /// Component name.
-        name: String,
-        /// Source.
-        source_path: String,
-        /// Why.
-        error: crate::oci::SourceError,
-    },
-    /// The trust root could not be loaded.
-    #[error("plugin_runtime.trust_root: {0}")]
-    TrustRoot(#[from] crate::oci::TrustError),
-    /// The bytes are not a valid component, or it does not match the WIT world.
-    #[error("component {name}: {message}")]
-    Invalid {
-        /// Component name.
-        name: String,
-        /// Why.
-        message: String,
-    },
-    /// The component imports a host interface it was not granted.
-    #[error(
-        "component {name} imports `{interface}` but is not granted it (add \"{grant}\" to grants)"
-    )]
-    NotGranted {
-        /// Component name.
-        name: String,
-        /// Imported interface.
-        interface: String,
-        /// The grant that would allow it.
-        grant: String,
-    },
-    /// `init` refused the configuration or failed.
-    #[error("component {name}: init failed: {message}")]
-    Init {
-        /// Component name.
-        name: String,
-        /// Why.
-        message: String,
-    },
-}
-
-/// How a single component call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The call ran past its CPU deadline.
-    #[error("timed out after {0} ms")]
-    Timeout(u64),
-    /// The component trapped (panic, unreachable, out of memory, …).
-    #[error("trapped: {0}")]
-    Trap(String),
-    /// No instance could be created.
-    #[error("could not instantiate: {0}")]
-    Instantiate(String),
-}
 
 /// The engine and linker every component shares, plus the epoch ticker.
 pub struct Runtime {
@@ -335,42 +280,6 @@ fn write_cache(dir: &Path, path: &Path, component: &Component) -> wasmtime::Resu
     Ok(())
 }
 
-/// Turns a TOML table into the flat typed list `init` receives (nested keys dotted).
-pub fn flatten_config(table: &toml::Table) -> Vec<(String, ConfigValue)> {
-    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, ConfigValue)>) {
-        for (k, v) in table {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                toml::Value::String(s) => out.push((key, ConfigValue::Text(s.clone()))),
-                toml::Value::Integer(i) => out.push((key, ConfigValue::Integer(*i))),
-                toml::Value::Float(f) => out.push((key, ConfigValue::Float(*f))),
-                toml::Value::Boolean(b) => out.push((key, ConfigValue::Boolean(*b))),
-                toml::Value::Datetime(d) => out.push((key, ConfigValue::Text(d.to_string()))),
-                toml::Value::Array(items) => out.push((
-                    key,
-                    ConfigValue::Texts(
-                        items
-                            .iter()
-                            .map(|i| match i {
-                                toml::Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            })
-                            .collect(),
-                    ),
-                )),
-                toml::Value::Table(t) => walk(&key, t, out),
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("", table, &mut out);
-    out
-}
-
 struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
@@ -561,25 +470,5 @@ impl LoadedPlugin {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nested_config_is_flattened_with_dotted_keys() {
-        let table: toml::Table = toml::from_str(
-            "a = 1\nb = \"x\"\nc = [\"p\", \"q\"]\n[workload]\nolap = \"analytics\"\n",
-        )
-        .unwrap();
-        let flat = flatten_config(&table);
-        assert!(flat.contains(&("a".into(), ConfigValue::Integer(1))));
-        assert!(flat.contains(&(
-            "workload.olap".into(),
-            ConfigValue::Text("analytics".into())
-        )));
-        assert!(flat.contains(&("c".into(), ConfigValue::Texts(vec!["p".into(), "q".into()]))));
     }
 }

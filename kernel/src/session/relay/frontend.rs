@@ -1,20 +1,18 @@
 //! One function per client message: what is sent to the server, what the proxy answers
 //! itself, and what the queue expects back.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::Relay;
-use super::expect::{Effects, Expect, SqlError, Synthetic};
+use super::expect::{Expect, SqlError, Synthetic};
+use super::text::{not_utf8, query_effects};
 use crate::hooks;
 use crate::session::SessionError;
 use crate::session::served::{self, Served, ServedPortal};
-use crate::session::state::Effect;
 use crate::session::statements::Prepared;
 use crate::session::steps::journal::JournalEntry;
 use crate::session::steps::observe::RowCapture;
 use crate::session::steps::{Answer, BindCx, PostCtx, Protocol, StatementCx};
-use crate::sql::{session_effect, split_statements};
 use crate::wire::frontend::{self, Frontend};
 use crate::wire::messages::{self, BindRef, ParseRef, TargetRef, sqlstate};
 use crate::wire::results;
@@ -86,7 +84,7 @@ impl Relay {
         let lossy;
         let sql = match std::str::from_utf8(sql) {
             Ok(s) => s,
-            Err(_) if !self.steps.is_empty() => {
+            Err(_) if self.pipeline.has_statement_hooks() => {
                 self.answer(Answer::Error(not_utf8()), Protocol::Simple);
                 return;
             }
@@ -136,9 +134,18 @@ impl Relay {
     async fn on_parse(&mut self, parse: ParseRef<'_>) {
         let mut rewritten = None;
         if !self.steps.is_empty() {
-            let Ok(sql) = std::str::from_utf8(parse.query) else {
-                self.answer(Answer::Error(not_utf8()), Protocol::Extended);
-                return;
+            let lossy;
+            let sql = match std::str::from_utf8(parse.query) {
+                Ok(s) => s,
+                Err(_) if self.pipeline.has_statement_hooks() => {
+                    self.answer(Answer::Error(not_utf8()), Protocol::Extended);
+                    return;
+                }
+                // Only the statement-mode guard looks, and only at the leading keyword.
+                Err(_) => {
+                    lossy = String::from_utf8_lossy(parse.query).into_owned();
+                    &lossy
+                }
             };
             let mut cx = self.statement_cx(sql, Protocol::Extended);
             match self.steps.on_statement(&mut cx).await {
@@ -467,49 +474,10 @@ const FAILS_TO_PARSE: &str = "hp_refused";
 /// A `Parse` of [`FAILS_TO_PARSE`] into the unnamed statement, which the proxy never uses
 /// (client statements get `hp_…` names), so a failed parse there touches nothing; being
 /// unnamed it is also sent again with the batch if the session moves to a new server.
-/// The refusal of SQL that is not valid UTF-8 while components judge statements: they are
-/// given text, and text that cannot be read is never passed on as something else.
-fn not_utf8() -> SqlError {
-    SqlError::new(
-        "22021",
-        "invalid byte sequence for encoding \"UTF8\": this proxy's policy components read \
-         statements as UTF-8; set client_encoding to UTF8",
-    )
-}
-
 fn encode_failing_parse(out: &mut Vec<u8>) {
     crate::wire::frame::write_message(out, b'P', |b| {
         b.push(0);
         b.extend_from_slice(FAILS_TO_PARSE.as_bytes());
         b.extend_from_slice(&[0, 0, 0]);
     });
-}
-
-/// The session-state effects of a simple query's statements, when it has any.
-fn query_effects(sql: &str) -> Effects {
-    if !might_change_session(sql) {
-        return None;
-    }
-    let effects: VecDeque<Option<Effect>> = split_statements(sql)
-        .into_iter()
-        .map(|stmt| {
-            session_effect(stmt).map(|kind| Effect {
-                kind,
-                sql: Arc::from(stmt.trim()),
-            })
-        })
-        .collect();
-    effects.iter().any(Option::is_some).then_some(effects)
-}
-
-/// Cheap pre-check: every statement with a session effect contains `set` or `discard`.
-#[inline]
-fn might_change_session(sql: &str) -> bool {
-    let b = sql.as_bytes();
-    b.windows(3).any(|w| w.eq_ignore_ascii_case(b"set"))
-        || b.windows(7).any(|w| {
-            w.eq_ignore_ascii_case(b"discard")
-                || w.eq_ignore_ascii_case(b"prepare")
-                || w.eq_ignore_ascii_case(b"dealloc")
-        })
 }

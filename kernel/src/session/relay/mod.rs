@@ -20,6 +20,7 @@ pub mod frontend;
 pub mod io;
 pub mod lease;
 pub mod portals;
+mod text;
 
 use std::sync::Arc;
 
