@@ -100,13 +100,18 @@ pub(crate) fn details(n: &NodeEnum, out: &mut StatementFacts) {
         NodeEnum::CopyStmt(c) if !c.filename.is_empty() => {
             out.server_copy = Some(format!("file {}", c.filename))
         }
-        NodeEnum::VariableSetStmt(v) => {
-            out.setting = Some(if v.name.is_empty() {
-                "all".into()
-            } else {
-                v.name.to_lowercase()
-            });
-            out.setting_value = v.args.first().and_then(|a| constant_text(a.node.as_ref()?));
+        NodeEnum::VariableSetStmt(v) => setting(v, out),
+        // `ALTER ROLE/DATABASE … SET` changes the setting for every later session of that
+        // role or database, including the proxy's own server connections.
+        NodeEnum::AlterRoleSetStmt(a) => {
+            if let Some(v) = &a.setstmt {
+                setting(v, out);
+            }
+        }
+        NodeEnum::AlterDatabaseSetStmt(a) => {
+            if let Some(v) = &a.setstmt {
+                setting(v, out);
+            }
         }
         NodeEnum::ExecuteStmt(e) => out.executes = Some(e.name.clone()),
         NodeEnum::PrepareStmt(p) => {
@@ -139,6 +144,15 @@ fn object_type(name: &str) -> String {
         "matview" => "materialized-view".into(),
         other => other.replace('_', "-"),
     }
+}
+
+fn setting(v: &protobuf::VariableSetStmt, out: &mut StatementFacts) {
+    out.setting = Some(if v.name.is_empty() {
+        "all".into()
+    } else {
+        v.name.to_lowercase()
+    });
+    out.setting_value = v.args.first().and_then(|a| constant_text(a.node.as_ref()?));
 }
 
 /// The text of a constant (`'UTF8'`, `on`, `42`).

@@ -301,6 +301,11 @@ fn ddl_drops_and_settings() {
     assert_eq!(f.modifications.len(), 2);
     assert_eq!(f.class, StatementClass::Ddl);
     assert_eq!(one("SET ROLE admin").setting.as_deref(), Some("role"));
+    let f = one("ALTER ROLE app SET client_encoding = 'GBK'");
+    assert_eq!(f.setting.as_deref(), Some("client_encoding"));
+    assert_eq!(f.setting_value.as_deref(), Some("GBK"));
+    let f = one("ALTER DATABASE app SET standard_conforming_strings TO off");
+    assert_eq!(f.setting_value.as_deref(), Some("off"));
     let f = one("SET standard_conforming_strings = off");
     assert_eq!(f.setting_value.as_deref(), Some("off"));
     assert_eq!(

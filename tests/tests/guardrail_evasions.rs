@@ -449,6 +449,8 @@ async fn function_calls_and_non_utf8_sql_are_refused_by_the_kernel() {
         "SET LOCAL standard_conforming_strings TO false",
         "SELECT set_config('client_encoding', 'SJIS', false)",
         "SET client_encoding TO DEFAULT",
+        "ALTER ROLE postgres SET client_encoding = 'GBK'",
+        "ALTER DATABASE postgres SET standard_conforming_strings = off",
     ] {
         let err = agent.simple_query(sql).await.unwrap_err();
         assert_eq!(err.code().unwrap().code(), "0A000", "{sql}");
