@@ -142,7 +142,11 @@ pub fn analyse(sql: &str, search_path: &[String]) -> crate::StatementAnalysis {
     };
     let Some(s) = a.statements.first() else {
         return StatementAnalysis {
-            kind: String::new(),
+            kind: if a.error.is_none() {
+                "empty".into()
+            } else {
+                String::new()
+            },
             reads: Vec::new(),
             writes: Vec::new(),
             modifications: Vec::new(),
@@ -154,7 +158,7 @@ pub fn analyse(sql: &str, search_path: &[String]) -> crate::StatementAnalysis {
             server_copy: None,
             setting: None,
             executes: None,
-            parse_error: Some(a.error.unwrap_or_else(|| "no statement".into())),
+            parse_error: a.error,
         };
     };
     StatementAnalysis {

@@ -92,6 +92,8 @@ fn allows_safe_statements_and_other_applications() {
         "select 'drop table x'",
         "select \"DROP\" from t",
         "EXPLAIN DELETE FROM users",
+        "",
+        " ; -- nothing",
     ] {
         assert!(
             matches!(check(sql), Verdict::Allow),

@@ -178,7 +178,8 @@ impl Pipeline {
                 blocked => return blocked,
             }
         }
-        let rewritten = rewrote.then(|| texts.join(";\n"));
+        // A newline before each `;`: a statement may end in a `--` comment.
+        let rewritten = rewrote.then(|| texts.join("\n;\n"));
         let facts = Facts::message(rewritten.as_deref().unwrap_or(sql_text));
         (PreQuery::Proceed(rewritten), facts)
     }

@@ -179,8 +179,15 @@ impl Facts {
             ts.iter().map(|t| t.resolved(search_path)).collect()
         };
         let Some(a) = self.analysis() else {
+            // No statement: text that does not parse, or nothing but comments and `;`
+            // (which PostgreSQL answers with EmptyQueryResponse; kind `empty`).
+            let error = self.parse_error().map(str::to_owned);
             return wit::StatementAnalysis {
-                kind: String::new(),
+                kind: if error.is_none() {
+                    "empty".into()
+                } else {
+                    String::new()
+                },
                 reads: Vec::new(),
                 writes: Vec::new(),
                 modifications: Vec::new(),
@@ -192,7 +199,7 @@ impl Facts {
                 server_copy: None,
                 setting: None,
                 executes: None,
-                parse_error: Some(self.parse_error().unwrap_or("no statement").to_owned()),
+                parse_error: error,
             };
         };
         wit::StatementAnalysis {
