@@ -341,10 +341,9 @@ fn breaks_analysis(facts: &Facts) -> Option<Refused> {
     if !matches!(setting, "client_encoding" | "standard_conforming_strings") {
         return None;
     }
-    let value = a.setting_value.as_deref().map(str::to_ascii_lowercase);
-    let keeps = match (setting, value.as_deref()) {
-        ("client_encoding", Some("utf8" | "utf-8" | "unicode")) => true,
-        ("standard_conforming_strings", Some("on" | "true" | "1" | "yes")) => true,
+    let keeps = match (setting, a.setting_value.as_deref()) {
+        ("client_encoding", Some(v)) if keeps_encoding(v) => true,
+        ("standard_conforming_strings", Some(v)) if keeps_standard_strings(v) => true,
         // RESET returns to the session's startup value, which was checked at login.
         _ => {
             a.kind == "variable-set"
@@ -366,24 +365,37 @@ fn breaks_analysis(facts: &Facts) -> Option<Refused> {
     })
 }
 
-/// Refuses a session whose startup parameters make PostgreSQL read statement text
-/// differently from the proxy's analysis (see [`breaks_analysis`]).
-pub fn startup_breaks_analysis(value: impl Fn(&str) -> Option<String>) -> Option<Refused> {
-    let encoding = value("client_encoding").map(|v| v.to_ascii_lowercase());
-    let standard = value("standard_conforming_strings").map(|v| v.to_ascii_lowercase());
-    let bad_encoding = encoding
-        .as_deref()
-        .is_some_and(|e| !matches!(e.trim_matches('\''), "utf8" | "utf-8" | "unicode"));
-    let bad_strings = standard
-        .as_deref()
-        .is_some_and(|s| !matches!(s, "on" | "true" | "1" | "yes"));
-    (bad_encoding || bad_strings).then(|| Refused {
+/// Refuses a session whose startup parameters (`client_encoding`,
+/// `standard_conforming_strings`) make PostgreSQL read statement text differently from the
+/// proxy's analysis (see [`breaks_analysis`]).
+pub fn startup_breaks_analysis(
+    client_encoding: Option<&str>,
+    standard_conforming_strings: Option<&str>,
+) -> Option<Refused> {
+    let bad = client_encoding.is_some_and(|e| !keeps_encoding(e))
+        || standard_conforming_strings.is_some_and(|s| !keeps_standard_strings(s));
+    bad.then(|| Refused {
         code: "0A000".into(),
         message: "this session's client_encoding or standard_conforming_strings differs from \
                   what the proxy's statement analysis assumes (UTF8, on): reconnect with \
                   client_encoding=UTF8"
             .into(),
     })
+}
+
+/// A `client_encoding` value the analysis reads correctly.
+fn keeps_encoding(value: &str) -> bool {
+    let v = value.trim_matches('\'');
+    ["utf8", "utf-8", "unicode"]
+        .iter()
+        .any(|k| v.eq_ignore_ascii_case(k))
+}
+
+/// A `standard_conforming_strings` value the analysis reads correctly.
+fn keeps_standard_strings(value: &str) -> bool {
+    ["on", "true", "1", "yes"]
+        .iter()
+        .any(|k| value.eq_ignore_ascii_case(k))
 }
 
 /// A hook's decision: from the kernel's cache when the component declared the hook pure and

@@ -24,7 +24,10 @@ impl Step for Hooks {
     fn on_statement(&self, cx: &mut StatementCx<'_>) -> Verdict {
         let state = cx.session;
         if let Some(r) = state.and_then(|s| {
-            crate::hooks::startup_breaks_analysis(|n| s.startup_value(n).map(str::to_owned))
+            crate::hooks::startup_breaks_analysis(
+                s.startup_value("client_encoding"),
+                s.startup_value("standard_conforming_strings"),
+            )
         }) {
             return Verdict::Answer(Answer::Error(SqlError::new(r.code, r.message)));
         }
