@@ -415,6 +415,12 @@ fn class(n: &NodeEnum, f: &StatementFacts) -> StatementClass {
         },
         NodeEnum::VariableShowStmt(_) => StatementClass::Read,
         NodeEnum::TransactionStmt(_) => StatementClass::Transaction,
+        // A cursor lives in the session: its statements go where the session is, and what
+        // its query changes is counted when the cursor is declared.
+        NodeEnum::DeclareCursorStmt(_) if changes => StatementClass::Write,
+        NodeEnum::DeclareCursorStmt(_) | NodeEnum::FetchStmt(_) | NodeEnum::ClosePortalStmt(_) => {
+            StatementClass::Session
+        }
         NodeEnum::VariableSetStmt(_)
         | NodeEnum::DiscardStmt(_)
         | NodeEnum::ListenStmt(_)

@@ -421,6 +421,20 @@ mod tests {
     }
 
     #[test]
+    fn cursor_statements_outside_a_transaction_can_be_resent() {
+        // A held cursor is re-created on the new server, so a FETCH lost with the old one
+        // runs again there; it writes nothing that could have committed.
+        assert_eq!(
+            kinds("FETCH 5 FROM cur; MOVE 1 IN cur; CLOSE cur"),
+            vec![Kind::Read; 3]
+        );
+        assert_eq!(
+            kinds("DECLARE c CURSOR WITH HOLD FOR SELECT nextval('s')"),
+            vec![Kind::Write]
+        );
+    }
+
+    #[test]
     fn proxy_parses_are_stripped() {
         let mut bytes = Vec::new();
         messages::query(&mut bytes, "select 1");
