@@ -173,7 +173,9 @@ pub enum AuthMethod {
     Password,
     /// MD5 challenge.
     Md5,
-    /// SCRAM-SHA-256 (the default).
+    /// SCRAM-SHA-256 (the default); PostgreSQL's and PgBouncer's spelling
+    /// `scram-sha-256` is the documented one.
+    #[serde(rename = "scram-sha-256", alias = "scram-sha256")]
     ScramSha256,
 }
 
@@ -353,6 +355,49 @@ mod tests {
         [auth]
         method = "trust"
     "#;
+
+    /// The README's configuration examples, as written, are accepted: users copy them.
+    #[test]
+    fn readme_config_examples_parse_as_written() {
+        let readme = include_str!("../../../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 2, "the README has its config examples");
+        for block in blocks {
+            let text = if block.contains("[[nodes]]") {
+                block.to_owned()
+            } else {
+                format!("{MINIMAL}\n{block}")
+            };
+            let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            if block.contains("method = \"scram-sha-256\"") {
+                assert_eq!(c.auth.method, AuthMethod::ScramSha256);
+            }
+        }
+    }
+
+    #[test]
+    fn product_page_spellings_are_accepted() {
+        let c = Config::parse(&format!(
+            "{}\n[[plugins]]\nname = \"a\"\nsource = \"a.wasm\"\nhooks = [\"Authenticate\", \"PreQuery\", \"PostQuery\"]\n",
+            MINIMAL.replace("\"trust\"", "\"scram-sha-256\"")
+        ))
+        .unwrap();
+        assert_eq!(c.auth.method, AuthMethod::ScramSha256);
+        assert_eq!(
+            c.plugins[0].hooks,
+            vec![
+                crate::config::plugins::HookName::Authenticate,
+                crate::config::plugins::HookName::PreQuery,
+                crate::config::plugins::HookName::PostQuery
+            ]
+        );
+        let old = Config::parse(&MINIMAL.replace("\"trust\"", "\"scram-sha256\"")).unwrap();
+        assert_eq!(old.auth.method, AuthMethod::ScramSha256);
+    }
 
     #[test]
     fn minimal_config_gets_documented_defaults() {

@@ -10,14 +10,19 @@ use serde::Deserialize;
 #[serde(rename_all = "kebab-case")]
 pub enum HookName {
     /// Once per session.
+    #[serde(alias = "Authenticate")]
     Authenticate,
-    /// Before a statement.
+    /// Before a statement (also spelled as on the product page: `PreQuery`).
+    #[serde(alias = "PreQuery", alias = "pre_query")]
     PreQuery,
     /// On the final SQL.
+    #[serde(alias = "Validate")]
     Validate,
     /// Node choice.
+    #[serde(alias = "Route")]
     Route,
     /// After a statement.
+    #[serde(alias = "PostQuery", alias = "post_query")]
     PostQuery,
 }
 
