@@ -201,6 +201,9 @@ pub struct StatementFacts {
     pub executes: Option<String>,
     /// `PREPARE name AS …`: the name.
     pub prepares: Option<String>,
+    /// Every SQL-level prepared statement name the statement prepares, executes or
+    /// deallocates, wherever it appears (`EXPLAIN EXECUTE`, `CREATE TABLE … AS EXECUTE`).
+    pub statement_names: Vec<String>,
 }
 
 /// The analysis of SQL text: its statements, or why PostgreSQL's grammar rejects it.

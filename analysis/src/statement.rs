@@ -66,6 +66,7 @@ pub fn facts(text: &str, node: &NodeEnum) -> StatementFacts {
         setting_value: None,
         executes: None,
         prepares: None,
+        statement_names: found.statement_names.clone(),
     };
     modifications(node, Via::TopLevel, &mut out.modifications);
     // The typed walk above follows every place PostgreSQL accepts a data-modifying

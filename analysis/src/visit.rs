@@ -26,6 +26,9 @@ pub struct Found {
     pub column_refs: usize,
     /// A locking clause was met.
     pub locking: usize,
+    /// Names of SQL-level prepared statements prepared, executed or deallocated, anywhere
+    /// (`EXPLAIN EXECUTE`, `CREATE TABLE … AS EXECUTE` too).
+    pub statement_names: Vec<String>,
 }
 
 /// Walks `node` (any parse-tree value) and returns what it found.
@@ -116,6 +119,9 @@ impl Walker {
                 }
             }
             ("CommonTableExpr", "ctename") => self.found.cte_names.push(v.to_owned()),
+            ("ExecuteStmt" | "PrepareStmt" | "DeallocateStmt", "name") => {
+                self.found.statement_names.push(v.to_owned())
+            }
             _ => {}
         }
     }

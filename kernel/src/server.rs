@@ -91,6 +91,7 @@ impl Shared {
             components: self.components.clone(),
             failover: self.failover.clone(),
             sessions: self.session.counters.clone(),
+            pins: self.session.pins.clone(),
             journal: self.journal.clone(),
         }
     }
@@ -211,6 +212,7 @@ impl Proxy {
             pipeline: pipeline.clone(),
             journal: journal.clone(),
             counters: Default::default(),
+            pins: Default::default(),
             login: LoginEnv {
                 users,
                 auth: config.auth.clone(),

@@ -26,6 +26,7 @@ struct TopologyView<'a> {
     nodes: Vec<NodeView>,
     last_failover: Option<FailoverReport>,
     sessions: &'a crate::session::recovery::SessionCounters,
+    pinned: &'a crate::session::isolation::PinCounters,
 }
 
 /// `GET /api/topology`.
@@ -46,6 +47,7 @@ pub async fn topology(State(shared): State<Arc<AdminState>>, headers: HeaderMap)
         nodes: t.view(),
         last_failover: shared.failover.last(),
         sessions: &shared.sessions,
+        pinned: &shared.pins,
     })
     .into_response()
 }

@@ -44,6 +44,8 @@ pub struct AdminState {
     pub failover: Arc<Coordinator>,
     /// What sessions went through when their server was lost.
     pub sessions: Arc<SessionCounters>,
+    /// Sessions pinned to their server connection, by reason.
+    pub pins: Arc<crate::session::isolation::PinCounters>,
     /// The statement journal, when configured.
     pub journal: Option<Arc<Journal>>,
 }

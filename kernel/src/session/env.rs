@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::cancel::CancelRegistry;
+use super::isolation::PinCounters;
 use super::recovery::SessionCounters;
 use crate::config::{AuthConfig, ClientTlsMode, HaConfig, PoolMode};
 use crate::hooks::Pipeline;
@@ -33,6 +34,8 @@ pub struct SessionEnv {
     pub journal: Option<Arc<Journal>>,
     /// What sessions went through when their server was lost.
     pub counters: Arc<SessionCounters>,
+    /// Sessions pinned to their server connection right now, by reason.
+    pub pins: Arc<PinCounters>,
     /// What login needs.
     pub login: LoginEnv,
 }

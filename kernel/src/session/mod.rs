@@ -6,6 +6,7 @@
 pub mod cancel;
 pub mod cursors;
 pub mod env;
+pub mod isolation;
 pub mod login;
 pub mod recovery;
 pub mod relay;

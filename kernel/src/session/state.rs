@@ -6,7 +6,8 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use crate::sql::{SessionEffect, quote_literal};
+use super::isolation::literal;
+use crate::sql::SessionEffect;
 
 /// The state hash of a server connection exactly as it logged in.
 pub const PRISTINE: u64 = 0;
@@ -37,8 +38,17 @@ pub struct SessionState {
     pending: Vec<Effect>,
     rollback_seen: bool,
     reset_since_commit: bool,
+    /// A `RESET` went back to the server's defaults: the client's startup values must be set
+    /// again on the attached server (PostgreSQL resets to the startup packet's values).
+    startup_lost: bool,
+    /// Settings the server reported (see [`SessionState::adopt_settings`]), by name.
+    adopted: Vec<(String, String)>,
     hash: u64,
 }
+
+/// How an adopted setting is replayed: `set_config` takes the value exactly as
+/// `current_setting` printed it (a list such as `search_path` stays a list).
+const ADOPTED_PREFIX: &str = "SELECT pg_catalog.set_config(";
 
 impl SessionState {
     /// State implied by the client's startup parameters: those that differ from what a fresh
@@ -120,6 +130,16 @@ impl SessionState {
     /// names, quotes removed).
     pub fn search_path(&self) -> Option<Vec<String>> {
         let (_, sql) = self.sets.iter().find(|(n, _)| n == "search_path")?;
+        if sql.starts_with(ADOPTED_PREFIX) {
+            let (_, value) = self.adopted.iter().find(|(n, _)| n == "search_path")?;
+            return Some(
+                value
+                    .split(',')
+                    .map(|p| p.trim().trim_matches('"').to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            );
+        }
         let words = crate::sql::leading_words(sql, 3);
         let skip = if words.get(1).map(String::as_str) == Some("session") {
             3
@@ -209,8 +229,10 @@ impl SessionState {
         }
         self.rehash();
         // A RESET on the server went back to its own defaults, not to this client's startup
-        // values: mark it dirty so the next checkout replays everything.
+        // values: mark it dirty so the next checkout replays everything, and have the
+        // attached server take them again now.
         if std::mem::take(&mut self.reset_since_commit) {
+            self.startup_lost = true;
             Some(DIRTY)
         } else {
             Some(self.hash)
@@ -233,7 +255,7 @@ impl SessionState {
             sql.push_str("SET ");
             sql.push_str(name);
             sql.push_str(" TO ");
-            sql.push_str(&quote_literal(value));
+            sql.push_str(&literal(value));
             sql.push(';');
         }
         for (_, stmt) in self.sets.iter().chain(&self.prepares) {
@@ -241,6 +263,59 @@ impl SessionState {
             sql.push(';');
         }
         sql
+    }
+
+    /// Replaces the recorded settings with the ones the server reports this session changed
+    /// (its answer is complete where the text is not: `set_config`, savepoints, dynamic
+    /// SQL); `SET`s waiting for their transaction are superseded. Returns the new hash.
+    pub fn adopt_settings(&mut self, settings: Vec<(String, String)>) -> u64 {
+        self.pending.clear();
+        self.sets.clear();
+        self.adopted.clear();
+        for (name, value) in settings {
+            let name = name.to_ascii_lowercase();
+            if self.startup_value(&name) == Some(value.as_str()) {
+                continue;
+            }
+            let stmt = format!(
+                "{ADOPTED_PREFIX}{}, {}, false)",
+                literal(&name),
+                literal(&value)
+            );
+            self.sets.push((name.clone(), stmt.into()));
+            self.adopted.push((name, value));
+        }
+        self.rehash();
+        self.hash
+    }
+
+    /// Names of the custom (dotted) settings the session has, which the server only reports
+    /// when asked by name.
+    pub fn custom_names(&self) -> impl Iterator<Item = &str> {
+        self.sets
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| n.contains('.'))
+    }
+
+    /// SQL that sets the client's startup values again after a `RESET` took them away, once
+    /// (`None` when nothing was reset).
+    pub fn take_startup_restore(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.startup_lost) {
+            return None;
+        }
+        let mut sql = String::new();
+        for (name, value) in &self.startup {
+            if self.sets.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            sql.push_str("SET ");
+            sql.push_str(name);
+            sql.push_str(" TO ");
+            sql.push_str(&literal(value));
+            sql.push(';');
+        }
+        (!sql.is_empty()).then_some(sql)
     }
 
     /// The tracked `SET` statements, in order (for inspection and tests).

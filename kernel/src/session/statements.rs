@@ -28,6 +28,9 @@ pub struct Prepared {
     body_after_name: Box<[u8]>,
     /// Session-state effect of executing it, if any.
     pub effect: Option<Effect>,
+    /// Running it could change session state only the server can tell (see
+    /// [`super::isolation`]).
+    pub needs_check: bool,
     /// What its statements mean for transaction replay, worked out on first use.
     replay_kinds: std::sync::OnceLock<Vec<super::recovery::txlog::Kind>>,
     /// Its result's column names, once a server described it (kept only while a
@@ -61,11 +64,13 @@ impl Prepared {
                 _ => None,
             }
         });
+        let needs_check = super::isolation::needs_check(&String::from_utf8_lossy(parse.query));
         Prepared {
             hash,
             server_name,
             body_after_name: body.into_boxed_slice(),
             effect,
+            needs_check,
             replay_kinds: std::sync::OnceLock::new(),
             columns: std::sync::OnceLock::new(),
         }

@@ -100,6 +100,20 @@ impl SqlError {
         }
     }
 
+    /// PostgreSQL's error (26000) for a statement name the client never prepared. The proxy
+    /// answers it itself: the server connection may hold other clients' statements.
+    pub fn unknown_statement(name: &[u8]) -> Self {
+        let message = if name.is_empty() {
+            "unnamed prepared statement does not exist".to_owned()
+        } else {
+            format!(
+                "prepared statement \"{}\" does not exist",
+                String::from_utf8_lossy(name)
+            )
+        };
+        SqlError::new("26000", message)
+    }
+
     /// Appends it as an `ErrorResponse` of severity ERROR.
     pub fn encode(&self, out: &mut Vec<u8>) {
         messages::error_response(out, "ERROR", &self.code, &self.message);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Relay;
 use super::expect::{Expect, SqlError, Synthetic};
-use super::text::{not_utf8, query_effects};
+use super::text::{names_proxy_statement, not_utf8, query_effects};
 use crate::hooks;
 use crate::session::SessionError;
 use crate::session::served::{self, Served, ServedPortal};
@@ -110,9 +110,14 @@ impl Relay {
             }
         }
         let effective = rewritten.as_deref().unwrap_or(sql);
+        if let Some(e) = names_proxy_statement(effective) {
+            self.answer(Answer::Error(e), Protocol::Simple);
+            return;
+        }
         let post = self.observe(effective, facts, None, Vec::new);
         let effects = query_effects(effective);
         if self.attach(Protocol::Simple).await {
+            self.note_for_isolation(effective, crate::session::isolation::needs_check(effective));
             self.cursors.note(effective);
             let in_tx = self.status.in_transaction();
             if let Some(tx) = self.tx.as_deref_mut() {
@@ -163,6 +168,12 @@ impl Relay {
                 }
             }
         }
+        // A lossy copy keeps the check on text in another client encoding (names are ASCII).
+        let text = rewritten.as_deref().map_or(parse.query, str::as_bytes);
+        if let Some(e) = names_proxy_statement(&String::from_utf8_lossy(text)) {
+            self.answer(Answer::Error(e), Protocol::Extended);
+            return;
+        }
         let parse = match &rewritten {
             Some(q) => ParseRef {
                 name: parse.name,
@@ -197,6 +208,14 @@ impl Relay {
             return;
         }
         let prepared = self.stmts.get(bind.statement).cloned();
+        if prepared.is_none() && !self.sql_prepared(bind.statement) {
+            self.portals.close(bind.portal);
+            self.refuse(
+                SqlError::unknown_statement(bind.statement),
+                Protocol::Extended,
+            );
+            return;
+        }
         if let Some(p) = &prepared
             && !self.bind_steps(p).await
         {
@@ -216,6 +235,7 @@ impl Relay {
                         (formats, values.collect())
                     })
                 });
+                self.note_for_isolation(p.sql(), p.needs_check);
                 self.cursors.note(p.sql());
                 let in_tx = self.status.in_transaction();
                 if let Some(tx) = self.tx.as_deref_mut() {
@@ -224,7 +244,7 @@ impl Relay {
                 self.ensure_prepared(&p);
                 bind.encode_renamed(&mut self.sout, &p.server_name);
             }
-            // Unknown to us: let the server report it in its own words.
+            // A SQL-level `PREPARE`d statement, which the server has under that name.
             None => {
                 self.portals.close(bind.portal);
                 self.sout.extend_from_slice(msg);
@@ -253,6 +273,10 @@ impl Relay {
         let prepared = (target.kind == b'S')
             .then(|| self.stmts.get(target.name).cloned())
             .flatten();
+        if target.kind == b'S' && prepared.is_none() && !self.sql_prepared(target.name) {
+            self.refuse(SqlError::unknown_statement(target.name), Protocol::Extended);
+            return;
+        }
         if let Some(p) = &prepared
             && !self.bind_steps(p).await
         {
@@ -399,6 +423,13 @@ impl Relay {
                 protocol,
             ),
         }
+    }
+
+    /// Whether `name` is one of the client's SQL-level `PREPARE`d statements (which a `Bind`
+    /// may name too).
+    fn sql_prepared(&self, name: &[u8]) -> bool {
+        std::str::from_utf8(name)
+            .is_ok_and(|n| !n.is_empty() && self.state.prepare_text(n).is_some())
     }
 
     /// Answers the current message with an error, the way PostgreSQL ends a statement that

@@ -95,6 +95,8 @@ impl Relay {
     /// Detaches the server and gives it back to its pool (`reusable`) or closes it.
     pub(in crate::session) fn give_back(&mut self, reusable: bool) {
         self.batch_open = false;
+        // What pinned the session lived on that connection; it is gone with it.
+        self.set_pins(crate::session::isolation::Pins::default());
         if let Some(checkout) = self.server.take() {
             self.cancel.slot.detach();
             self.return_to_pool(checkout, reusable);
@@ -212,8 +214,16 @@ impl Relay {
 
     /// Returns the server to the pool when the client is between transactions.
     pub(super) async fn maybe_release(&mut self) {
+        if self.server.is_none()
+            || !self.queue.is_empty()
+            || self.in_copy
+            || self.batch_open
+            || !self.sout.is_empty()
+        {
+            return;
+        }
+        self.restore_startup_values().await;
         if self.mode == PoolMode::Session
-            || self.server.is_none()
             || !self.queue.is_empty()
             || self.in_copy
             || self.batch_open
@@ -221,6 +231,9 @@ impl Relay {
             || !self.sout.is_empty()
             || self.cursors.any()
         {
+            return;
+        }
+        if self.check_isolation().await || self.server.is_none() {
             return;
         }
         self.give_back(true);
@@ -247,7 +260,8 @@ impl Relay {
         // A batch the client never ended with `Sync` holds an implicit transaction that the
         // next client's first statement would commit: such a connection is closed instead.
         let clean = self.queue.is_empty() && !self.in_copy && !self.batch_open;
-        let session_mode = self.mode == PoolMode::Session;
+        // A pinned session's temporary objects, locks and role go with DISCARD ALL.
+        let session_mode = self.mode == PoolMode::Session || !self.pins.is_empty();
         let reset = match (clean, self.status.in_transaction(), session_mode) {
             (false, _, _) => None,
             (true, false, true) => Some("DISCARD ALL"),

@@ -9,7 +9,8 @@
 //!   the position the client expects them;
 //! - [`frontend`]: one function per client message; [`backend`]: one per server message;
 //! - [`portals`]: the portals something later needs;
-//! - [`lease`]: the server lease — checkout, state restore, release, discard, cancel slot.
+//! - [`lease`]: the server lease — checkout, state restore, release, discard, cancel slot;
+//! - [`isolate`]: what a session leaves on its connection, asked of the server before release.
 //!
 //! What a statement passes through before it reaches a server is in [`super::steps`]; what
 //! happens when the server is lost is in [`super::recovery`].
@@ -18,6 +19,7 @@ pub mod backend;
 pub mod expect;
 pub mod frontend;
 pub mod io;
+mod isolate;
 pub mod lease;
 pub mod portals;
 mod text;
@@ -31,6 +33,7 @@ use super::SessionError;
 use super::cancel::Registration;
 use super::cursors::Cursors;
 use super::env::SessionEnv;
+use super::isolation::Pins;
 use super::login::LoggedIn;
 use super::recovery::txlog::TxLog;
 use super::state::SessionState;
@@ -100,6 +103,14 @@ pub struct Relay {
     pub(in crate::session) transactions: u64,
     /// The topology generation when the attached server was checked out.
     pub(in crate::session) attached_generation: u64,
+    /// A statement sent since the last check could have changed hidden session state.
+    pub(in crate::session) check_pending: bool,
+    /// Why the client keeps its server connection between transactions.
+    pub(in crate::session) pins: Pins,
+    /// Custom setting names met in statements since the last check.
+    pub(in crate::session) custom_names: Vec<String>,
+    /// A `set_config` changed a setting whose name the proxy cannot know.
+    pub(in crate::session) computed_setting: bool,
 }
 
 enum Event {
@@ -162,6 +173,10 @@ impl Relay {
             hide_no_tx_warning: false,
             transactions: 0,
             attached_generation: 0,
+            check_pending: false,
+            pins: Pins::default(),
+            custom_names: Vec::new(),
+            computed_setting: false,
         }
     }
 

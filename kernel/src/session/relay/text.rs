@@ -1,6 +1,6 @@
 //! What the relay reads from a statement's text itself: the session-state effects of a
-//! simple query (with the hot-path lexer, which agrees with PostgreSQL's scanner), and the
-//! refusal of text that is not UTF-8.
+//! simple query (with the hot-path lexer, which agrees with PostgreSQL's scanner), the
+//! refusal of text that is not UTF-8, and of SQL that names the proxy's own statements.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -46,4 +46,66 @@ fn might_change_session(sql: &str) -> bool {
                 || w.eq_ignore_ascii_case(b"prepare")
                 || w.eq_ignore_ascii_case(b"dealloc")
         })
+}
+
+/// The refusal of SQL that prepares, executes or deallocates one of the proxy's own server
+/// statements (`hp_…`): those are shared by every client of a server connection, so a
+/// client that replaced one would choose what another client's `Bind` runs.
+pub(super) fn names_proxy_statement(sql: &str) -> Option<SqlError> {
+    if !might_name_proxy_statement(sql) {
+        return None;
+    }
+    let (_, analysis) = crate::plugins::facts::analyzer().analyze(sql);
+    let name = analysis
+        .statements
+        .iter()
+        .flat_map(|s| &s.statement_names)
+        .find(|n| n.starts_with(PROXY_PREFIX))?;
+    Some(SqlError::new(
+        "42501",
+        format!(
+            "prepared statement \"{name}\" is reserved: names beginning with {PROXY_PREFIX} \
+             belong to the proxy"
+        ),
+    ))
+}
+
+/// Prefix of every statement and portal name the proxy gives the server.
+const PROXY_PREFIX: &str = "hp_";
+
+/// Cheap pre-check: such a name is written `hp_` in any case, or with a `U&` escape.
+#[inline]
+fn might_name_proxy_statement(sql: &str) -> bool {
+    sql.as_bytes()
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"hp_") || (w[0] | 0x20 == b'u' && w[1] == b'&'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_proxy_name_is_refused() {
+        for sql in [
+            "PREPARE hp_0123 AS DELETE FROM t",
+            "prepare HP_0123 (int) as select $1",
+            "DEALLOCATE hp_0123",
+            "DEALLOCATE PREPARE \"hp_0123\"",
+            "EXECUTE hp_xid",
+            "select 1; EXPLAIN ANALYZE EXECUTE hp_1",
+            "CREATE TABLE x AS EXECUTE hp_1",
+            "PREPARE U&\"\\0068p_1\" AS SELECT 1",
+        ] {
+            assert!(names_proxy_statement(sql).is_some(), "{sql}");
+        }
+        for sql in [
+            "PREPARE mine AS SELECT 'hp_1'",
+            "select hp_col from hp_table",
+            "EXECUTE mine",
+            "select U&'\\0068'",
+        ] {
+            assert!(names_proxy_statement(sql).is_none(), "{sql}");
+        }
+    }
 }
