@@ -101,6 +101,9 @@ pub(crate) fn details(n: &NodeEnum, out: &mut StatementFacts) {
             out.server_copy = Some(format!("file {}", c.filename))
         }
         NodeEnum::VariableSetStmt(v) => setting(v, out),
+        NodeEnum::ListenStmt(l) => out.channel = Some(l.conditionname.clone()),
+        NodeEnum::UnlistenStmt(u) if u.conditionname.is_empty() => out.channel = Some("*".into()),
+        NodeEnum::UnlistenStmt(u) => out.channel = Some(u.conditionname.clone()),
         // `ALTER ROLE/DATABASE … SET` changes the setting for every later session of that
         // role or database, including the proxy's own server connections.
         NodeEnum::AlterRoleSetStmt(a) => {

@@ -204,6 +204,8 @@ pub struct StatementFacts {
     /// Every SQL-level prepared statement name the statement prepares, executes or
     /// deallocates, wherever it appears (`EXPLAIN EXECUTE`, `CREATE TABLE … AS EXECUTE`).
     pub statement_names: Vec<String>,
+    /// `LISTEN`/`UNLISTEN`: the channel as the server names it (`*` for `UNLISTEN *`).
+    pub channel: Option<String>,
 }
 
 /// The analysis of SQL text: its statements, or why PostgreSQL's grammar rejects it.

@@ -67,6 +67,7 @@ pub fn facts(text: &str, node: &NodeEnum) -> StatementFacts {
         executes: None,
         prepares: None,
         statement_names: found.statement_names.clone(),
+        channel: None,
     };
     modifications(node, Via::TopLevel, &mut out.modifications);
     // The typed walk above follows every place PostgreSQL accepts a data-modifying

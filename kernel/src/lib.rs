@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod failover;
 pub mod hooks;
 pub mod journal;
+pub mod notify;
 pub mod oci;
 pub mod plugins;
 pub mod pool;

@@ -213,6 +213,7 @@ impl Proxy {
             journal: journal.clone(),
             counters: Default::default(),
             pins: Default::default(),
+            notifications: Arc::new(crate::notify::Notifications::new(topology.clone())),
             login: LoginEnv {
                 users,
                 auth: config.auth.clone(),

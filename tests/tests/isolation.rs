@@ -314,3 +314,16 @@ async fn proxy_statements_are_out_of_every_clients_reach() {
         "from a"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_and_notify_work_in_transaction_mode() {
+    let proxy = proxy("iso_listen", PoolMode::Transaction, 1).await;
+    let stdout = run_driver_script("listen.py", &proxy, "iso_listen").await;
+    assert!(stdout.contains("ok psycopg"), "{stdout}");
+    assert!(stdout.contains("ok asyncpg"), "{stdout}");
+    // LISTEN mixed with other statements in one message cannot be split: refused clearly.
+    let url = via_proxy(&proxy, "postgres", "iso_listen");
+    let c = connect(&url).await.unwrap();
+    let e = c.batch_execute("LISTEN x; SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
+}

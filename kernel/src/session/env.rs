@@ -36,6 +36,8 @@ pub struct SessionEnv {
     pub counters: Arc<SessionCounters>,
     /// Sessions pinned to their server connection right now, by reason.
     pub pins: Arc<PinCounters>,
+    /// The proxy's listening connections (LISTEN/NOTIFY in pooled modes).
+    pub notifications: Arc<crate::notify::Notifications>,
     /// What login needs.
     pub login: LoginEnv,
 }

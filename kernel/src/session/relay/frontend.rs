@@ -114,6 +114,9 @@ impl Relay {
             self.answer(Answer::Error(e), Protocol::Simple);
             return;
         }
+        if self.listen_simple(effective).await {
+            return;
+        }
         let post = self.observe(effective, facts, None, Vec::new);
         let effects = query_effects(effective);
         if self.attach(Protocol::Simple).await {
@@ -172,6 +175,9 @@ impl Relay {
         let text = rewritten.as_deref().map_or(parse.query, str::as_bytes);
         if let Some(e) = names_proxy_statement(&String::from_utf8_lossy(text)) {
             self.answer(Answer::Error(e), Protocol::Extended);
+            return;
+        }
+        if self.listen_parse(&parse).await {
             return;
         }
         let parse = match &rewritten {

@@ -10,7 +10,8 @@
 //! - [`frontend`]: one function per client message; [`backend`]: one per server message;
 //! - [`portals`]: the portals something later needs;
 //! - [`lease`]: the server lease — checkout, state restore, release, discard, cancel slot;
-//! - [`isolate`]: what a session leaves on its connection, asked of the server before release.
+//! - [`isolate`]: what a session leaves on its connection, asked of the server before release;
+//! - [`listen`]: LISTEN/UNLISTEN answered by the proxy and notifications delivered when idle.
 //!
 //! What a statement passes through before it reaches a server is in [`super::steps`]; what
 //! happens when the server is lost is in [`super::recovery`].
@@ -21,6 +22,7 @@ pub mod frontend;
 pub mod io;
 mod isolate;
 pub mod lease;
+mod listen;
 pub mod portals;
 mod text;
 
@@ -111,11 +113,14 @@ pub struct Relay {
     pub(in crate::session) custom_names: Vec<String>,
     /// A `set_config` changed a setting whose name the proxy cannot know.
     pub(in crate::session) computed_setting: bool,
+    /// The channels this pooled session listens on, through the proxy's own connection.
+    listening: Option<Box<listen::Listening>>,
 }
 
 enum Event {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
+    Notification(Vec<u8>),
 }
 
 /// How much is read from a server socket at once.
@@ -177,6 +182,7 @@ impl Relay {
             pins: Pins::default(),
             custom_names: Vec::new(),
             computed_setting: false,
+            listening: None,
         }
     }
 
@@ -184,6 +190,7 @@ impl Relay {
     pub async fn run(mut self) -> Result<(), SessionError> {
         let result = self.serve().await;
         self.finish().await;
+        self.stop_listening();
         result
     }
 
@@ -205,9 +212,13 @@ impl Relay {
                     tokio::select! {
                         r = s.conn.stream.read_buf(rbuf) => Event::Server(r),
                         r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                        n = listen::next_notification(&mut self.listening) => Event::Notification(n),
                     }
                 }
-                None => Event::Client(self.client.read_buf(&mut self.cbuf).await),
+                None => tokio::select! {
+                    r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
+                    n = listen::next_notification(&mut self.listening) => Event::Notification(n),
+                },
             };
             match event {
                 Event::Client(Ok(0)) => return Ok(()),
@@ -223,7 +234,13 @@ impl Relay {
                 Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
                 Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
                 Event::Server(Ok(_)) => self.on_server_data().await?,
+                Event::Notification(n) => {
+                    if let Some(l) = self.listening.as_mut() {
+                        l.waiting.extend_from_slice(&n);
+                    }
+                }
             }
+            self.deliver_notifications().await?;
         }
     }
 
