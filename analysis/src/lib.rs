@@ -8,6 +8,7 @@ mod details;
 mod levels;
 mod model;
 mod predicate;
+mod redact;
 mod statement;
 mod visit;
 
@@ -16,6 +17,7 @@ pub use model::{
     Analysis, Equality, Limit, Modification, ModificationKind, OpaqueCode, QueryBlock,
     StatementClass, StatementFacts, TableName, Via, WhereFacts,
 };
+pub use redact::{REDACTED, UNREADABLE, redact};
 
 use pg_query::protobuf::Token;
 use sha2::{Digest, Sha256};

@@ -85,6 +85,12 @@ impl Shared {
     fn admin_state(&self) -> AdminState {
         AdminState {
             api_key: self.config.admin.api_key.clone().filter(|k| !k.is_empty()),
+            journal_api_key: self
+                .config
+                .admin
+                .journal_api_key
+                .clone()
+                .filter(|k| !k.is_empty()),
             ha: self.config.ha.clone(),
             topology: self.topology.clone(),
             pipeline: self.pipeline.clone(),

@@ -493,14 +493,23 @@ async fn planned_switchover_under_pgbench_fails_no_transaction() {
     assert_eq!(history, processed);
 }
 
+const JOURNAL_KEY: &str = "journal-reader-key";
+
+fn file_mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_journal_records_statements_with_parameters_rows_errors_and_transactions() {
     let pg = shared_pg();
     create_database(pg, "journaled").await;
     let mut config = proxy_config(pg, PoolMode::Transaction, 2);
     config.admin.api_key = Some(KEY.into());
+    config.admin.journal_api_key = Some(JOURNAL_KEY.into());
+    let journal_dir = temp_dir("journal");
     config.journal = Some(helios_tests::heliosproxy::config::JournalConfig {
-        dir: temp_dir("journal"),
+        dir: journal_dir.clone(),
         ..Default::default()
     });
     let proxy = start_proxy(config).await;
@@ -520,6 +529,20 @@ async fn the_journal_records_statements_with_parameters_rows_errors_and_transact
     let rows = c.query("select id from t order by id", &[]).await.unwrap();
     assert_eq!(rows.len(), 3);
     c.query("select id from t order by id", &[]).await.unwrap();
+    // Secrets never reach the journal: a role's password, a secret setting's value, the
+    // parameters of a statement that matches a configured pattern.
+    c.batch_execute(
+        "DROP ROLE IF EXISTS journal_secret_role; \
+         CREATE ROLE journal_secret_role PASSWORD 'hunter2-secret'",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("select set_config('app.api_key', 'sk-live-123', false)")
+        .await
+        .unwrap();
+    c.query("select $1::text as password", &[&"param-secret"])
+        .await
+        .unwrap();
     let err = c
         .batch_execute("select * from missing_table")
         .await
@@ -529,9 +552,17 @@ async fn the_journal_records_statements_with_parameters_rows_errors_and_transact
     // Records are written off the client's path: the last one may land just after the
     // client saw its answer.
     let mut j = serde_json::Value::Null;
+    let (code, _) = admin_http(proxy.admin_addr, "GET", "/api/journal", Some(KEY), None).await;
+    assert_eq!(code, 401, "the journal needs its own key");
     for _ in 0..100 {
-        let (code, body) =
-            admin_http(proxy.admin_addr, "GET", "/api/journal", Some(KEY), None).await;
+        let (code, body) = admin_http(
+            proxy.admin_addr,
+            "GET",
+            "/api/journal",
+            Some(JOURNAL_KEY),
+            None,
+        )
+        .await;
         assert_eq!(code, 200, "{body}");
         j = serde_json::from_str(&body).unwrap();
         if body.contains("missing_table") {
@@ -540,6 +571,20 @@ async fn the_journal_records_statements_with_parameters_rows_errors_and_transact
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let records = j["records"].as_array().unwrap();
+    let everything = j.to_string();
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(&journal_dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(file_mode(&path), 0o600, "{}", path.display());
+        on_disk.extend(std::fs::read(&path).unwrap());
+    }
+    assert_eq!(file_mode(&journal_dir), 0o700);
+    let on_disk = String::from_utf8_lossy(&on_disk);
+    for secret in ["hunter2-secret", "sk-live-123", "param-secret"] {
+        assert!(!everything.contains(secret), "{secret} in GET /api/journal");
+        assert!(!on_disk.contains(secret), "{secret} in a journal file");
+    }
+    assert!(everything.contains("CREATE ROLE journal_secret_role PASSWORD '[redacted]'"));
     let find = |prefix: &str| -> Vec<&serde_json::Value> {
         records
             .iter()

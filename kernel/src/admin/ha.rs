@@ -119,7 +119,7 @@ pub async fn journal(
     headers: HeaderMap,
     Query(q): Query<JournalQuery>,
 ) -> Response {
-    if let Err(r) = authorized(&shared, &headers) {
+    if let Err(r) = super::authorized_for_journal(&shared, &headers) {
         return r.into_response();
     }
     let Some(journal) = &shared.journal else {

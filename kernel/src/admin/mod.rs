@@ -32,6 +32,8 @@ mod ha;
 pub struct AdminState {
     /// `[admin] api_key`; `None` closes every endpoint but health.
     pub api_key: Option<String>,
+    /// `[admin] journal_api_key`; `None` closes `GET /api/journal`.
+    pub journal_api_key: Option<String>,
     /// `[ha]`, when configured.
     pub ha: Option<crate::config::HaConfig>,
     /// The backend nodes.
@@ -127,6 +129,24 @@ pub(crate) fn authorized(
             "admin API key not configured ([admin] api_key)",
         ));
     };
+    key_matches(expected, headers)
+}
+
+/// Checks the journal's own key: reading every client's SQL is a permission of its own.
+pub(crate) fn authorized_for_journal(
+    shared: &AdminState,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
+    let Some(expected) = shared.journal_api_key.as_deref() else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "reading the journal needs its own key ([admin] journal_api_key)",
+        ));
+    };
+    key_matches(expected, headers)
+}
+
+fn key_matches(expected: &str, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
     let presented = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())

@@ -147,6 +147,12 @@ pub struct JournalConfig {
     pub fsync_interval_ms: u64,
     /// Records waiting for the writer; when full, records are dropped and counted.
     pub queue_records: usize,
+    /// Settings whose values are secret (case-insensitive substrings of the name): what a
+    /// `SET`, `ALTER … SET` or `set_config` gives them is redacted before it is written.
+    pub redact_settings: Vec<String>,
+    /// Statements whose bound parameters are secret (case-insensitive substrings of the
+    /// SQL): their parameters are redacted before they are written.
+    pub redact_statements: Vec<String>,
 }
 
 impl Default for JournalConfig {
@@ -159,6 +165,12 @@ impl Default for JournalConfig {
             fsync: FsyncPolicy::Interval,
             fsync_interval_ms: 100,
             queue_records: 65_536,
+            redact_settings: ["pass", "secret", "token", "key", "credential"]
+                .map(String::from)
+                .to_vec(),
+            redact_statements: ["password", "pgp_sym_encrypt", "crypt("]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }

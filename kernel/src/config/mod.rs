@@ -82,6 +82,9 @@ pub struct AdminConfig {
     /// Key required in `X-API-Key` (or `Authorization: Bearer`) by every endpoint except
     /// health; unset = those endpoints are closed.
     pub api_key: Option<String>,
+    /// Key required (instead of `api_key`) to read the statement journal through
+    /// `GET /api/journal`, which holds every client's SQL; unset = the endpoint is closed.
+    pub journal_api_key: Option<String>,
 }
 
 impl Default for Config {

@@ -6,6 +6,7 @@
 //! time-travel replay and the shadow comparator.
 
 pub mod record;
+pub mod redact;
 pub mod segment;
 mod writer;
 
@@ -94,6 +95,7 @@ impl Journal {
     pub fn open(config: &JournalConfig) -> Result<Journal, JournalError> {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| JournalError::io(&dir, e))?;
+        restrict(&dir).map_err(|e| JournalError::io(&dir, e))?;
         let stats = Arc::new(JournalStats::default());
         let mut writer = Writer::open(config, stats.clone())?;
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_records);
@@ -147,6 +149,20 @@ impl Drop for Journal {
     }
 }
 
+/// Only the proxy's user may read the journal: the directory becomes 0700 and every
+/// segment already in it 0600 (new segments are created 0600).
+fn restrict(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// Microseconds since the Unix epoch.
 pub fn unix_us(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -188,6 +204,25 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn files_are_private_to_the_proxy() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp("modes");
+        let j = Journal::open(&config(&dir)).unwrap();
+        for i in 0..50 {
+            j.append(rec(i));
+        }
+        j.barrier();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let mut segments = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600);
+            segments += 1;
+        }
+        assert!(segments > 0);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 pub(super) struct Writer {
+    redaction: super::redact::Redaction,
     config: JournalConfig,
     stats: Arc<JournalStats>,
     file: BufWriter<File>,
@@ -48,6 +49,10 @@ impl Writer {
             .open(&path)
             .map_err(|e| JournalError::io(&path, e))?;
         let writer = Writer {
+            redaction: super::redact::Redaction::new(
+                &config.redact_settings,
+                &config.redact_statements,
+            ),
             config: config.clone(),
             stats,
             file: BufWriter::with_capacity(256 << 10, file),
@@ -76,6 +81,7 @@ impl Writer {
             for msg in &mut batch {
                 match msg {
                     Msg::Record(mut rec) => {
+                        self.redaction.apply(&mut rec);
                         rec.seq = self.next_seq;
                         self.next_seq += 1;
                         rec.encode_framed(&mut self.buf);
@@ -196,9 +202,11 @@ impl Writer {
 }
 
 fn create_segment(path: &Path, first_seq: u64) -> Result<(), JournalError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| JournalError::io(path, e))?;
     let mut header = Vec::with_capacity(HEADER as usize);

@@ -66,9 +66,17 @@ impl Relay {
             }
             other => {
                 // The state cannot be known: the connection is not handed to anyone else.
+                // (Only the error is logged: the rows hold the session's setting values.)
+                let why = match other {
+                    Ok(a) => a.error.map_or_else(
+                        || format!("transaction status {}", a.status as char),
+                        |e| e.message,
+                    ),
+                    Err(e) => e.to_string(),
+                };
                 tracing::warn!(
                     session = self.info.session_id,
-                    "session state check failed ({other:?}); closing the server connection"
+                    "session state check failed ({why}); closing the server connection"
                 );
                 self.set_pins(Pins::default());
                 self.give_back(false);
