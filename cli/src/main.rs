@@ -177,7 +177,7 @@ fn run(command: Command) -> Result<()> {
         Command::Sign { key, artifact } => {
             let signing_key = trust::load_signing_key(&key)?;
             let mut a = read_artifact(&artifact)?;
-            a.signature = Some(trust::sign(&signing_key, &a.wasm));
+            a.sign(&signing_key);
             std::fs::write(&artifact, a.pack()?)?;
             println!("signed {} with {}", artifact.display(), key.display());
             Ok(())
@@ -189,7 +189,7 @@ fn run(command: Command) -> Result<()> {
             let root = TrustRoot::load(&trust_root)?;
             let a = read_artifact(&artifact)?;
             let key = root
-                .verify(&a.wasm, a.signature.as_ref())
+                .verify(&a.signed_payload(), a.signature.as_ref())
                 .map_err(|e| Refused(format!("{}: {e}", artifact.display())))?;
             println!(
                 "{}: {} {} signed by {key}",
@@ -251,12 +251,13 @@ fn read_artifact(path: &Path) -> Result<Artifact> {
 
 fn inspect(path: &Path, trust_root: Option<&Path>) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (wasm, manifest, signature) = if path.extension().is_some_and(|e| e == "wasm") {
-        (bytes, None, None)
+    let (wasm, manifest, signature, payload) = if path.extension().is_some_and(|e| e == "wasm") {
+        (bytes, None, None, Vec::new())
     } else {
         let a =
             Artifact::unpack(&bytes).map_err(|e| Refused(format!("{}: {e}", path.display())))?;
-        (a.wasm, Some(a.manifest), a.signature)
+        let payload = a.signed_payload();
+        (a.wasm, Some(a.manifest), a.signature, payload)
     };
     if let Some(m) = &manifest {
         println!("name:      {}", m.name);
@@ -273,7 +274,7 @@ fn inspect(path: &Path, trust_root: Option<&Path>) -> Result<()> {
     let status = match (signature, trust_root) {
         (None, _) => "unsigned".to_owned(),
         (Some(_), None) => "signed (not checked: pass --trust-root)".to_owned(),
-        (Some(sig), Some(dir)) => match TrustRoot::load(dir)?.verify(&wasm, Some(&sig)) {
+        (Some(sig), Some(dir)) => match TrustRoot::load(dir)?.verify(&payload, Some(&sig)) {
             Ok(key) => format!("valid, signed by {key}"),
             Err(e) => format!("INVALID: {e}"),
         },

@@ -157,7 +157,7 @@ fn first_party_components(state: &Path) -> Result<Option<(PathBuf, Vec<PluginCon
             vec![],
             wasm,
         );
-        artifact.signature = Some(trust::sign(&key, &artifact.wasm));
+        artifact.sign(&key);
         let path = out.join(format!("{name}.tar.gz"));
         std::fs::write(&path, artifact.pack()?)?;
         plugins.push(PluginConfig {
@@ -176,9 +176,10 @@ fn first_party_components(state: &Path) -> Result<Option<(PathBuf, Vec<PluginCon
     Ok(Some((trust_root, plugins)))
 }
 
-/// The admin API key of the first-run default, made on first run (mode 0600).
-fn admin_key(state: &Path) -> Result<String> {
-    let path = state.join("admin.key");
+/// A key of the first-run default (the admin API's, the journal's), made on first run
+/// (mode 0600).
+fn admin_key(state: &Path, file: &str) -> Result<String> {
+    let path = state.join(file);
     if let Ok(key) = std::fs::read_to_string(&path) {
         return Ok(key.trim().to_owned());
     }
@@ -187,6 +188,22 @@ fn admin_key(state: &Path) -> Result<String> {
     let key = hex::encode(raw);
     trust::write_private_key(&path, &key).with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
+}
+
+/// The first-run default's client login: `postgres` with a password made on first run,
+/// kept (0600) in a PgBouncer-style users file beside the admin key. Returns the file and,
+/// on the run that made it, the password to show once.
+fn client_login(state: &Path) -> Result<(PathBuf, Option<String>)> {
+    let path = state.join("users.txt");
+    if path.exists() {
+        return Ok((path, None));
+    }
+    let mut raw = [0u8; 18];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+    let password = hex::encode(raw);
+    trust::write_private_key(&path, &format!("\"postgres\" \"{password}\"\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((path, Some(password)))
 }
 
 /// Where the first-run default keeps its PostgreSQL data.
@@ -221,8 +238,12 @@ async fn run_embedded_default() -> Result<()> {
         }
         LocalPostgres::init(&data_dir, &InitOptions::default())?
     };
+    // No TCP: the server is reachable only through its socket in a private directory, so
+    // nothing on this machine gets around the proxy's authentication and policies.
     let pg_port = embedded::free_port();
-    tokio::task::block_in_place(|| pg.start(pg_port)).context("starting the local PostgreSQL")?;
+    let socket_dir = state_dir().join("pgsocket");
+    tokio::task::block_in_place(|| pg.start_private(pg_port, &socket_dir))
+        .context("starting the local PostgreSQL")?;
     let mut config = Config::default();
     // Addresses can be moved for a second instance (or a test) without a config file.
     if let Ok(addr) = std::env::var("HELIOS_LISTEN") {
@@ -232,22 +253,25 @@ async fn run_embedded_default() -> Result<()> {
         config.admin_address = addr;
     }
     config.pool.mode = PoolMode::Transaction;
-    config.auth.method = AuthMethod::Trust;
+    let state = state_dir();
+    let (users_file, new_password) = client_login(&state)?;
+    config.auth.method = AuthMethod::ScramSha256;
+    config.auth.users_file = Some(users_file.clone());
     config.nodes.push(NodeConfig {
         name: "local".into(),
-        host: "127.0.0.1".into(),
+        host: socket_dir.display().to_string(),
         port: pg_port,
         role: NodeRole::Primary,
         tags: vec!["embedded".into()],
     });
-    let state = state_dir();
     let components = first_party_components(&state)?;
     if let Some((trust_root, plugins)) = &components {
         config.plugin_runtime.trust_root = Some(trust_root.clone());
         config.plugin_runtime.cache_dir = Some(state.join("component-cache"));
         config.plugins = plugins.clone();
     }
-    config.admin.api_key = Some(admin_key(&state)?);
+    config.admin.api_key = Some(admin_key(&state, "admin.key")?);
+    config.admin.journal_api_key = Some(admin_key(&state, "journal.key")?);
     // One node: topology tracking shows its health and WAL position; nothing to fail over to.
     config.ha = Some(HaConfig {
         failover: FailoverMode::Manual,
@@ -294,18 +318,32 @@ async fn run_embedded_default() -> Result<()> {
         state.join("admin.key").display()
     );
     println!(
-        "  topology: GET /api/topology; statement journal in {} (GET /api/journal)",
-        state.join("journal").display()
+        "  topology: GET /api/topology; statement journal in {} (GET /api/journal, key in {})",
+        state.join("journal").display(),
+        state.join("journal.key").display()
     );
     println!(
         "  pool mode: transaction, server connections per database/user: {}",
         config.pool.server_connections
     );
-    println!("  auth: trust on loopback (development default; use --config for real deployments)");
+    match &new_password {
+        Some(pw) => println!(
+            "  clients log in as postgres with password {pw} (shown once; kept in {})",
+            users_file.display()
+        ),
+        None => println!(
+            "  clients log in as postgres with the password kept in {}",
+            users_file.display()
+        ),
+    }
+    println!(
+        "  PostgreSQL: fsync on, no TCP; only the proxy reaches its socket in {}",
+        socket_dir.display()
+    );
     println!();
     println!("Connect with:");
     println!(
-        "  psql \"host={} port={} user=postgres dbname=postgres\"",
+        "  psql \"host={} port={} user=postgres dbname=postgres\"   (password as above)",
         addr.ip(),
         addr.port()
     );

@@ -146,12 +146,30 @@ impl Proxy {
             }
             None => HashMap::new(),
         };
-        let tls = match (&config.tls.cert, &config.tls.key, config.tls.mode) {
-            (Some(cert), Some(key), ClientTlsMode::Allow | ClientTlsMode::Require) => Some(
-                tokio_rustls::TlsAcceptor::from(tls::server_config(cert, key)?),
+        let (tls, tls_end_point) = match (&config.tls.cert, &config.tls.key, config.tls.mode) {
+            (Some(cert), Some(key), ClientTlsMode::Allow | ClientTlsMode::Require) => (
+                Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+                    cert, key,
+                )?)),
+                Some(crate::wire::scram::tls_server_end_point(&tls::leaf_der(
+                    cert,
+                )?)),
             ),
-            _ => None,
+            _ => (None, None),
         };
+        // Unknown users' stand-in salts are derived from the users file, so they stay the
+        // same across restarts (as real users' do) and cannot be predicted without it.
+        let auth_seed = match &config.auth.users_file {
+            Some(path) => std::fs::read(path).unwrap_or_default(),
+            None => config.listen_address.clone().into_bytes(),
+        };
+        let auth_state = crate::session::auth::AuthState::new(
+            &auth_seed,
+            tls_end_point,
+            config.auth.passthrough_max_checks,
+            config.auth.max_failed_logins,
+            std::time::Duration::from_secs(config.auth.failed_login_window_s),
+        );
         let backend_tls = match config.backend_tls.sslmode {
             BackendSslMode::Disable => None,
             BackendSslMode::Prefer | BackendSslMode::Require => Some(tls::client_config(None)?),
@@ -208,6 +226,8 @@ impl Proxy {
             limits: SessionLimits {
                 mode: config.pool.mode,
                 max_message_bytes: config.limits.max_client_message_bytes,
+                max_client_memory_bytes: config.limits.max_client_memory_bytes,
+                max_memory_bytes: config.limits.max_memory_bytes,
                 max_prepared_statements: config.pool.max_prepared_statements,
                 max_connections: config.pool.max_connections,
                 login_timeout_ms: config.limits.client_login_timeout_ms,
@@ -219,6 +239,7 @@ impl Proxy {
             journal: journal.clone(),
             counters: Default::default(),
             pins: Default::default(),
+            memory: Default::default(),
             notifications: Arc::new(crate::notify::Notifications::new(topology.clone())),
             login: LoginEnv {
                 users,
@@ -226,6 +247,7 @@ impl Proxy {
                 tls_mode: config.tls.mode,
                 tls,
                 cancels: Arc::new(CancelRegistry::default()),
+                auth_state,
             },
         });
         let failover = Arc::new(Coordinator::new(

@@ -58,21 +58,31 @@ fn check_config_prints_every_problem_with_its_key_path() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn no_config_starts_a_local_postgres_and_serves_it() {
-    let state = temp("state");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// A running proxy, stopped (SIGTERM, which stops its PostgreSQL too) when dropped, so a
+/// failed assertion leaves nothing running.
+struct Running(std::process::Child);
+
+impl Running {
+    /// Stops it and returns whether it exited cleanly.
+    fn stop(mut self) -> bool {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let ok = self.0.wait().is_ok_and(|s| s.success());
+        std::mem::forget(self);
+        ok
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the first-run default on `port`/`admin` and returns it with its banner.
+fn start_default(state: &std::path::Path, port: u16, admin: u16) -> (Running, String) {
     let mut child = bin()
-        .env("HELIOS_STATE_DIR", &state)
+        .env("HELIOS_STATE_DIR", state)
         .env("HELIOS_LISTEN", format!("127.0.0.1:{port}"))
         .env("HELIOS_ADMIN", format!("127.0.0.1:{admin}"))
         .env("RUST_LOG", "warn")
@@ -97,36 +107,79 @@ fn no_config_starts_a_local_postgres_and_serves_it() {
             }
         }
     }
-    let banner = banner.join("\n");
-    assert!(banner.contains(&format!("port={port}")), "{banner}");
+    (Running(child), banner.join("\n"))
+}
+
+fn psql(port: u16, password: Option<&str>, sql: &str) -> std::process::Output {
     let psql = heliosproxy::embedded::find_bindir().unwrap().join("psql");
-    let out = Command::new(psql)
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-            "select 40 + 2",
-        ])
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(psql);
+    cmd.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-U", "postgres", "-d", "postgres", "-w", "-c", sql]);
+    cmd.env_remove("PGPASSWORD");
+    if let Some(pw) = password {
+        cmd.env("PGPASSWORD", pw);
+    }
+    cmd.output().unwrap()
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn no_config_starts_a_local_postgres_and_serves_it() {
+    let state = temp("state");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (child, banner) = start_default(&state, port, admin);
+    assert!(banner.contains(&format!("port={port}")), "{banner}");
+    // Clients log in with the password made on first run, shown once.
+    let password = banner
+        .split("with password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no password in the banner:\n{banner}"))
+        .to_owned();
+    let out = psql(port, Some(&password), "select 40 + 2");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "42",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = psql(port, None, "select 1");
+    assert!(
+        !out.status.success(),
+        "a client without the password got in"
+    );
+    let out = psql(port, Some("guess"), "select 1");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("password authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // PostgreSQL keeps its data safe and is reachable only through the proxy.
+    let out = psql(
+        port,
+        Some(&password),
+        "select current_setting('fsync') || '|' || current_setting('listen_addresses')",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "on|");
+    assert_eq!(mode(&state.join("users.txt")), 0o600);
+    assert_eq!(mode(&state.join("pgsocket")), 0o700);
     // The admin API shows the tracked node and the journal has the query.
-    let key = std::fs::read_to_string(state.join("admin.key")).unwrap();
-    let get = |path: &str| {
+    let admin_key = std::fs::read_to_string(state.join("admin.key")).unwrap();
+    let journal_key = std::fs::read_to_string(state.join("journal.key")).unwrap();
+    let get = |path: &str, key: &str| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
         write!(
@@ -139,18 +192,22 @@ fn no_config_starts_a_local_postgres_and_serves_it() {
         s.read_to_string(&mut out).unwrap();
         out
     };
-    let topology = get("/api/topology");
+    let topology = get("/api/topology", &admin_key);
     assert!(topology.contains("\"role\":\"primary\""), "{topology}");
-    let journal = get("/api/journal");
+    let journal = get("/api/journal", &journal_key);
     assert!(journal.contains("select 40 + 2"), "{journal}");
     // SIGTERM: the proxy stops and takes its PostgreSQL down with it.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(child.stop(), "the proxy exits cleanly");
     assert!(
         !state.join("pgdata/postmaster.pid").exists(),
         "PostgreSQL was stopped"
     );
+    // A second run keeps the password and does not show it again.
+    let (child, banner) = start_default(&state, port, admin);
+    assert!(!banner.contains(&password), "{banner}");
+    let out = psql(port, Some(&password), "select 'again'");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "again");
+    assert!(child.stop());
     std::fs::remove_dir_all(&state).unwrap();
 }
 

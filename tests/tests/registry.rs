@@ -24,7 +24,7 @@ fn signed(dir: &Path, trusted: bool) -> Vec<u8> {
     let key = trust::load_signing_key(&key_path).unwrap();
     let wasm = std::fs::read(component_wasm("helios-llm-guardrail")).unwrap();
     let mut a = Artifact::new("guardrail", "2.0.0", vec!["validate".into()], vec![], wasm);
-    a.signature = Some(trust::sign(&key, &a.wasm));
+    a.sign(&key);
     a.pack().unwrap()
 }
 

@@ -41,7 +41,7 @@ fn artifact(
     let wasm = std::fs::read(component_wasm("helios-llm-guardrail")).unwrap();
     let mut a = Artifact::new("guardrail", "1.0.0", vec!["validate".into()], vec![], wasm);
     if let Some(key) = sign_with {
-        a.signature = Some(trust::sign(&trust::load_signing_key(key).unwrap(), &a.wasm));
+        a.sign(&trust::load_signing_key(key).unwrap());
     }
     tamper(&mut a);
     let path = keys.dir.join(format!("{name}.tar.gz"));
@@ -105,6 +105,19 @@ async fn tampered_untrusted_and_unsigned_components_are_refused() {
                 a.manifest.wasm_sha256 = "00".repeat(32);
             }),
             "but the manifest says",
+        ),
+        (
+            artifact(&k, "renamed", Some(&k.trusted_key), |a| {
+                a.manifest.name = "audit".into();
+            }),
+            "does not verify",
+        ),
+        (
+            artifact(&k, "reversioned", Some(&k.trusted_key), |a| {
+                a.manifest.version = "9.9.9".into();
+                a.manifest.hooks.push("authenticate".into());
+            }),
+            "does not verify",
         ),
         (
             artifact(&k, "untrusted", Some(&k.untrusted_key), |_| {}),

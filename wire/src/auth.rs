@@ -78,9 +78,11 @@ pub enum AuthError {
     /// The client's SCRAM message is malformed.
     #[error("malformed SCRAM message: {0}")]
     BadMessage(&'static str),
-    /// The client asked for channel binding, which this listener does not offer.
-    #[error("channel binding is not supported")]
-    ChannelBinding,
+    /// The client's channel binding does not match what this connection offers (none
+    /// without TLS; `tls-server-end-point` with it), or a client that supports it was
+    /// talked out of it.
+    #[error("channel binding: {0}")]
+    ChannelBinding(&'static str),
     /// The password or proof is wrong.
     #[error("password authentication failed")]
     WrongPassword,
@@ -127,7 +129,7 @@ fn decode32(text: &str) -> Result<[u8; 32], AuthError> {
         .ok_or(AuthError::BadVerifier)
 }
 
-fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(msg);
     mac.finalize().into_bytes().into()
@@ -149,96 +151,7 @@ fn salted_password(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     out
 }
 
-/// Server side of one SCRAM-SHA-256 exchange.
-pub struct ScramServer {
-    verifier: ScramVerifier,
-    client_first_bare: String,
-    server_first: String,
-    nonce: String,
-}
-
-impl ScramServer {
-    /// The mechanism list sent in `AuthenticationSASL` (NUL-terminated names, then NUL).
-    pub const MECHANISMS: &'static [u8] = b"SCRAM-SHA-256\0\0";
-
-    /// Handles the client-first message; returns the exchange and the server-first message.
-    pub fn start(
-        verifier: ScramVerifier,
-        client_first: &[u8],
-    ) -> Result<(Self, String), AuthError> {
-        let text = std::str::from_utf8(client_first).map_err(|_| AuthError::BadMessage("utf8"))?;
-        // gs2-header: cbind-flag "," [authzid] ","
-        let (flag, rest) = text
-            .split_once(',')
-            .ok_or(AuthError::BadMessage("gs2 header"))?;
-        match flag {
-            "n" | "y" => {}
-            f if f.starts_with("p=") => return Err(AuthError::ChannelBinding),
-            _ => return Err(AuthError::BadMessage("gs2 flag")),
-        }
-        let (_authzid, bare) = rest
-            .split_once(',')
-            .ok_or(AuthError::BadMessage("gs2 header"))?;
-        let client_nonce = bare
-            .split(',')
-            .find_map(|a| a.strip_prefix("r="))
-            .filter(|n| !n.is_empty())
-            .ok_or(AuthError::BadMessage("client nonce"))?;
-        let mut raw = [0u8; 18];
-        rand::rng().fill_bytes(&mut raw);
-        let nonce = format!("{client_nonce}{}", B64.encode(raw));
-        let server_first = format!(
-            "r={nonce},s={},i={}",
-            B64.encode(&verifier.salt),
-            verifier.iterations
-        );
-        Ok((
-            ScramServer {
-                verifier,
-                client_first_bare: bare.to_owned(),
-                server_first: server_first.clone(),
-                nonce,
-            },
-            server_first,
-        ))
-    }
-
-    /// Checks the client-final message; on success returns the server-final message.
-    pub fn finish(self, client_final: &[u8]) -> Result<String, AuthError> {
-        let text = std::str::from_utf8(client_final).map_err(|_| AuthError::BadMessage("utf8"))?;
-        let (without_proof, proof) = text
-            .rsplit_once(",p=")
-            .ok_or(AuthError::BadMessage("proof"))?;
-        let nonce = without_proof
-            .split(',')
-            .find_map(|a| a.strip_prefix("r="))
-            .ok_or(AuthError::BadMessage("nonce"))?;
-        if nonce != self.nonce {
-            return Err(AuthError::BadMessage("nonce mismatch"));
-        }
-        let proof = B64
-            .decode(proof)
-            .map_err(|_| AuthError::BadMessage("proof encoding"))?;
-        if proof.len() != 32 {
-            return Err(AuthError::BadMessage("proof length"));
-        }
-        let auth_message = format!(
-            "{},{},{}",
-            self.client_first_bare, self.server_first, without_proof
-        );
-        let client_signature = hmac(&self.verifier.stored_key, auth_message.as_bytes());
-        let mut client_key = [0u8; 32];
-        for i in 0..32 {
-            client_key[i] = proof[i] ^ client_signature[i];
-        }
-        let computed: [u8; 32] = Sha256::digest(client_key).into();
-        if !constant_time_eq(&computed, &self.verifier.stored_key) {
-            return Err(AuthError::WrongPassword);
-        }
-        let server_signature = hmac(&self.verifier.server_key, auth_message.as_bytes());
-        Ok(format!("v={}", B64.encode(server_signature)))
-    }
-}
+pub use crate::scram::ScramServer;
 
 /// Compares secrets without an early exit, so timing does not reveal where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -357,7 +270,8 @@ mod tests {
     fn client_exchange(password: &str, verifier: ScramVerifier) -> Result<(), AuthError> {
         use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
         let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-        let (server, server_first) = ScramServer::start(verifier, client.message())?;
+        let (server, server_first) =
+            ScramServer::start(verifier, b"SCRAM-SHA-256", client.message(), None)?;
         client.update(server_first.as_bytes()).unwrap();
         let server_final = server.finish(client.message())?;
         client

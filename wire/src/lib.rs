@@ -10,6 +10,7 @@ pub mod frame;
 pub mod frontend;
 pub mod messages;
 pub mod results;
+pub mod scram;
 pub mod startup;
 pub mod stream;
 pub mod tls;

@@ -1,12 +1,12 @@
-//! A socket that is plain TCP or TLS in either direction, so the rest of the kernel reads and
-//! writes one type.
+//! A socket that is plain TCP, a Unix-domain socket (a local backend), or TLS in either
+//! direction, so the rest of the kernel reads and writes one type.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// A client or server connection, with or without TLS.
 pub enum Stream {
@@ -16,20 +16,24 @@ pub enum Stream {
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// TLS where the proxy is the client (towards a backend).
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A Unix-domain socket (a backend on this machine).
+    Unix(UnixStream),
 }
 
 impl Stream {
     /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Stream::Plain(_))
+        matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
 
-    /// The underlying TCP socket.
-    pub fn tcp(&self) -> &TcpStream {
+    /// Reads what the socket has without waiting (the TLS layer is bypassed: this is for
+    /// telling whether a peer closed or spoke out of turn).
+    pub fn try_read_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::ServerTls(s) => s.get_ref().0,
-            Stream::ClientTls(s) => s.get_ref().0,
+            Stream::Plain(s) => s.try_read(buf),
+            Stream::ServerTls(s) => s.get_ref().0.try_read(buf),
+            Stream::ClientTls(s) => s.get_ref().0.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
         }
     }
 }
@@ -47,6 +51,10 @@ macro_rules! delegate {
             }
             Stream::ClientTls($s) => {
                 let $s = Pin::new(&mut **$s);
+                $e
+            }
+            Stream::Unix($s) => {
+                let $s = Pin::new($s);
                 $e
             }
         }
@@ -93,6 +101,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::ServerTls(s) => s.is_write_vectored(),
             Stream::ClientTls(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
         }
     }
 }

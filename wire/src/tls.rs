@@ -59,6 +59,11 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// The DER bytes of the first (leaf) certificate of a PEM chain.
+pub fn leaf_der(cert: &Path) -> Result<Vec<u8>, TlsError> {
+    Ok(certs(cert)?.swap_remove(0).to_vec())
+}
+
 /// Builds the acceptor used for clients from a PEM certificate chain and key.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain = certs(cert)?;

@@ -147,6 +147,8 @@ pub struct JournalConfig {
     pub fsync_interval_ms: u64,
     /// Records waiting for the writer; when full, records are dropped and counted.
     pub queue_records: usize,
+    /// Bytes of records waiting for the writer; past it, records are dropped and counted.
+    pub queue_bytes: usize,
     /// Settings whose values are secret (case-insensitive substrings of the name): what a
     /// `SET`, `ALTER … SET` or `set_config` gives them is redacted before it is written.
     pub redact_settings: Vec<String>,
@@ -165,6 +167,7 @@ impl Default for JournalConfig {
             fsync: FsyncPolicy::Interval,
             fsync_interval_ms: 100,
             queue_records: 65_536,
+            queue_bytes: 64 << 20,
             redact_settings: ["pass", "secret", "token", "key", "credential"]
                 .map(String::from)
                 .to_vec(),

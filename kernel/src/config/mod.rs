@@ -196,6 +196,13 @@ pub struct AuthConfig {
     pub passthrough: bool,
     /// Password used for server connections of users the users file has no plaintext for.
     pub server_password: Option<String>,
+    /// Pass-through password checks (backend logins) running at once per backend node.
+    pub passthrough_max_checks: usize,
+    /// Failed logins from one address within `failed_login_window_s` before the address
+    /// is refused for the rest of the window.
+    pub max_failed_logins: u32,
+    /// The window of `max_failed_logins`, in seconds.
+    pub failed_login_window_s: u64,
 }
 
 impl Default for AuthConfig {
@@ -205,6 +212,9 @@ impl Default for AuthConfig {
             users_file: None,
             passthrough: false,
             server_password: None,
+            passthrough_max_checks: 4,
+            max_failed_logins: 10,
+            failed_login_window_s: 60,
         }
     }
 }
@@ -284,6 +294,12 @@ pub struct LimitsConfig {
     pub max_client_message_bytes: usize,
     /// How long a new client may take to finish startup and authentication.
     pub client_login_timeout_ms: u64,
+    /// What one client may make the proxy hold (buffers, statements, portals, responses
+    /// it waits for); past it the client gets 54000 and is disconnected.
+    pub max_client_memory_bytes: usize,
+    /// What all clients together may make the proxy hold; past it, the client that holds
+    /// more than 1 MiB and asks for more is disconnected (54000).
+    pub max_memory_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -291,6 +307,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_client_message_bytes: 64 << 20,
             client_login_timeout_ms: 15_000,
+            max_client_memory_bytes: 256 << 20,
+            max_memory_bytes: 4 << 30,
         }
     }
 }

@@ -66,6 +66,17 @@ impl Config {
         if self.pool.checkout_timeout_ms == 0 {
             problems.push("pool.checkout_timeout_ms: must be at least 1".into());
         }
+        if self.limits.max_client_memory_bytes < 2 * self.limits.max_client_message_bytes {
+            problems.push(
+                "limits.max_client_memory_bytes: must be at least twice max_client_message_bytes \
+                 (a message is held while it is forwarded)"
+                    .into(),
+            );
+        }
+        if self.limits.max_memory_bytes < self.limits.max_client_memory_bytes {
+            problems
+                .push("limits.max_memory_bytes: must be at least max_client_memory_bytes".into());
+        }
         if self.limits.max_client_message_bytes < 1024 {
             problems.push("limits.max_client_message_bytes: must be at least 1024".into());
         }

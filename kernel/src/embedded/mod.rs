@@ -250,13 +250,49 @@ impl LocalPostgres {
     }
 
     /// Starts the server on `port` (loopback only) and waits until it accepts connections.
+    /// For tests and throwaway servers: `fsync` is off.
     pub fn start(&mut self, port: u16) -> Result<(), EmbeddedError> {
-        self.port = port;
-        let log = self.data_dir.join("server.log");
         let opts = format!(
             "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}' -c fsync=off -c max_connections=200",
             self.data_dir.display()
         );
+        self.start_with(port, opts)?;
+        let port = self.port;
+        self.wait_ready(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    }
+
+    /// Starts the server for real data (the first-run default): `fsync` on, no TCP at all,
+    /// reachable only through its socket in `socket_dir`, which is made private (0700, the
+    /// server's user) with the socket itself 0700.
+    pub fn start_private(&mut self, port: u16, socket_dir: &Path) -> Result<(), EmbeddedError> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(socket_dir).map_err(|source| EmbeddedError::Io {
+            path: socket_dir.to_owned(),
+            source,
+        })?;
+        std::fs::set_permissions(socket_dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| EmbeddedError::Io {
+                path: socket_dir.to_owned(),
+                source,
+            },
+        )?;
+        self.chown(socket_dir)?;
+        let opts = format!(
+            "-c port={port} -c listen_addresses='' -c unix_socket_directories='{}' -c unix_socket_permissions=0700 -c fsync=on -c max_connections=200",
+            socket_dir.display()
+        );
+        self.start_with(port, opts)?;
+        let socket = socket_dir.join(format!(".s.PGSQL.{port}"));
+        self.wait_ready(Duration::from_secs(30), || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        })
+    }
+
+    fn start_with(&mut self, port: u16, opts: String) -> Result<(), EmbeddedError> {
+        self.port = port;
+        let log = self.data_dir.join("server.log");
         let mut cmd = self.command("pg_ctl");
         cmd.arg("start")
             .arg("-w")
@@ -278,13 +314,13 @@ impl LocalPostgres {
             });
         }
         self.running = true;
-        self.wait_ready(Duration::from_secs(30))
+        Ok(())
     }
 
-    fn wait_ready(&self, timeout: Duration) -> Result<(), EmbeddedError> {
+    fn wait_ready(&self, timeout: Duration, ready: impl Fn() -> bool) -> Result<(), EmbeddedError> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if ready() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

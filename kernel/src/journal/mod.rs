@@ -72,6 +72,8 @@ pub struct JournalStats {
     pub fsyncs: AtomicU64,
     /// Bytes cut off a torn tail when the journal opened.
     pub torn_bytes: AtomicU64,
+    /// Bytes of records queued and not yet written.
+    pub queued_bytes: AtomicU64,
 }
 
 pub(crate) enum Msg {
@@ -82,6 +84,7 @@ pub(crate) enum Msg {
 /// The journal: a handle sessions append through; the writer thread owns the files.
 pub struct Journal {
     tx: Option<SyncSender<Msg>>,
+    queue_bytes: u64,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Counters.
     pub stats: Arc<JournalStats>,
@@ -105,6 +108,7 @@ impl Journal {
             .map_err(|e| JournalError::io(&dir, e))?;
         Ok(Journal {
             tx: Some(tx),
+            queue_bytes: config.queue_bytes as u64,
             writer: Some(handle),
             stats,
             dir,
@@ -114,11 +118,20 @@ impl Journal {
     /// Queues a record; never blocks. A full queue drops the record and counts it.
     pub fn append(&self, record: Record) {
         let Some(tx) = &self.tx else { return };
+        // Bounded in bytes as well as records: a burst of huge statements cannot make the
+        // queue hold more than `queue_bytes`.
+        let size = record.approx_size() as u64;
+        if self.stats.queued_bytes.fetch_add(size, Relaxed) + size > self.queue_bytes {
+            self.stats.queued_bytes.fetch_sub(size, Relaxed);
+            self.stats.dropped.fetch_add(1, Relaxed);
+            return;
+        }
         match tx.try_send(Msg::Record(Box::new(record))) {
             Ok(()) => {
                 self.stats.queued.fetch_add(1, Relaxed);
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.queued_bytes.fetch_sub(size, Relaxed);
                 self.stats.dropped.fetch_add(1, Relaxed);
             }
         }
@@ -204,6 +217,29 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let dir = temp("bytes");
+        let j = Journal::open(&JournalConfig {
+            queue_bytes: 4096,
+            ..config(&dir)
+        })
+        .unwrap();
+        j.append(Record {
+            sql: "x".repeat(8192),
+            ..rec(1)
+        });
+        assert_eq!(j.stats.dropped.load(Relaxed), 1, "larger than the queue");
+        j.append(rec(2));
+        j.barrier();
+        assert_eq!(j.stats.written.load(Relaxed), 1);
+        assert_eq!(
+            j.stats.queued_bytes.load(Relaxed),
+            0,
+            "given back when written"
+        );
     }
 
     #[test]

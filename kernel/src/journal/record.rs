@@ -47,6 +47,21 @@ pub struct Record {
 }
 
 impl Record {
+    /// Roughly what the record holds in memory, in bytes.
+    pub fn approx_size(&self) -> usize {
+        128 + self.user.len()
+            + self.database.len()
+            + self.node.len()
+            + self.sql.len()
+            + self.param_formats.len() * 2
+            + self
+                .params
+                .iter()
+                .map(|p| 24 + p.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+            + self.error.as_ref().map_or(0, |(c, m)| c.len() + m.len())
+    }
+
     /// End time, microseconds since the Unix epoch.
     pub fn ended_at_us(&self) -> u64 {
         self.started_at_us + self.duration_us

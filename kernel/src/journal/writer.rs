@@ -81,6 +81,9 @@ impl Writer {
             for msg in &mut batch {
                 match msg {
                     Msg::Record(mut rec) => {
+                        self.stats
+                            .queued_bytes
+                            .fetch_sub(rec.approx_size() as u64, Relaxed);
                         self.redaction.apply(&mut rec);
                         rec.seq = self.next_seq;
                         self.next_seq += 1;

@@ -1,6 +1,9 @@
 //! The component artefact: a `.tar.gz` holding `manifest.json`, `plugin.wasm` and
-//! `plugin.sig` (a detached Ed25519 signature over the wasm bytes, base64). Unpacking refuses
-//! anything else: other names, directories, links, path traversal, and oversized contents.
+//! `plugin.sig` (a detached Ed25519 signature, base64, over the manifest exactly as stored —
+//! which names the component, its version, hooks, grants and the wasm's SHA-256 — so a
+//! signed component can be neither altered nor renamed or re-versioned). Unpacking refuses
+//! anything else: other names, directories, links, path traversal, oversized contents, and
+//! archives that decompress to more than an artefact can hold (extension headers included).
 
 use std::io::{Read, Write};
 
@@ -21,6 +24,11 @@ pub const MAX_WASM_BYTES: u64 = 32 << 20;
 const MAX_SMALL_FILE: u64 = 64 << 10;
 /// Largest compressed artefact accepted.
 pub const MAX_ARTIFACT_BYTES: u64 = 48 << 20;
+/// Most bytes an artefact may decompress to: its three files and the tar headers, GNU
+/// long-name and PAX extension entries included (the tar reader buffers those whole).
+const MAX_DECOMPRESSED: u64 = MAX_WASM_BYTES + 2 * MAX_SMALL_FILE + (64 << 10);
+/// What the signature covers before the manifest's bytes.
+const SIGNED_PREFIX: &[u8] = b"heliosproxy component manifest v1\0";
 
 /// What `manifest.json` says about the component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +59,8 @@ pub struct Artifact {
     pub wasm: Vec<u8>,
     /// The detached signature, when the artefact is signed.
     pub signature: Option<[u8; 64]>,
+    /// The manifest's bytes as read from an archive (the signature covers these).
+    manifest_bytes: Option<Vec<u8>>,
 }
 
 /// Why an artefact was refused.
@@ -116,7 +126,23 @@ impl Artifact {
             },
             wasm,
             signature: None,
+            manifest_bytes: None,
         }
+    }
+
+    /// What the signature covers: the manifest exactly as stored in the archive, which binds
+    /// the wasm through its digest.
+    pub fn signed_payload(&self) -> Vec<u8> {
+        let manifest = self.manifest_bytes.clone().unwrap_or_else(|| {
+            serde_json::to_vec_pretty(&self.manifest).expect("a manifest serializes")
+        });
+        [SIGNED_PREFIX, &manifest].concat()
+    }
+
+    /// Signs the artefact (its manifest as [`Artifact::pack`] writes it) with `key`.
+    pub fn sign(&mut self, key: &ed25519_dalek::SigningKey) {
+        self.manifest_bytes = None;
+        self.signature = Some(crate::oci::trust::sign(key, &self.signed_payload()));
     }
 
     /// Writes the `.tar.gz`.
@@ -132,7 +158,10 @@ impl Artifact {
             header.set_cksum();
             tar.append_data(&mut header, name, data)
         };
-        let manifest = serde_json::to_vec_pretty(&self.manifest).map_err(std::io::Error::other)?;
+        let manifest = match &self.manifest_bytes {
+            Some(bytes) => bytes.clone(),
+            None => serde_json::to_vec_pretty(&self.manifest).map_err(std::io::Error::other)?,
+        };
         add("manifest.json", &manifest)?;
         add("plugin.wasm", &self.wasm)?;
         if let Some(sig) = &self.signature {
@@ -154,7 +183,7 @@ impl Artifact {
                 limit: MAX_ARTIFACT_BYTES,
             });
         }
-        let gz = flate2::read::GzDecoder::new(bytes);
+        let gz = flate2::read::GzDecoder::new(bytes).take(MAX_DECOMPRESSED);
         let mut archive = tar::Archive::new(gz);
         let (mut manifest, mut wasm, mut sig) = (None, None, None);
         let entries = archive
@@ -198,9 +227,9 @@ impl Artifact {
             }
             *slot = Some(data);
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&manifest.ok_or(ArtifactError::Missing("manifest.json"))?)
-                .map_err(|e| ArtifactError::Manifest(e.to_string()))?;
+        let manifest_bytes = manifest.ok_or(ArtifactError::Missing("manifest.json"))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| ArtifactError::Manifest(e.to_string()))?;
         let wasm = wasm.ok_or(ArtifactError::Missing("plugin.wasm"))?;
         let actual = sha256_hex(&wasm);
         if !actual.eq_ignore_ascii_case(&manifest.wasm_sha256) {
@@ -222,6 +251,7 @@ impl Artifact {
             manifest,
             wasm,
             signature,
+            manifest_bytes: Some(manifest_bytes),
         })
     }
 }
@@ -289,6 +319,54 @@ mod tests {
             }
         }
         tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn extension_headers_cannot_make_unpacking_buffer_more_than_an_artefact() {
+        // A GNU long-name and a PAX header of 200 MB of zeros each (a few hundred KB
+        // compressed): the tar reader would buffer them whole before the first file.
+        for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader] {
+            let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let mut tar = tar::Builder::new(gz);
+            let mut header = tar::Header::new_gnu();
+            header.set_size(200 << 20);
+            header.set_entry_type(kind);
+            header.set_cksum();
+            tar.append(&header, std::io::repeat(b'a').take(200 << 20))
+                .unwrap();
+            let bytes = tar.into_inner().unwrap().finish().unwrap();
+            assert!(bytes.len() < MAX_ARTIFACT_BYTES as usize);
+            assert!(
+                matches!(Artifact::unpack(&bytes), Err(ArtifactError::Archive(_))),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_signature_covers_the_manifest() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let mut a = sample();
+        a.sign(&key);
+        let packed = Artifact::unpack(&a.pack().unwrap()).unwrap();
+        assert_eq!(packed.signed_payload(), a.signed_payload());
+        let mut renamed = packed.clone();
+        renamed.manifest.name = "other".into();
+        let renamed = Artifact::unpack(&renamed_pack(&renamed)).unwrap();
+        assert_ne!(renamed.signed_payload(), a.signed_payload());
+    }
+
+    /// Packs with the manifest as it now is (not the bytes it was read with).
+    fn renamed_pack(a: &Artifact) -> Vec<u8> {
+        let mut fresh = Artifact::new(
+            &a.manifest.name,
+            &a.manifest.version,
+            a.manifest.hooks.clone(),
+            a.manifest.grants.clone(),
+            a.wasm.clone(),
+        );
+        fresh.signature = a.signature;
+        fresh.pack().unwrap()
     }
 
     #[test]

@@ -54,6 +54,16 @@ pub enum SourceError {
     /// Pulling from a registry failed.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    /// The repository is named after another component than the one it holds.
+    #[error(
+        "repository `{repository}` holds component `{component}`; a component is pulled from a repository of its own name"
+    )]
+    Misnamed {
+        /// The repository's last path segment.
+        repository: String,
+        /// The manifest's component name.
+        component: String,
+    },
 }
 
 /// Where and how to fetch remote sources.
@@ -97,9 +107,27 @@ pub fn resolve(
         });
     }
     let artifact = Artifact::unpack(&bytes)?;
+    // A signed component pulled under another component's repository name would run in
+    // its place: the repository must be named after the component it holds.
+    if let Some(reference) = source.strip_prefix("oci://") {
+        let repository = reference
+            .split(['@'])
+            .next()
+            .unwrap_or(reference)
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        let repository = repository.split(':').next().unwrap_or_default();
+        if repository != artifact.manifest.name {
+            return Err(SourceError::Misnamed {
+                repository: repository.to_owned(),
+                component: artifact.manifest.name.clone(),
+            });
+        }
+    }
     let signed_by = match trust {
         Some(root) => Some(
-            root.verify(&artifact.wasm, artifact.signature.as_ref())?
+            root.verify(&artifact.signed_payload(), artifact.signature.as_ref())?
                 .to_owned(),
         ),
         None => None,

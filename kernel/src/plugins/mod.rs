@@ -5,6 +5,7 @@
 
 mod adapter;
 pub mod bindings;
+pub mod cache;
 mod config_values;
 mod deadline;
 pub mod decisions;
@@ -24,7 +25,6 @@ pub use grants::describe;
 pub use stats::PluginStats;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ const TICK: Duration = Duration::from_millis(1);
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<cache::CompiledCache>,
     trust: Option<TrustRoot>,
     fetch: crate::oci::FetchOptions,
     stop_ticker: Arc<AtomicBool>,
@@ -108,10 +108,21 @@ impl Runtime {
                 None
             }
         };
+        let cache =
+            config
+                .cache_dir
+                .as_deref()
+                .and_then(|dir| match cache::CompiledCache::open(dir) {
+                    Ok(c) => Some(c),
+                    Err(why) => {
+                        tracing::warn!("compiled-component cache not used: {why}");
+                        None
+                    }
+                });
         Ok(Runtime {
             engine,
             linker,
-            cache_dir: config.cache_dir.clone(),
+            cache,
             trust,
             fetch: crate::oci::FetchOptions {
                 insecure_registries: config.insecure_registries.clone(),
@@ -245,39 +256,29 @@ impl Runtime {
     }
 
     fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.cache_dir else {
+        let Some(cache) = &self.cache else {
             return Component::new(&self.engine, bytes);
         };
-        let path = dir.join(format!("{digest}.cwasm"));
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of this same engine
-            // configuration into the proxy's private cache directory; wasmtime checks the
-            // engine version and configuration before using it.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+        if let Some(native) = cache.load(digest) {
+            // SAFETY: the bytes were written by `Component::serialize` of a component whose
+            // digest (of the verified wasm) they are bound to by the cache's HMAC, in the
+            // proxy's private directory; wasmtime checks the engine version and
+            // configuration before using them.
+            match unsafe { Component::deserialize(&self.engine, &native) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(
-                    "ignoring unusable cached component {}: {e:#}",
-                    path.display()
-                ),
+                Err(e) => tracing::warn!("ignoring unusable cached component {digest}: {e:#}"),
             }
         }
         let component = Component::new(&self.engine, bytes)?;
-        if let Err(e) = write_cache(dir, &path, &component) {
-            tracing::warn!(
-                "cannot cache compiled component in {}: {e:#}",
-                dir.display()
-            );
+        if let Err(e) = component
+            .serialize()
+            .map_err(std::io::Error::other)
+            .and_then(|native| cache.store(digest, &native))
+        {
+            tracing::warn!("cannot cache compiled component {digest}: {e:#}");
         }
         Ok(component)
     }
-}
-
-fn write_cache(dir: &Path, path: &Path, component: &Component) -> wasmtime::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, component.serialize()?)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 struct Instance {

@@ -36,6 +36,19 @@ pub struct ConnectTarget {
     pub connect_timeout: Duration,
 }
 
+impl ConnectTarget {
+    /// Whether `host` is a directory holding the server's Unix-domain socket (as libpq
+    /// reads a host that starts with `/`).
+    pub fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
+    }
+
+    /// The socket file in that directory for `port`.
+    pub fn socket_path(&self) -> std::path::PathBuf {
+        std::path::Path::new(&self.host).join(format!(".s.PGSQL.{}", self.port))
+    }
+}
+
 /// Why a server connection could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -138,11 +151,20 @@ impl ServerConn {
             addr: format!("{}:{}", target.host, target.port),
             source,
         };
-        let tcp = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(io_err)?;
-        tcp.set_nodelay(true).map_err(io_err)?;
-        let mut stream = negotiate_tls(&target, tcp).await?;
+        let mut stream = if target.is_unix_socket() {
+            // A local server's socket directory (the first-run default): no TLS needed.
+            Stream::Unix(
+                tokio::net::UnixStream::connect(target.socket_path())
+                    .await
+                    .map_err(io_err)?,
+            )
+        } else {
+            let tcp = TcpStream::connect((target.host.as_str(), target.port))
+                .await
+                .map_err(io_err)?;
+            tcp.set_nodelay(true).map_err(io_err)?;
+            negotiate_tls(&target, tcp).await?
+        };
         let mut out = Vec::with_capacity(128);
         encode_startup(&mut out, &[("user", user), ("database", database)]);
         stream.write_all(&out).await.map_err(io_err)?;
@@ -380,7 +402,7 @@ impl ServerConn {
     /// closed it or sent something unsolicited (e.g. an admin shutdown), so it is not reusable.
     pub fn looks_alive(&self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.stream.tcp().try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        matches!(self.stream.try_read_raw(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 

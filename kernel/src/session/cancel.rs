@@ -89,13 +89,19 @@ impl CancelRegistry {
         };
         let mut packet = Vec::with_capacity(16);
         encode_cancel(&mut packet, pid, secret);
-        match TcpStream::connect((target.host.as_str(), target.port)).await {
-            Ok(mut s) => {
-                if let Err(e) = s.write_all(&packet).await {
-                    tracing::warn!(node = %target.node, "forwarding cancel request failed: {e}");
-                }
+        let sent = if target.is_unix_socket() {
+            match tokio::net::UnixStream::connect(target.socket_path()).await {
+                Ok(mut s) => s.write_all(&packet).await,
+                Err(e) => Err(e),
             }
-            Err(e) => tracing::warn!(node = %target.node, "forwarding cancel request failed: {e}"),
+        } else {
+            match TcpStream::connect((target.host.as_str(), target.port)).await {
+                Ok(mut s) => s.write_all(&packet).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(node = %target.node, "forwarding cancel request failed: {e}");
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct SessionEnv {
     pub counters: Arc<SessionCounters>,
     /// Sessions pinned to their server connection right now, by reason.
     pub pins: Arc<PinCounters>,
+    /// What all sessions hold together (their memory budgets).
+    pub memory: Arc<super::relay::budget::MemoryGauge>,
     /// The proxy's listening connections (LISTEN/NOTIFY in pooled modes).
     pub notifications: Arc<crate::notify::Notifications>,
     /// What login needs.
@@ -49,6 +51,10 @@ pub struct SessionLimits {
     pub mode: PoolMode,
     /// Largest client message accepted.
     pub max_message_bytes: usize,
+    /// What one client may make the proxy hold.
+    pub max_client_memory_bytes: usize,
+    /// What all clients together may make the proxy hold.
+    pub max_memory_bytes: usize,
     /// Statements a server connection may hold before `DEALLOCATE ALL`.
     pub max_prepared_statements: usize,
     /// Client connections (for the "too many clients" message).
@@ -69,4 +75,7 @@ pub struct LoginEnv {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Cancel keys of live sessions.
     pub cancels: Arc<CancelRegistry>,
+    /// What authentication keeps between logins (stand-in salts, derived verifiers,
+    /// pass-through bounds, failed-login counts, channel-binding data).
+    pub auth_state: super::auth::AuthState,
 }

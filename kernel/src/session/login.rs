@@ -5,19 +5,17 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::cancel::Registration;
 use super::env::SessionEnv;
 use super::state::SessionState;
 use super::{SessionError, fatal};
-use crate::config::{AuthMethod, ClientTlsMode};
+use crate::config::ClientTlsMode;
 use crate::hooks::SessionInfo;
 use crate::plugins::bindings::AuthRequest;
 use crate::pool::{CheckoutError, Pool, PoolKey, ServerError};
-use crate::wire::auth::{self, ScramServer, ScramVerifier, Secret};
-use crate::wire::frame::{read_cstr, read_i32, split_message};
+use crate::wire::auth;
 use crate::wire::messages::{self, sqlstate};
 use crate::wire::startup::{MAX_STARTUP_LEN, StartupPacket, parse_startup};
 use crate::wire::stream::Stream;
@@ -140,7 +138,7 @@ pub async fn login(
         .unwrap_or(&user)
         .to_owned();
 
-    let password = authenticate(env, &mut stream, &mut buf, &user).await?;
+    let password = super::auth::authenticate(env, &mut stream, &mut buf, &user, peer.ip()).await?;
     let pipeline = env.pipeline.load_full();
     let identity = if pipeline.has_authenticate() {
         let request = AuthRequest {
@@ -187,7 +185,7 @@ pub async fn login(
     if env.login.auth.passthrough {
         // The backend is the judge of the password; remember it for this user's pool.
         let pw = password.clone().unwrap_or_default();
-        if let Err(e) = pool.connect_with(Some(&pw)).await {
+        if let Err(e) = super::auth::check_with_backend(env, &pool, &pw, peer.ip()).await {
             report_server_error(&mut stream, &e).await;
             return Err(SessionError::Refused(e.to_string()));
         }
@@ -267,139 +265,7 @@ async fn report_server_error(stream: &mut Stream, e: &ServerError) {
     }
 }
 
-/// Authenticates the client; returns the cleartext password when the method revealed it.
-async fn authenticate(
-    env: &SessionEnv,
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    user: &str,
-) -> Result<Option<String>, SessionError> {
-    let secret = env.login.users.get(user);
-    let failed = || format!("password authentication failed for user \"{user}\"");
-    let ok = match env.login.auth.method {
-        AuthMethod::Trust => return Ok(None),
-        AuthMethod::Password => {
-            send_auth(stream, 3, &[]).await?;
-            let body = read_password(stream, buf).await?;
-            let (pw, _) = read_cstr(&body, "PasswordMessage")
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
-            let pw = String::from_utf8_lossy(pw).into_owned();
-            if env.login.auth.passthrough {
-                return Ok(Some(pw));
-            }
-            if secret.is_some_and(|s| auth::verify_cleartext(s, user, &pw)) {
-                return Ok(Some(pw));
-            }
-            false
-        }
-        AuthMethod::Md5 => {
-            let mut salt = [0u8; 4];
-            rand::rng().fill_bytes(&mut salt);
-            send_auth(stream, 5, &salt).await?;
-            let body = read_password(stream, buf).await?;
-            let (resp, _) = read_cstr(&body, "PasswordMessage")
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
-            secret.is_some_and(|s| auth::verify_md5(s, user, salt, resp))
-        }
-        AuthMethod::ScramSha256 => {
-            // Unknown users (and md5-only secrets) get a mock exchange so a client cannot tell
-            // them apart from a wrong password.
-            let verifier = secret.and_then(auth::scram_verifier_for);
-            let known = verifier.is_some();
-            let verifier = verifier.unwrap_or_else(|| {
-                let mut salt = [0u8; 16];
-                rand::rng().fill_bytes(&mut salt);
-                ScramVerifier::from_password(&format!("{:x}", rand::rng().next_u64()), &salt, 4096)
-            });
-            send_auth(stream, 10, ScramServer::MECHANISMS).await?;
-            let body = read_password(stream, buf).await?;
-            let (mechanism, rest) = read_cstr(&body, "SASLInitialResponse")
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
-            if mechanism != b"SCRAM-SHA-256" {
-                let msg = "client selected an invalid SASL authentication mechanism";
-                fatal(stream, sqlstate::PROTOCOL_VIOLATION, msg).await;
-                return Err(SessionError::Protocol(msg.into()));
-            }
-            let (len, data) = read_i32(rest, "SASLInitialResponse")
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
-            if len < 0 || len as usize != data.len() {
-                fatal(
-                    stream,
-                    sqlstate::PROTOCOL_VIOLATION,
-                    "malformed SASLInitialResponse",
-                )
-                .await;
-                return Err(SessionError::Protocol(
-                    "malformed SASLInitialResponse".into(),
-                ));
-            }
-            let (server, server_first) = match ScramServer::start(verifier, data) {
-                Ok(x) => x,
-                Err(e) => {
-                    fatal(stream, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
-                    return Err(SessionError::Protocol(e.to_string()));
-                }
-            };
-            send_auth(stream, 11, server_first.as_bytes()).await?;
-            let body = read_password(stream, buf).await?;
-            match server.finish(&body) {
-                Ok(server_final) if known => {
-                    send_auth(stream, 12, server_final.as_bytes()).await?;
-                    true
-                }
-                Ok(_) | Err(auth::AuthError::WrongPassword) => false,
-                Err(e) => {
-                    fatal(stream, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
-                    return Err(SessionError::Protocol(e.to_string()));
-                }
-            }
-        }
-    };
-    if ok {
-        Ok(None)
-    } else {
-        fatal(stream, sqlstate::INVALID_PASSWORD, &failed()).await;
-        Err(SessionError::Refused(failed()))
-    }
-}
-
-async fn send_auth(stream: &mut Stream, code: i32, extra: &[u8]) -> Result<(), SessionError> {
-    let mut out = Vec::with_capacity(16 + extra.len());
-    messages::authentication(&mut out, code, extra);
-    stream.write_all(&out).await?;
-    Ok(())
-}
-
-/// Reads one `PasswordMessage`-family (`p`) message body during login.
-async fn read_password(stream: &mut Stream, buf: &mut BytesMut) -> Result<Vec<u8>, SessionError> {
-    loop {
-        match split_message(buf, MAX_STARTUP_LEN) {
-            Ok(Some((b'p', body))) => {
-                let body = body.to_vec();
-                buf.advance(5 + body.len());
-                return Ok(body);
-            }
-            Ok(Some((other, _))) => {
-                let msg = format!(
-                    "expected a password message, got message type '{}'",
-                    other as char
-                );
-                fatal(stream, sqlstate::PROTOCOL_VIOLATION, &msg).await;
-                return Err(SessionError::Protocol(msg));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                fatal(stream, sqlstate::PROTOCOL_VIOLATION, &e.to_string()).await;
-                return Err(SessionError::Protocol(e.to_string()));
-            }
-        }
-        if stream.read_buf(buf).await? == 0 {
-            return Err(SessionError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-    }
-}
-
 /// Parses a users file into a lookup table.
-pub fn load_users(text: &str) -> Result<std::collections::HashMap<String, Secret>, String> {
+pub fn load_users(text: &str) -> Result<std::collections::HashMap<String, auth::Secret>, String> {
     Ok(auth::parse_users_file(text)?.into_iter().collect())
 }

@@ -3,6 +3,7 @@
 //! statement passes on its way ([`steps`]), and what happens when a server is lost
 //! ([`recovery`]).
 
+pub mod auth;
 pub mod cancel;
 pub mod cursors;
 pub mod env;

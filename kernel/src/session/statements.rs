@@ -122,6 +122,15 @@ pub struct ClientStatements {
     by_name: HashMap<Box<[u8]>, Arc<Prepared>>,
     /// Statements a component answered at `Parse`; they never reach a server.
     served: HashMap<Box<[u8]>, Arc<Served>>,
+    /// What the statements above hold, roughly, in bytes (for the client's memory budget).
+    bytes: usize,
+}
+
+/// What one statement costs beyond its text: the map entry, the `Arc`, the struct.
+const STATEMENT_OVERHEAD: usize = 192;
+
+fn cost(name: &[u8], p: &Prepared) -> usize {
+    name.len() + p.body_after_name.len() + STATEMENT_OVERHEAD
 }
 
 impl ClientStatements {
@@ -138,8 +147,16 @@ impl ClientStatements {
             return existing.clone();
         }
         let p = Arc::new(Prepared::new(parse));
-        self.by_name.insert(parse.name.into(), p.clone());
+        self.bytes += cost(parse.name, &p);
+        if let Some(old) = self.by_name.insert(parse.name.into(), p.clone()) {
+            self.bytes -= cost(parse.name, &old);
+        }
         p
+    }
+
+    /// Roughly what the client's statements hold, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes + self.served.len() * STATEMENT_OVERHEAD
     }
 
     /// The statement a client name refers to.
@@ -155,13 +172,17 @@ impl ClientStatements {
 
     /// Forgets a statement (client `Close`).
     pub fn remove(&mut self, name: &[u8]) {
-        self.by_name.remove(name);
+        if let Some(old) = self.by_name.remove(name) {
+            self.bytes -= cost(name, &old);
+        }
         self.served.remove(name);
     }
 
     /// Records a statement a component answered, replacing any statement of the same name.
     pub fn serve(&mut self, name: &[u8], served: Served) {
-        self.by_name.remove(name);
+        if let Some(old) = self.by_name.remove(name) {
+            self.bytes -= cost(name, &old);
+        }
         self.served.insert(name.into(), Arc::new(served));
     }
 

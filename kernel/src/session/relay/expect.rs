@@ -166,6 +166,12 @@ impl Expected {
         }
     }
 
+    /// How many responses are outstanding.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Nothing is outstanding.
     #[inline]
     pub fn is_empty(&self) -> bool {

@@ -72,6 +72,7 @@ impl Relay {
         self.flush_client().await?;
         self.maybe_release().await;
         self.shrink_when_idle();
+        self.within_budget().await?;
         Ok(keep_going)
     }
 

@@ -162,6 +162,11 @@ impl Relay {
         self.client.write_all(&waiting).await
     }
 
+    /// Notifications received and not yet written, in bytes.
+    pub(super) fn notifications_waiting(&self) -> usize {
+        self.listening.as_ref().map_or(0, |l| l.waiting.capacity())
+    }
+
     /// The session ended: its channels are given up.
     pub(super) fn stop_listening(&mut self) {
         if self.listening.take().is_some() {

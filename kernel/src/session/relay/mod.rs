@@ -11,12 +11,14 @@
 //! - [`portals`]: the portals something later needs;
 //! - [`lease`]: the server lease — checkout, state restore, release, discard, cancel slot;
 //! - [`isolate`]: what a session leaves on its connection, asked of the server before release;
-//! - [`listen`]: LISTEN/UNLISTEN answered by the proxy and notifications delivered when idle.
+//! - [`listen`]: LISTEN/UNLISTEN answered by the proxy and notifications delivered when idle;
+//! - [`budget`]: what one client (and all of them) may make the proxy hold.
 //!
 //! What a statement passes through before it reaches a server is in [`super::steps`]; what
 //! happens when the server is lost is in [`super::recovery`].
 
 pub mod backend;
+pub mod budget;
 pub mod expect;
 pub mod frontend;
 pub mod io;
@@ -115,6 +117,8 @@ pub struct Relay {
     pub(in crate::session) computed_setting: bool,
     /// The channels this pooled session listens on, through the proxy's own connection.
     listening: Option<Box<listen::Listening>>,
+    /// The bytes this session last counted in the proxy's memory gauge.
+    reported_bytes: usize,
 }
 
 enum Event {
@@ -183,6 +187,7 @@ impl Relay {
             custom_names: Vec::new(),
             computed_setting: false,
             listening: None,
+            reported_bytes: 0,
         }
     }
 
@@ -191,6 +196,7 @@ impl Relay {
         let result = self.serve().await;
         self.finish().await;
         self.stop_listening();
+        self.release_budget();
         result
     }
 

@@ -26,6 +26,22 @@ pub struct Portals {
     kept: Vec<Portal>,
     /// Portals of statements a component answered: the proxy answers them.
     served: Vec<ServedPortal>,
+    /// What the kept portals hold, roughly, in bytes (for the client's memory budget).
+    bytes: usize,
+}
+
+impl Portal {
+    /// Its name and kept parameters, plus the entry itself, in bytes.
+    fn cost(&self) -> usize {
+        let params = self.params.as_ref().map_or(0, |(formats, values)| {
+            formats.len() * 2
+                + values
+                    .iter()
+                    .map(|v| v.as_ref().map_or(8, |v| v.len() + 24))
+                    .sum::<usize>()
+        });
+        self.name.len() + params + 96
+    }
 }
 
 impl Portals {
@@ -44,12 +60,19 @@ impl Portals {
             self.close(name);
         }
         if observed || stmt.effect.is_some() {
-            self.kept.push(Portal {
+            let portal = Portal {
                 name: name.into(),
                 stmt: stmt.clone(),
                 params: params(),
-            });
+            };
+            self.bytes += portal.cost();
+            self.kept.push(portal);
         }
+    }
+
+    /// Roughly what the kept portals hold, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes + self.served.len() * 96
     }
 
     /// The portal an `Execute` names, when kept.
@@ -63,7 +86,14 @@ impl Portals {
 
     /// Forgets a portal (client `Close`, or rebinding its name); whether it was served.
     pub fn close(&mut self, name: &[u8]) -> bool {
-        self.kept.retain(|p| *p.name != *name);
+        let bytes = &mut self.bytes;
+        self.kept.retain(|p| {
+            let keep = *p.name != *name;
+            if !keep {
+                *bytes -= p.cost();
+            }
+            keep
+        });
         let before = self.served.len();
         self.served.retain(|p| *p.name != *name);
         self.served.len() != before
