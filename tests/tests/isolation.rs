@@ -285,10 +285,11 @@ async fn proxy_statements_are_out_of_every_clients_reach() {
         "DEALLOCATE hp_0000000000000001",
         "EXECUTE hp_xid",
         "select 1; prepare \"HP_1\" as select 2",
-        "PREPARE U&\"\\0068p_1\" AS SELECT 'from b'",
+        "PREPARE U&\"\\0068p_xid\" AS SELECT 'from b'",
+        "PREPARE hp_q1 AS SELECT 'a name of the client''s own'",
     ] {
         let seen = b.run(sql, &simple_query(sql)).await;
-        let not_ours = sql.contains("\"HP_1\"");
+        let not_ours = sql.contains("\"HP_1\"") || sql.contains("hp_q1");
         if not_ours {
             // A quoted upper-case name is not the proxy's: PostgreSQL keeps the case.
             assert!(b.errors.is_empty(), "{sql}: {seen:?}");

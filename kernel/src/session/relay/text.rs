@@ -60,18 +60,25 @@ pub(super) fn names_proxy_statement(sql: &str) -> Option<SqlError> {
         .statements
         .iter()
         .flat_map(|s| &s.statement_names)
-        .find(|n| n.starts_with(PROXY_PREFIX))?;
+        .find(|n| is_proxy_name(n))?;
     Some(SqlError::new(
         "42501",
         format!(
-            "prepared statement \"{name}\" is reserved: names beginning with {PROXY_PREFIX} \
-             belong to the proxy"
+            "prepared statement \"{name}\" is reserved: names of the form hp_<16 hex digits> \
+             and hp_xid belong to the proxy"
         ),
     ))
 }
 
-/// Prefix of every statement and portal name the proxy gives the server.
-const PROXY_PREFIX: &str = "hp_";
+/// Whether a name is one the proxy gives server statements or portals: `hp_` and 16
+/// lower-case hex digits (a statement's hash), or `hp_xid`. Other `hp_` names are the
+/// client's own (PostgreSQL's regression suite uses `hp_q1`).
+fn is_proxy_name(name: &str) -> bool {
+    name == "hp_xid"
+        || name.strip_prefix("hp_").is_some_and(|h| {
+            h.len() == 16 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
 
 /// Cheap pre-check: such a name is written `hp_` in any case, or with a `U&` escape.
 #[inline]
@@ -88,14 +95,14 @@ mod tests {
     #[test]
     fn every_spelling_of_a_proxy_name_is_refused() {
         for sql in [
-            "PREPARE hp_0123 AS DELETE FROM t",
-            "prepare HP_0123 (int) as select $1",
-            "DEALLOCATE hp_0123",
-            "DEALLOCATE PREPARE \"hp_0123\"",
+            "PREPARE hp_0123456789abcdef AS DELETE FROM t",
+            "prepare HP_0123456789ABCDEF (int) as select $1",
+            "DEALLOCATE hp_0123456789abcdef",
+            "DEALLOCATE PREPARE \"hp_0123456789abcdef\"",
             "EXECUTE hp_xid",
-            "select 1; EXPLAIN ANALYZE EXECUTE hp_1",
-            "CREATE TABLE x AS EXECUTE hp_1",
-            "PREPARE U&\"\\0068p_1\" AS SELECT 1",
+            "select 1; EXPLAIN ANALYZE EXECUTE hp_00000000000000ff",
+            "CREATE TABLE x AS EXECUTE hp_00000000000000ff",
+            "PREPARE U&\"\\0068p_xid\" AS SELECT 1",
         ] {
             assert!(names_proxy_statement(sql).is_some(), "{sql}");
         }
@@ -103,6 +110,8 @@ mod tests {
             "PREPARE mine AS SELECT 'hp_1'",
             "select hp_col from hp_table",
             "EXECUTE mine",
+            "prepare hp_q1 (text) as select $1",
+            "PREPARE \"hp_0123456789ABCDEF\" AS SELECT 1",
             "select U&'\\0068'",
         ] {
             assert!(names_proxy_statement(sql).is_none(), "{sql}");
