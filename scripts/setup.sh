@@ -43,3 +43,6 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
     echo "setup: adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2
 fi
+
+# PostgreSQL's own regression suite (run directly and through the proxy by tests/tests/regress.rs).
+"$(dirname "$0")/pg-regress-setup.sh"

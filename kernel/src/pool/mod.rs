@@ -43,6 +43,15 @@ pub enum CheckoutError {
     /// A new connection could not be opened.
     #[error(transparent)]
     Connect(#[from] ServerError),
+    /// The connection could not be brought to the client's session state (a setting the
+    /// server now rejects). The client's problem, not the node's: its health is untouched.
+    #[error("restoring the session's state on a server connection failed: {message}")]
+    State {
+        /// SQLSTATE the server gave.
+        code: String,
+        /// Its message.
+        message: String,
+    },
 }
 
 /// A pool of server connections for one (node, database, user).

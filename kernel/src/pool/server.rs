@@ -381,6 +381,41 @@ impl ServerConn {
         }
     }
 
+    /// Runs each statement as its own simple query, all sent at once; returns each one's
+    /// error (so one failing does not stop the others) and the final transaction status.
+    pub async fn run_each(
+        &mut self,
+        statements: &[&str],
+    ) -> Result<(Vec<Option<ErrorFields>>, u8), ServerError> {
+        let mut out = Vec::new();
+        for sql in statements {
+            messages::query(&mut out, sql);
+        }
+        self.write(&out).await?;
+        let mut errors = Vec::with_capacity(statements.len());
+        let mut status = b'I';
+        for _ in statements {
+            let mut error = None;
+            loop {
+                let (tag, body) = self.read_message().await?;
+                match tag {
+                    b'E' if error.is_none() => {
+                        error = Some(
+                            ErrorFields::parse(&body).map_err(|e| self.protocol(&e.to_string()))?,
+                        )
+                    }
+                    b'Z' => {
+                        status = body.first().copied().unwrap_or(b'I');
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            errors.push(error);
+        }
+        Ok((errors, status))
+    }
+
     /// Sends protocol bytes and reads up to the next `ReadyForQuery`, handing every other
     /// message to `each`; returns the transaction status.
     pub async fn exchange(

@@ -114,7 +114,9 @@ pub fn needs_check(sql: &str) -> bool {
         b'a' => at(i, b"advisory") || at(i, b"authoriz"),
         b'r' => at(i, b"role"),
         b's' => at(i, b"set_config") || at(i, b"savepoint"),
-        b'd' => at(i, b"discard") || at(i, b"dblink"),
+        // DateStyle is set in parts (`SET datestyle TO iso; SET datestyle TO ymd`): the
+        // server's combined value is what must be replayed.
+        b'd' => at(i, b"discard") || at(i, b"dblink") || at(i, b"datestyle"),
         b'e' => at(i, b"execute"),
         b'_' => at(i, b"_to_xml"),
         b'u' => at(i, b"u&"),
@@ -157,8 +159,17 @@ const NOT_CAPTURED: &str = "'role','session_authorization','is_superuser','trans
 pub fn check_sql(login_user: &str, custom: &[String]) -> String {
     let mut sql = format!(
         "SELECT 'pin', concat_ws(',', \
-           CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class \
-             WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN 'temp' END, \
+           CASE WHEN pg_catalog.pg_my_temp_schema() <> 0 AND ( \
+             EXISTS (SELECT 1 FROM pg_catalog.pg_class \
+               WHERE relnamespace = pg_catalog.pg_my_temp_schema()) \
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc \
+               WHERE pronamespace = pg_catalog.pg_my_temp_schema()) \
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_type \
+               WHERE typnamespace = pg_catalog.pg_my_temp_schema()) \
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext \
+               WHERE stxnamespace = pg_catalog.pg_my_temp_schema()) \
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator \
+               WHERE oprnamespace = pg_catalog.pg_my_temp_schema())) THEN 'temp' END, \
            CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
              AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory' END, \
            CASE WHEN pg_catalog.current_setting('role') <> 'none' \

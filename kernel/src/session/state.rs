@@ -240,8 +240,9 @@ impl SessionState {
     }
 
     /// SQL that turns a server carrying `server_hash` and the SQL-level prepared statements
-    /// `server_prepares` into one carrying this state.
-    pub fn restore_sql(&self, server_hash: u64, server_prepares: &[String]) -> String {
+    /// `server_prepares` into one carrying this state's settings (and no SQL-level prepared
+    /// statements: [`SessionState::prepares`] are run after it, one message each).
+    pub fn restore_settings_sql(&self, server_hash: u64, server_prepares: &[String]) -> String {
         let mut sql = String::new();
         for name in server_prepares {
             sql.push_str("DEALLOCATE ");
@@ -258,11 +259,24 @@ impl SessionState {
             sql.push_str(&literal(value));
             sql.push(';');
         }
-        for (_, stmt) in self.sets.iter().chain(&self.prepares) {
+        for (_, stmt) in &self.sets {
             sql.push_str(stmt);
             sql.push(';');
         }
         sql
+    }
+
+    /// The SQL-level prepared statements to create again, each as the client sent it (run
+    /// one per message, so one that no longer prepares — its table was dropped — fails
+    /// alone, and the server records each statement's own text).
+    pub fn prepares(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.prepares.iter().map(|(n, s)| (n.as_str(), &**s))
+    }
+
+    /// Forgets a prepared statement that could not be created again.
+    pub fn forget_prepare(&mut self, name: &str) {
+        self.prepares.retain(|(n, _)| n != name);
+        self.rehash();
     }
 
     /// Replaces the recorded settings with the ones the server reports this session changed
@@ -392,7 +406,7 @@ mod tests {
         ];
         let s = SessionState::from_startup(&client, &server);
         assert_eq!(
-            s.restore_sql(PRISTINE, &[]),
+            s.restore_settings_sql(PRISTINE, &[]),
             "SET application_name TO 'app';"
         );
         assert_ne!(s.hash(), PRISTINE);
@@ -427,7 +441,7 @@ mod tests {
         assert_eq!(s.on_ready(b'I'), Some(DIRTY));
         assert_eq!(s.sets().count(), 0);
         assert!(
-            s.restore_sql(DIRTY, &[])
+            s.restore_settings_sql(DIRTY, &[])
                 .starts_with("SET SESSION AUTHORIZATION DEFAULT;RESET ALL;")
         );
     }
@@ -444,8 +458,12 @@ mod tests {
         assert_ne!(hash, PRISTINE);
         assert_eq!(s.prepared_names(), vec!["q".to_owned()]);
         assert_eq!(
-            s.restore_sql(7, &["other".into()]),
-            "DEALLOCATE other;SET SESSION AUTHORIZATION DEFAULT;RESET ALL;PREPARE q AS SELECT 1;"
+            s.restore_settings_sql(7, &["other".into()]),
+            "DEALLOCATE other;SET SESSION AUTHORIZATION DEFAULT;RESET ALL;"
+        );
+        assert_eq!(
+            s.prepares().collect::<Vec<_>>(),
+            vec![("q", "PREPARE q AS SELECT 1")]
         );
         s.record(Effect {
             kind: SessionEffect::Deallocate("q".into()),
@@ -464,7 +482,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            s.restore_sql(PRISTINE, &[]),
+            s.restore_settings_sql(PRISTINE, &[]),
             "SET search_path TO 'x';SET statement_timeout TO '5';"
         );
     }

@@ -74,6 +74,7 @@ impl Relay {
                     let code = match &e {
                         CheckoutError::Exhausted { .. } => sqlstate::TOO_MANY_CONNECTIONS,
                         CheckoutError::Connect(_) => sqlstate::CANNOT_CONNECT,
+                        CheckoutError::State { code, .. } => code.as_str(),
                     };
                     tracing::warn!(pool = ?self.pool.key, "checkout failed: {e}");
                     self.refuse(SqlError::new(code, e.to_string()), protocol);
@@ -174,16 +175,26 @@ impl Relay {
             } else {
                 &conn.sql_prepared
             };
-            sql.push_str(&self.state.restore_sql(conn.state_hash, server_prepares));
+            sql.push_str(
+                &self
+                    .state
+                    .restore_settings_sql(conn.state_hash, server_prepares),
+            );
         }
-        if self.restore_cursors {
-            sql.push_str(&self.cursors.restore_sql());
-        }
-        if sql.is_empty() {
+        let cursors = if self.restore_cursors {
+            self.cursors.restore_sql()
+        } else {
+            String::new()
+        };
+        if sql.is_empty() && cursors.is_empty() {
             return Ok(checkout);
         }
-        match conn.run_internal(&sql).await {
-            Ok((None, b'I')) => {
+        let restored = self
+            .restore_state(&mut checkout, &sql, stale, &cursors)
+            .await;
+        match restored {
+            Ok(()) => {
+                let conn = &mut checkout.conn;
                 if deallocate_all {
                     conn.prepared.clear();
                 }
@@ -192,24 +203,72 @@ impl Relay {
                 self.restore_cursors = false;
                 Ok(checkout)
             }
-            Ok((err, _)) => {
+            Err(e) => {
                 // Could not bring the connection to this client's state; it must not be
                 // reused by anyone with assumptions about it.
-                let why = err
-                    .map(|e| e.message)
-                    .unwrap_or_else(|| "unexpected transaction state".into());
-                tracing::warn!("restoring session state failed: {why}");
+                tracing::warn!("restoring session state failed: {e}");
                 self.pool.discard(checkout);
-                Err(CheckoutError::Connect(crate::pool::ServerError::Protocol {
-                    node: self.pool.key.node.clone(),
-                    what: format!("restoring session state failed: {why}"),
-                }))
-            }
-            Err(e) => {
-                self.pool.discard(checkout);
-                Err(e.into())
+                Err(e)
             }
         }
+    }
+
+    /// Runs the settings, then each SQL-level `PREPARE` (one message each: a statement
+    /// that no longer prepares, its table dropped, is forgotten rather than failing the
+    /// session), then the held cursors.
+    async fn restore_state(
+        &mut self,
+        checkout: &mut Checkout,
+        settings: &str,
+        prepares: bool,
+        cursors: &str,
+    ) -> Result<(), CheckoutError> {
+        let conn = &mut checkout.conn;
+        let failed = |e: Option<crate::wire::messages::ErrorFields>| match e {
+            Some(e) => CheckoutError::State {
+                code: e.code,
+                message: e.message,
+            },
+            None => CheckoutError::State {
+                code: sqlstate::CONNECTION_FAILURE.into(),
+                message: "unexpected transaction state".into(),
+            },
+        };
+        if !settings.is_empty() {
+            match conn.run_internal(settings).await? {
+                (None, b'I') => {}
+                (e, _) => return Err(failed(e)),
+            }
+        }
+        if prepares {
+            let statements: Vec<(String, String)> = self
+                .state
+                .prepares()
+                .map(|(n, s)| (n.to_owned(), s.to_owned()))
+                .collect();
+            let texts: Vec<&str> = statements.iter().map(|(_, s)| s.as_str()).collect();
+            let (errors, status) = conn.run_each(&texts).await?;
+            if status != b'I' {
+                return Err(failed(None));
+            }
+            for ((name, _), error) in statements.iter().zip(errors) {
+                if let Some(e) = error {
+                    tracing::warn!(
+                        session = self.info.session_id,
+                        "prepared statement {name} could not be prepared again ({}); forgotten",
+                        e.message
+                    );
+                    self.state.forget_prepare(name);
+                }
+            }
+        }
+        if !cursors.is_empty() {
+            match conn.run_internal(cursors).await? {
+                (None, b'I') => {}
+                (e, _) => return Err(failed(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Returns the server to the pool when the client is between transactions.

@@ -24,12 +24,19 @@ pub(super) fn query_effects(sql: &str) -> Effects {
     if !might_change_session(sql) {
         return None;
     }
-    let effects: VecDeque<Option<Effect>> = split_statements(sql)
+    let statements = split_statements(sql);
+    let alone = statements.len() == 1;
+    let effects: VecDeque<Option<Effect>> = statements
         .into_iter()
         .map(|stmt| {
-            session_effect(stmt).map(|kind| Effect {
-                kind,
-                sql: Arc::from(stmt.trim()),
+            session_effect(stmt).map(|kind| {
+                // A PREPARE sent alone is created again exactly as sent (it runs alone
+                // then too): the server shows that text in pg_prepared_statements.
+                let verbatim = alone && matches!(kind, crate::sql::SessionEffect::Prepare(_));
+                Effect {
+                    kind,
+                    sql: Arc::from(if verbatim { sql } else { stmt.trim() }),
+                }
             })
         })
         .collect();
@@ -76,7 +83,9 @@ pub(super) fn names_proxy_statement(sql: &str) -> Option<SqlError> {
 fn is_proxy_name(name: &str) -> bool {
     name == "hp_xid"
         || name.strip_prefix("hp_").is_some_and(|h| {
-            h.len() == 16 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            h.len() == 16
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         })
 }
 
