@@ -186,7 +186,11 @@ impl Relay {
         } else {
             String::new()
         };
-        if sql.is_empty() && cursors.is_empty() {
+        let prepares = stale && self.state.prepares().next().is_some();
+        if sql.is_empty() && cursors.is_empty() && !prepares {
+            if stale {
+                checkout.conn.state_hash = self.state.hash();
+            }
             return Ok(checkout);
         }
         let restored = self
