@@ -303,9 +303,10 @@ async fn a_passthrough_login_storm_leaves_the_backend_to_real_clients() {
         throttled >= 150,
         "after 20 failures the address is refused without a backend login ({throttled} of 200)"
     );
-    // Pass-through checks (3) plus the pool (2) and this test's direct connection.
+    // Pass-through checks (3) plus the pool (2) and this test's direct connection, and a few
+    // checks' backends still exiting when a sample is taken; unbounded, 50 at once would show.
     assert!(
-        most <= 3 + 2 + 1,
+        most <= 3 + 2 + 1 + 4,
         "the storm held {most} backend connections"
     );
 }
