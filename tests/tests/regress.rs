@@ -43,11 +43,6 @@ const TRANSACTION: &[(&str, &str)] = &[
         "a SQL-level prepared statement whose table was dropped cannot be prepared again \
          on another connection: EXECUTE reports it missing",
     ),
-    (
-        "psql",
-        "\\gdesc of text that does not parse: the error comes with the Describe (the proxy \
-         defers Parse), so psql cannot point into the query",
-    ),
 ];
 
 fn suite() -> PathBuf {

@@ -36,6 +36,8 @@ pub struct Prepared {
     /// Its result's column names, once a server described it (kept only while a
     /// component reads result rows).
     columns: std::sync::OnceLock<Vec<String>>,
+    /// Whether PostgreSQL's grammar accepts the text, worked out on first use.
+    parses: std::sync::OnceLock<bool>,
 }
 
 impl Prepared {
@@ -73,6 +75,7 @@ impl Prepared {
             needs_check,
             replay_kinds: std::sync::OnceLock::new(),
             columns: std::sync::OnceLock::new(),
+            parses: std::sync::OnceLock::new(),
         }
     }
 
@@ -94,6 +97,20 @@ impl Prepared {
         {
             let _ = self.columns.set(names);
         }
+    }
+
+    /// Whether PostgreSQL's grammar accepts the text (checked once, with the proxy's copy of
+    /// the parser): text it rejects is sent to a server at `Parse`, so the error comes where
+    /// PostgreSQL gives it.
+    pub fn parses(&self) -> bool {
+        *self.parses.get_or_init(|| {
+            let text = self.sql();
+            crate::plugins::facts::analyzer()
+                .analyze(text)
+                .1
+                .error
+                .is_none()
+        })
     }
 
     /// The query text.

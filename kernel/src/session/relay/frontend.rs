@@ -189,6 +189,11 @@ impl Relay {
             None => parse,
         };
         let prepared = self.stmts.define(&parse);
+        // Text PostgreSQL's grammar rejects goes to a server now: its error belongs to the
+        // `Parse` (psql's `\gdesc` points into the query only then).
+        if self.server.is_none() && !prepared.parses() && !self.attach(Protocol::Extended).await {
+            return;
+        }
         match self.server.as_mut() {
             Some(checkout) if !checkout.conn.prepared.contains(&prepared.hash) => {
                 prepared.encode_parse(&mut self.sout);
