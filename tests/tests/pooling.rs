@@ -347,9 +347,7 @@ async fn session_mode_keeps_one_server_connection_and_resets_it_for_the_next_cli
         .await
         .unwrap()
         .get(0);
-    a.batch_execute("SET search_path TO only_a; CREATE TEMP TABLE scratch(x int)")
-        .await
-        .unwrap();
+    a.batch_execute("SET search_path TO only_a").await.unwrap();
     let pid2: i32 = a
         .query_one("select pg_backend_pid()", &[])
         .await
@@ -362,13 +360,34 @@ async fn session_mode_keeps_one_server_connection_and_resets_it_for_the_next_cli
         .await
         .unwrap();
     let r = b
-        .query_one("select pg_backend_pid(), current_setting('search_path'), to_regclass('pg_temp.scratch') is null", &[])
+        .query_one(
+            "select pg_backend_pid(), current_setting('search_path')",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(r.get::<_, i32>(0), pid1, "the connection was reused");
     assert_ne!(r.get::<_, String>(1), "only_a");
+    // A backend that made a temporary schema is not reused: the next client would notice.
+    b.batch_execute("CREATE TEMP TABLE scratch(x int)")
+        .await
+        .unwrap();
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = connect(&via_proxy(&proxy, "postgres", "pool_session"))
+        .await
+        .unwrap();
+    let r = c
+        .query_one(
+            "select pg_backend_pid(), to_regclass('pg_temp.scratch') is null, pg_my_temp_schema() = 0",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_ne!(r.get::<_, i32>(0), pid1, "a fresh backend");
     assert!(
-        r.get::<_, bool>(2),
+        r.get::<_, bool>(1),
         "temp table of the previous client is gone"
     );
+    assert!(r.get::<_, bool>(2), "and so is its temporary schema");
 }

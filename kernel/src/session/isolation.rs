@@ -173,7 +173,8 @@ pub fn check_sql(login_user: &str, custom: &[String]) -> String {
            CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' \
              AND pid = pg_catalog.pg_backend_pid()) THEN 'advisory' END, \
            CASE WHEN pg_catalog.current_setting('role') <> 'none' \
-             OR session_user::text <> {login} THEN 'role' END) \
+             OR session_user::text <> {login} THEN 'role' END, \
+           CASE WHEN pg_catalog.pg_my_temp_schema() <> 0 THEN 'tempschema' END) \
          UNION ALL SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings \
            WHERE source = 'session' AND name NOT IN ({NOT_CAPTURED})",
         login = literal(login_user),
@@ -195,6 +196,9 @@ pub struct Checked {
     pub pins: Pins,
     /// Every setting the session changed, with its value.
     pub settings: Vec<(String, String)>,
+    /// The backend has a temporary schema (even an empty one): the next client would
+    /// notice, so the connection is closed rather than reused.
+    pub retire: bool,
 }
 
 impl Checked {
@@ -212,6 +216,10 @@ impl Checked {
                         "temp" => Pins::TEMP,
                         "advisory" => Pins::ADVISORY,
                         "role" => Pins::ROLE,
+                        "tempschema" => {
+                            out.retire = true;
+                            Pins::default()
+                        }
                         _ => Pins::default(),
                     });
                 }
@@ -291,13 +299,14 @@ mod tests {
     #[test]
     fn answer_rows_become_pins_and_settings() {
         let rows = vec![
-            vec![Some("pin".into()), Some("temp,role".into())],
+            vec![Some("pin".into()), Some("temp,role,tempschema".into())],
             vec![Some("work_mem".into()), Some("7MB".into())],
             vec![Some("app.tenant".into()), None],
             vec![Some("app.user".into()), Some("u'1".into())],
         ];
         let c = Checked::from_rows(rows);
         assert_eq!(c.pins, Pins::TEMP.with(Pins::ROLE));
+        assert!(c.retire);
         assert_eq!(
             c.settings,
             vec![

@@ -62,6 +62,10 @@ impl Relay {
                     pins = pins.with(Pins::SETTINGS);
                 }
                 self.set_pins(pins);
+                if pins.is_empty() && checked.retire {
+                    // Its temporary schema would show through to the next client.
+                    self.give_back(false);
+                }
                 !pins.is_empty()
             }
             other => {

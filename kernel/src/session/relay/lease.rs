@@ -327,18 +327,39 @@ impl Relay {
         let session_mode = self.mode == PoolMode::Session || !self.pins.is_empty();
         let reset = match (clean, self.status.in_transaction(), session_mode) {
             (false, _, _) => None,
-            (true, false, true) => Some("DISCARD ALL"),
-            (true, false, false) => Some(""),
-            (true, true, true) => Some("ROLLBACK;DISCARD ALL"),
-            (true, true, false) => Some("ROLLBACK"),
+            // A backend that made a temporary schema keeps it after DISCARD ALL; the next
+            // client would see that (PREPARE TRANSACTION after current_schema() differs), so
+            // such a connection is closed instead of reused.
+            (true, false, true) => Some(&["DISCARD ALL", NO_TEMP_SCHEMA][..]),
+            (true, false, false) => Some(&[][..]),
+            (true, true, true) => Some(&["ROLLBACK", "DISCARD ALL", NO_TEMP_SCHEMA][..]),
+            (true, true, false) => Some(&["ROLLBACK"][..]),
         };
         let ok = match reset {
             None => false,
-            Some("") => true,
-            Some(sql) => matches!(
-                tokio::time::timeout(Duration::from_secs(5), s.conn.run_internal(sql)).await,
-                Ok(Ok((None, b'I')))
-            ),
+            Some(statements) => {
+                let conn = &mut s.conn;
+                let run = async {
+                    for sql in statements {
+                        // Each alone: DISCARD ALL refuses to run inside a multi-statement query.
+                        let answer = conn.query_rows(sql).await.ok()?;
+                        let clean = answer.error.is_none()
+                            && answer.status == b'I'
+                            && !answer
+                                .rows
+                                .iter()
+                                .any(|r| r.first() == Some(&Some("f".into())));
+                        if !clean {
+                            return None;
+                        }
+                    }
+                    Some(())
+                };
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(5), run).await,
+                    Ok(Some(()))
+                )
+            }
         };
         if ok && session_mode {
             s.conn.forget_prepared();
@@ -347,3 +368,7 @@ impl Relay {
         self.give_back(ok);
     }
 }
+
+/// Asks whether the backend has no temporary schema (`f` means it has one: it is closed
+/// rather than reused).
+const NO_TEMP_SCHEMA: &str = "SELECT pg_catalog.pg_my_temp_schema() = 0";
