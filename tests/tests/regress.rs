@@ -21,11 +21,6 @@ const REUSE: &[(&str, &str)] = &[
         "stats",
         "pg_stat_database.sessions does not grow when a client reconnects to a pooled backend",
     ),
-    (
-        "temp",
-        "a reused backend already has its temporary schema, so PREPARE TRANSACTION reports \
-         a different error",
-    ),
 ];
 
 /// What transaction pooling cannot give, beyond [`REUSE`].
