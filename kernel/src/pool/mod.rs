@@ -1,6 +1,7 @@
 //! Server connection pools, one per (node, database, user): lazy creation up to the limit,
 //! reuse, liveness checks for connections that sat idle, expiry, and lock-free counters.
 
+pub mod internal;
 pub mod server;
 pub mod slots;
 

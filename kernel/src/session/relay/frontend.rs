@@ -8,13 +8,13 @@ use super::expect::{Expect, SqlError, Synthetic};
 use super::text::{names_proxy_statement, not_utf8, query_effects};
 use crate::hooks;
 use crate::session::SessionError;
-use crate::session::served::{self, Served, ServedPortal};
+use crate::session::served::{Served, ServedPortal};
 use crate::session::statements::Prepared;
 use crate::session::steps::journal::JournalEntry;
 use crate::session::steps::observe::RowCapture;
 use crate::session::steps::{Answer, BindCx, PostCtx, Protocol, StatementCx};
 use crate::wire::frontend::{self, Frontend};
-use crate::wire::messages::{self, BindRef, ParseRef, TargetRef, sqlstate};
+use crate::wire::messages::{self, BindRef, ParseRef, TargetRef};
 use crate::wire::results;
 
 impl Relay {
@@ -416,66 +416,6 @@ impl Relay {
         }
     }
 
-    /// Gives the proxy's own answer to the current message.
-    pub(in crate::session) fn answer(&mut self, answer: Answer, protocol: Protocol) {
-        match (answer, protocol) {
-            (Answer::Error(e), _) => self.refuse(e, protocol),
-            (Answer::Rows(result), Protocol::Simple) => {
-                let mut out = Vec::new();
-                served::encode_result(&mut out, &result);
-                self.queue.push_synthetic(Synthetic::Raw(out));
-                self.queue.push_synthetic(Synthetic::ReadyForQuery);
-            }
-            (Answer::Rows(_), Protocol::Extended) => self.refuse(
-                SqlError::new(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "a component answered a bind with a result, which only a statement can have",
-                ),
-                protocol,
-            ),
-        }
-    }
-
-    /// Whether `name` is one of the client's SQL-level `PREPARE`d statements (which a `Bind`
-    /// may name too).
-    fn sql_prepared(&self, name: &[u8]) -> bool {
-        std::str::from_utf8(name)
-            .is_ok_and(|n| !n.is_empty() && self.state.prepare_text(n).is_some())
-    }
-
-    /// Answers the current message with an error, the way PostgreSQL ends a statement that
-    /// failed: a simple query gets its `ReadyForQuery`; in the extended protocol the rest of
-    /// the batch is skipped up to `Sync`. With a server attached, the server's batch is
-    /// failed too (a `Parse` of SQL that cannot parse, its error replaced by this one), so
-    /// what the batch already ran is rolled back with it and an open transaction is failed,
-    /// exactly as if the refused statement had failed on the server.
-    pub(in crate::session) fn refuse(&mut self, error: SqlError, protocol: Protocol) {
-        if self.server.is_some() {
-            match protocol {
-                Protocol::Simple => {
-                    messages::query(&mut self.sout, FAILS_TO_PARSE);
-                    self.queue.push(Expect::Refusal(error));
-                    self.queue.push(Expect::Query {
-                        effects: None,
-                        post: None,
-                    });
-                }
-                Protocol::Extended => {
-                    encode_failing_parse(&mut self.sout);
-                    self.queue.push(Expect::Refusal(error));
-                    self.batch_open = true;
-                    self.skip_until_sync = true;
-                }
-            }
-            return;
-        }
-        self.queue.push_synthetic(Synthetic::Error(error));
-        match protocol {
-            Protocol::Simple => self.queue.push_synthetic(Synthetic::ReadyForQuery),
-            Protocol::Extended => self.skip_until_sync = true,
-        }
-    }
-
     /// The observers of a statement about to run: PostQuery (with `facts`, computed when
     /// not given, and the result rows when a component asked, with `columns` when known)
     /// and the journal (with the bound `params`); `None` when neither is on.
@@ -507,19 +447,11 @@ impl Relay {
         }
         Some(ctx)
     }
-}
 
-/// SQL the server refuses to parse (42601): sent to fail a batch or transaction on purpose
-/// when the proxy refuses a statement in it.
-const FAILS_TO_PARSE: &str = "hp_refused";
-
-/// A `Parse` of [`FAILS_TO_PARSE`] into the unnamed statement, which the proxy never uses
-/// (client statements get `hp_…` names), so a failed parse there touches nothing; being
-/// unnamed it is also sent again with the batch if the session moves to a new server.
-fn encode_failing_parse(out: &mut Vec<u8>) {
-    crate::wire::frame::write_message(out, b'P', |b| {
-        b.push(0);
-        b.extend_from_slice(FAILS_TO_PARSE.as_bytes());
-        b.extend_from_slice(&[0, 0, 0]);
-    });
+    /// Whether `name` is one of the client's SQL-level `PREPARE`d statements (which a `Bind`
+    /// may name too).
+    fn sql_prepared(&self, name: &[u8]) -> bool {
+        std::str::from_utf8(name)
+            .is_ok_and(|n| !n.is_empty() && self.state.prepare_text(n).is_some())
+    }
 }

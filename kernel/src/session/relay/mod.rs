@@ -8,6 +8,7 @@
 //! - [`expect`]: the queue of expected responses, with the proxy's own answers slotted in at
 //!   the position the client expects them;
 //! - [`frontend`]: one function per client message; [`backend`]: one per server message;
+//! - [`answer`]: the proxy's own answers (a component's result, a refusal);
 //! - [`portals`]: the portals something later needs;
 //! - [`lease`]: the server lease — checkout, state restore, release, discard, cancel slot;
 //! - [`isolate`]: what a session leaves on its connection, asked of the server before release;
@@ -17,6 +18,7 @@
 //! What a statement passes through before it reaches a server is in [`super::steps`]; what
 //! happens when the server is lost is in [`super::recovery`].
 
+mod answer;
 pub mod backend;
 pub mod budget;
 pub mod expect;
