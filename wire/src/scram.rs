@@ -218,6 +218,27 @@ mod tests {
             .map_err(|_| AuthError::BadMessage("server signature"))
     }
 
+    fn plain(password: &str, verifier: ScramVerifier) -> Result<(), AuthError> {
+        let unbound = ChannelBinding::unsupported();
+        exchange(password, verifier, unbound, b"SCRAM-SHA-256", None)
+    }
+
+    #[test]
+    fn scram_accepts_the_right_password_and_refuses_a_wrong_one() {
+        let v = ScramVerifier::from_password("s3cret", b"saltsaltsalt", 4096);
+        plain("s3cret", v.clone()).unwrap();
+        assert_eq!(plain("wrong", v), Err(AuthError::WrongPassword));
+    }
+
+    #[test]
+    fn scram_verifier_matches_postgres_protocol() {
+        let text = postgres_protocol::password::scram_sha_256(b"pw");
+        let v = ScramVerifier::parse(&text).unwrap();
+        let again = ScramVerifier::from_password("pw", &v.salt, v.iterations);
+        assert!(again == v);
+        plain("pw", v).unwrap();
+    }
+
     #[test]
     fn channel_binding_is_checked_both_ways() {
         let v = ScramVerifier::from_password("pw", b"0123456789abcdef", 4096);
