@@ -32,10 +32,11 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     fi
 fi
 
-# Python drivers used by the driver-compatibility tests.
-if ! python3 -c "import psycopg, asyncpg" >/dev/null 2>&1; then
-    echo "setup: installing psycopg and asyncpg from PyPI"
-    python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]" asyncpg
+# Python drivers used by the driver-compatibility tests, and Prometheus's own parser of
+# its text format (the metrics test reads /metrics with it).
+if ! python3 -c "import psycopg, asyncpg, prometheus_client" >/dev/null 2>&1; then
+    echo "setup: installing psycopg, asyncpg and prometheus_client from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]" asyncpg prometheus_client
 fi
 
 # Components are built for wasm32-wasip2.

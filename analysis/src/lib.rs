@@ -9,6 +9,7 @@ mod levels;
 mod model;
 mod predicate;
 mod redact;
+mod relations;
 mod statement;
 mod visit;
 
@@ -18,6 +19,7 @@ pub use model::{
     StatementClass, StatementFacts, TableName, Via, WhereFacts,
 };
 pub use redact::{REDACTED, UNREADABLE, redact};
+pub use relations::{RelationSpan, relation_spans};
 
 use pg_query::protobuf::Token;
 use sha2::{Digest, Sha256};
@@ -67,6 +69,13 @@ fn statement_text<'a>(sql: &'a str, raw: &pg_query::protobuf::RawStmt) -> &'a st
         Ok(len) => start.saturating_add(len),
     };
     sql.get(start..end.min(sql.len())).unwrap_or(sql).trim()
+}
+
+/// The text with every constant replaced by a `$n` placeholder (PostgreSQL's own
+/// normalisation, as `pg_stat_statements` shows it), for showing a statement's shape without
+/// the values in it. `None` when PostgreSQL's scanner rejects the text.
+pub fn normalize(sql: &str) -> Option<String> {
+    pg_query::normalize(sql).ok()
 }
 
 /// SHA-256 (hex) of the statement's tokens with constants and parameters replaced and

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use heliosproxy::config::{Config, Grant, NodeConfig, NodeRole, PluginConfig, PluginRuntimeConfig};
+use heliosproxy::config::{Config, Grant, HookName, NodeConfig, NodeRole, PluginConfig, PluginRuntimeConfig};
 use heliosproxy::hooks::{self, Pipeline};
 use heliosproxy::hooks::{CallScope, SessionInfo};
 use heliosproxy::plugins::Runtime;
@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("hooks/noop_pre_query_call", |b| {
         b.iter(|| {
-            noop.call(Some(&scope), |p, s| {
+            noop.call(HookName::PreQuery, Some(&scope), |p, s| {
                 p.call_pre_query(s, black_box(call), black_box(&stmt.stmt))
             })
             .unwrap()
@@ -135,7 +135,7 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("hooks/noop_pre_query_call_bare", |b| {
         b.iter(|| {
-            noop.call(Some(&bare_scope), |p, s| {
+            noop.call(HookName::PreQuery, Some(&bare_scope), |p, s| {
                 p.call_pre_query(s, black_box(call), black_box(&bare_stmt.stmt))
             })
             .unwrap()
@@ -168,7 +168,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hooks/router_route_call", |b| {
         b.iter(|| {
             router
-                .call(Some(&scope), |p, s| {
+                .call(HookName::Route, Some(&scope), |p, s| {
                     p.call_route(s, black_box(call), black_box(&stmt.stmt))
                 })
                 .unwrap()
@@ -177,7 +177,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hooks/guardrail_validate_call", |b| {
         b.iter(|| {
             guard
-                .call(Some(&scope), |p, s| {
+                .call(HookName::Validate, Some(&scope), |p, s| {
                     p.call_validate(s, black_box(call), black_box(&stmt.stmt))
                 })
                 .unwrap()

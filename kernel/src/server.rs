@@ -77,6 +77,8 @@ pub struct Shared {
     pub failover: Arc<Coordinator>,
     /// The statement journal, when configured.
     pub journal: Option<Arc<crate::journal::Journal>>,
+    /// Per-fingerprint query statistics, when on.
+    pub analytics: Option<Arc<crate::observe::queries::QueryStats>>,
     client_slots: Arc<Semaphore>,
 }
 
@@ -99,6 +101,24 @@ impl Shared {
             sessions: self.session.counters.clone(),
             pins: self.session.pins.clone(),
             journal: self.journal.clone(),
+            metrics_open: self.config.admin.metrics_open,
+            metrics: Arc::new(self.metrics_sources()),
+            analytics: self.analytics.clone(),
+        }
+    }
+
+    /// What `/metrics` reads.
+    fn metrics_sources(&self) -> crate::observe::metrics::Sources {
+        crate::observe::metrics::Sources {
+            pools: self.pools.clone(),
+            topology: self.topology.clone(),
+            components: self.components.clone(),
+            failover: self.failover.clone(),
+            sessions: self.session.counters.clone(),
+            pins: self.session.pins.clone(),
+            clients: self.session.clients.clone(),
+            journal: self.journal.clone(),
+            analytics: self.analytics.clone(),
         }
     }
 }
@@ -222,6 +242,8 @@ impl Proxy {
                 source,
             })?;
         let pools = Arc::new(Pools::new(pool_config(&config)));
+        let analytics =
+            crate::observe::queries::QueryStats::new(&config.analytics).map(Arc::new);
         let session = Arc::new(SessionEnv {
             limits: SessionLimits {
                 mode: config.pool.mode,
@@ -241,6 +263,9 @@ impl Proxy {
             pins: Default::default(),
             memory: Default::default(),
             notifications: Arc::new(crate::notify::Notifications::new(topology.clone())),
+            analytics: analytics.clone(),
+            sql_tables: config.analytics.sql_tables,
+            clients: Default::default(),
             login: LoginEnv {
                 users,
                 auth: config.auth.clone(),
@@ -263,6 +288,7 @@ impl Proxy {
             components,
             failover,
             journal,
+            analytics,
             client_slots: Arc::new(Semaphore::new(config.pool.max_connections)),
             config,
         });

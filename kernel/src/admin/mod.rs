@@ -27,6 +27,7 @@ use crate::topology::Topology;
 use crate::wire::auth::constant_time_eq;
 
 mod ha;
+mod observe;
 
 /// What the admin API reaches.
 pub struct AdminState {
@@ -50,6 +51,12 @@ pub struct AdminState {
     pub pins: Arc<crate::session::isolation::PinCounters>,
     /// The statement journal, when configured.
     pub journal: Option<Arc<Journal>>,
+    /// `[admin] metrics_open`: `/metrics` without the key.
+    pub metrics_open: bool,
+    /// What `/metrics` reads.
+    pub metrics: Arc<crate::observe::metrics::Sources>,
+    /// Query analytics, when on.
+    pub analytics: Option<Arc<crate::observe::queries::QueryStats>>,
 }
 
 impl AdminState {
@@ -70,6 +77,9 @@ pub fn app(shared: Arc<AdminState>) -> Router {
         .route("/api/topology", get(ha::topology))
         .route("/api/topology/switchover", post(ha::switchover))
         .route("/api/journal", get(ha::journal))
+        .route("/metrics", get(observe::metrics))
+        .route("/api/analytics", get(observe::analytics))
+        .route("/api/analytics/reset", post(observe::reset_analytics))
         .with_state(shared)
 }
 

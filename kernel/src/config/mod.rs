@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod admin;
 mod ha;
 mod plugins;
 mod validate;
+pub use admin::{AdminConfig, AnalyticsConfig};
 pub use ha::{FailoverMode, FsyncPolicy, HaConfig, JournalConfig};
 pub use plugins::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
 
@@ -73,18 +75,8 @@ pub struct Config {
     pub ha: Option<HaConfig>,
     /// The statement journal; off when absent.
     pub journal: Option<JournalConfig>,
-}
-
-/// `[admin]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// Key required in `X-API-Key` (or `Authorization: Bearer`) by every endpoint except
-    /// health; unset = those endpoints are closed.
-    pub api_key: Option<String>,
-    /// Key required (instead of `api_key`) to read the statement journal through
-    /// `GET /api/journal`, which holds every client's SQL; unset = the endpoint is closed.
-    pub journal_api_key: Option<String>,
+    /// Per-fingerprint query analytics and the slow-query log.
+    pub analytics: AnalyticsConfig,
 }
 
 impl Default for Config {
@@ -103,6 +95,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             ha: None,
             journal: None,
+            analytics: AnalyticsConfig::default(),
         }
     }
 }

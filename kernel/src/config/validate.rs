@@ -57,6 +57,8 @@ impl Config {
                 self.admin_address
             ));
         }
+        problems.extend(self.admin.problems());
+        problems.extend(self.analytics.problems());
         if self.pool.max_connections == 0 {
             problems.push("pool.max_connections: must be at least 1".into());
         }

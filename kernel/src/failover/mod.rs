@@ -81,6 +81,10 @@ impl ServerConnections for crate::pool::Pools {
 pub struct Coordinator {
     running: tokio::sync::Mutex<()>,
     last: Mutex<Option<FailoverReport>>,
+    /// Failovers and switchovers that completed, and those that failed.
+    pub completed: std::sync::atomic::AtomicU64,
+    /// Failovers and switchovers that failed.
+    pub failed: std::sync::atomic::AtomicU64,
     ha: Option<HaConfig>,
     topology: Arc<Topology>,
     servers: Arc<dyn ServerConnections>,
@@ -97,6 +101,8 @@ impl Coordinator {
         Coordinator {
             running: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
+            completed: Default::default(),
+            failed: Default::default(),
             ha,
             topology,
             servers,
@@ -106,6 +112,16 @@ impl Coordinator {
     /// The last failover or switchover.
     pub fn last(&self) -> Option<FailoverReport> {
         self.last.lock().expect("failover lock").clone()
+    }
+
+    fn remember(&self, report: FailoverReport) {
+        let counter = if report.error.is_none() {
+            &self.completed
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *self.last.lock().expect("failover lock") = Some(report);
     }
 }
 
@@ -181,7 +197,7 @@ pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
         }
     };
     topology.end_switch();
-    *coordinator.last.lock().expect("failover lock") = Some(report);
+    coordinator.remember(report);
 }
 
 /// A planned switchover to `target` (or the best standby): new queries wait, transactions
@@ -252,7 +268,7 @@ pub async fn switchover(
         tracing::warn!(from, to, ms = report.duration_ms, "switchover done");
     }
     topology.end_switch();
-    *coordinator.last.lock().expect("failover lock") = Some(report.clone());
+    coordinator.remember(report.clone());
     result.map(|_| report)
 }
 

@@ -300,7 +300,7 @@ impl Pipeline {
         scope.rows = rows;
         for &i in &self.post_query {
             let p = &self.plugins[i];
-            if let Err(e) = p.call(Some(&scope), |b, s| {
+            if let Err(e) = p.call(HookName::PostQuery, Some(&scope), |b, s| {
                 b.call_post_query(s, call, &facts.stmt, outcome)
             }) {
                 tracing::warn!(component = %p.name, "post-query failed: {e}");
@@ -317,7 +317,9 @@ impl Pipeline {
         };
         for &i in &self.authenticate {
             let p = &self.plugins[i];
-            match p.call(None, |b, s| b.call_authenticate(s, request)) {
+            match p.call(HookName::Authenticate, None, |b, s| {
+                b.call_authenticate(s, request)
+            }) {
                 Ok(AuthDecision::Allow(id)) => {
                     identity.backend_role = identity.backend_role.or(id.backend_role);
                     identity.tenant = identity.tenant.or(id.tenant);
@@ -358,9 +360,13 @@ fn decide(
         p.stats
             .cached
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        p.stats
+            .hook(hook)
+            .cached
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(d);
     }
-    let (decision, reads) = p.call_reading(Some(scope), f)?;
+    let (decision, reads) = p.call_reading(hook, Some(scope), f)?;
     if pure {
         p.decisions.put(
             hook,

@@ -22,7 +22,7 @@ use deadline::deadline_reached;
 pub use errors::{CallError, LoadError};
 use grants::check_grants;
 pub use grants::describe;
-pub use stats::PluginStats;
+pub use stats::{CallStats, PluginStats};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -423,26 +423,28 @@ impl LoadedPlugin {
     /// returns to the pool) and the next call gets a fresh one.
     pub fn call<R>(
         &self,
+        hook: HookName,
         scope: Option<&host::CallScope>,
         f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call_reading(scope, f).map(|(r, _)| r)
+        self.call_reading(hook, scope, f).map(|(r, _)| r)
     }
 
     /// Like [`LoadedPlugin::call`], also returning the session values the hook read through
     /// `context` (the key of a cached decision).
     pub fn call_reading<R>(
         &self,
+        hook: HookName,
         scope: Option<&host::CallScope>,
         f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<(R, Vec<host::Read>), CallError> {
-        self.stats.calls.fetch_add(1, Relaxed);
+        self.stats.call(hook);
         let started = Instant::now();
         let popped = self.idle.lock().expect("instances lock").pop();
         let mut instance = match popped {
             Some(i) => i,
             None => self.instantiate().inspect_err(|_| {
-                self.stats.errors.fetch_add(1, Relaxed);
+                self.stats.error(hook);
             })?,
         };
         instance.store.set_epoch_deadline(self.deadline_ticks);
@@ -452,19 +454,19 @@ impl LoadedPlugin {
         let result = f(&instance.bindings, &mut instance.store);
         instance.store.data_mut().scope = None;
         let reads = std::mem::take(&mut instance.store.data_mut().reads);
-        self.stats.record(started.elapsed().as_nanos() as u64);
+        self.stats.record(hook, started.elapsed().as_nanos() as u64);
         match result {
             Ok(v) => {
                 self.idle.lock().expect("instances lock").push(instance);
                 Ok((v, reads))
             }
             Err(e) => {
-                self.stats.errors.fetch_add(1, Relaxed);
+                self.stats.error(hook);
                 let timed_out = e
                     .downcast_ref::<wasmtime::Trap>()
                     .is_some_and(|t| *t == wasmtime::Trap::Interrupt);
                 if timed_out {
-                    self.stats.timeouts.fetch_add(1, Relaxed);
+                    self.stats.timeout(hook);
                     Err(CallError::Timeout(self.timeout_ms))
                 } else {
                     Err(CallError::Trap(format!("{e:#}")))

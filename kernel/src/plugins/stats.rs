@@ -1,11 +1,59 @@
 //! Call counters of a component: calls, failures, timeouts and a power-of-two histogram of
-//! call times for percentiles.
+//! call times for percentiles, in all and per hook.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Call counters of one component.
+use crate::config::HookName;
+
+/// Call counters of one component (all hooks together; [`PluginStats::hook`] per hook).
 #[derive(Debug, Default)]
 pub struct PluginStats {
+    all: CallStats,
+    by_hook: [CallStats; 5],
+}
+
+impl std::ops::Deref for PluginStats {
+    type Target = CallStats;
+    fn deref(&self) -> &CallStats {
+        &self.all
+    }
+}
+
+impl PluginStats {
+    /// The counters of one hook.
+    pub fn hook(&self, hook: HookName) -> &CallStats {
+        let i = HookName::ALL.iter().position(|h| *h == hook).unwrap_or(0);
+        &self.by_hook[i]
+    }
+
+    /// Counts a call of `hook` (in all and for the hook).
+    pub(super) fn call(&self, hook: HookName) {
+        self.all.calls.fetch_add(1, Relaxed);
+        self.hook(hook).calls.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a failed call.
+    pub(super) fn error(&self, hook: HookName) {
+        self.all.errors.fetch_add(1, Relaxed);
+        self.hook(hook).errors.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a call that hit its deadline.
+    pub(super) fn timeout(&self, hook: HookName) {
+        self.all.timeouts.fetch_add(1, Relaxed);
+        self.hook(hook).timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// Records a call's time.
+    pub(super) fn record(&self, hook: HookName, ns: u64) {
+        self.all.record(ns);
+        self.hook(hook).record(ns);
+    }
+}
+
+/// Counters of calls.
+#[derive(Debug, Default)]
+pub struct CallStats {
     /// Calls made.
     pub calls: AtomicU64,
     /// Calls that failed (trap, timeout, instantiation).
@@ -20,17 +68,23 @@ pub struct PluginStats {
     buckets: [AtomicU64; 32],
 }
 
-impl PluginStats {
-    pub(super) fn record(&self, ns: u64) {
+impl CallStats {
+    fn record(&self, ns: u64) {
         self.total_ns.fetch_add(ns, Relaxed);
         let bucket = (63 - ns.max(1).leading_zeros() as usize).min(self.buckets.len() - 1);
         self.buckets[bucket].fetch_add(1, Relaxed);
     }
 
+    /// Calls per bucket: bucket `i` holds times below `2^(i+1)` ns (the last, everything
+    /// longer).
+    pub fn buckets(&self) -> Vec<u64> {
+        self.buckets.iter().map(|b| b.load(Relaxed)).collect()
+    }
+
     /// An upper bound of the `q` quantile (0..1) of call times, in microseconds (within a
     /// factor of two: buckets are powers of two).
     pub fn quantile_us(&self, q: f64) -> f64 {
-        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let counts = self.buckets();
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return 0.0;

@@ -2,10 +2,13 @@
 //! reuse, liveness checks for connections that sat idle, expiry, and lock-free counters.
 
 pub mod internal;
+pub mod pause;
 pub mod server;
+pub mod servers;
 pub mod slots;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -65,6 +68,9 @@ pub struct Pool {
     params: Mutex<Option<ServerParams>>,
     checkout_timeout: Duration,
     health_check_after: Duration,
+    servers: Arc<servers::ServerList>,
+    /// Bumped by `RECONNECT`: connections opened before are closed when released.
+    generation: AtomicU64,
 }
 
 /// A server connection lent to one client; give it back with [`Pool::release`] or
@@ -82,6 +88,7 @@ impl Pool {
         target: Arc<ConnectTarget>,
         password: Option<String>,
         config: &PoolConfig,
+        servers: Arc<servers::ServerList>,
     ) -> Self {
         Pool {
             key,
@@ -91,6 +98,31 @@ impl Pool {
             params: Mutex::new(None),
             checkout_timeout: config.checkout_timeout(),
             health_check_after: Duration::from_millis(config.health_check_after_ms),
+            servers,
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The configured maximum of server connections.
+    pub fn limit(&self) -> usize {
+        self.slots.limit()
+    }
+
+    /// The raw counters (for the wait-time histogram and the waiting gauge).
+    pub fn counters(&self) -> &PoolMetrics {
+        &self.slots.metrics
+    }
+
+    /// Closes idle connections now and the busy ones when they are released (`RECONNECT`).
+    pub fn reconnect(&self) -> usize {
+        self.generation.fetch_add(1, Relaxed);
+        self.close_idle()
+    }
+
+    fn mark_lent(conn: &ServerConn) {
+        if let Some(r) = &conn.registration {
+            r.info.active.store(true, Relaxed);
+            r.info.request_time_us.store(servers::unix_us(), Relaxed);
         }
     }
 
@@ -112,6 +144,13 @@ impl Pool {
     /// Idle connections right now.
     pub fn idle(&self) -> usize {
         self.slots.idle_count()
+    }
+
+    /// Idle connections that sat long enough to be checked before reuse (PgBouncer's
+    /// `sv_used`).
+    pub fn idle_needing_check(&self) -> usize {
+        let after = self.health_check_after;
+        self.slots.count_idle(|c| c.last_used.elapsed() >= after)
     }
 
     /// Sets the password used for new server connections (pass-through authentication).
@@ -144,6 +183,7 @@ impl Pool {
             match acquired {
                 Acquired::Idle(conn, permit) => {
                     if conn.last_used.elapsed() < self.health_check_after || conn.looks_alive() {
+                        Self::mark_lent(&conn);
                         return Ok(Checkout { conn, permit });
                     }
                     self.slots.metrics.record_health_check_failure();
@@ -153,17 +193,39 @@ impl Pool {
                 }
                 Acquired::Vacant(permit) => {
                     let password = self.password.read().expect("password lock").clone();
-                    let conn = self.connect_with(password.as_deref()).await?;
+                    let mut conn = self.connect_with(password.as_deref()).await?;
                     self.slots.metrics.record_created();
                     self.remember_params(&conn);
+                    conn.registration = Some(self.servers.register(servers::ServerInfo {
+                        id: 0,
+                        node: self.key.node.clone(),
+                        database: self.key.database.clone(),
+                        user: self.key.user.clone(),
+                        host: self.target.host.clone(),
+                        port: self.target.port,
+                        pid: conn.key.0,
+                        tls: conn.stream.is_tls(),
+                        connect_time_us: servers::unix_us(),
+                        active: true.into(),
+                        request_time_us: servers::unix_us().into(),
+                        generation: self.generation.load(Relaxed),
+                    }));
                     return Ok(Checkout { conn, permit });
                 }
             }
         }
     }
 
-    /// Returns a healthy, idle connection for reuse.
+    /// Returns a healthy, idle connection for reuse (or closes it, when `RECONNECT` asked
+    /// for connections opened before it).
     pub fn release(&self, mut checkout: Checkout) {
+        if let Some(r) = &checkout.conn.registration {
+            if r.info.generation < self.generation.load(Relaxed) {
+                self.discard(checkout);
+                return;
+            }
+            r.info.active.store(false, Relaxed);
+        }
         checkout.conn.last_used = Instant::now();
         self.slots.release(checkout.conn, checkout.permit);
     }
@@ -222,6 +284,10 @@ impl Pool {
 pub struct Pools {
     pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
     config: PoolConfig,
+    /// Every open server connection.
+    pub servers: Arc<servers::ServerList>,
+    /// `PAUSE` / `RESUME`.
+    pub pause: pause::PauseGate,
 }
 
 impl Pools {
@@ -230,6 +296,8 @@ impl Pools {
         Pools {
             pools: RwLock::new(HashMap::new()),
             config,
+            servers: Default::default(),
+            pause: Default::default(),
         }
     }
 
@@ -246,7 +314,15 @@ impl Pools {
         let mut pools = self.pools.write().expect("pools lock");
         pools
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(Pool::new(key, target.clone(), password, &self.config)))
+            .or_insert_with(|| {
+                Arc::new(Pool::new(
+                    key,
+                    target.clone(),
+                    password,
+                    &self.config,
+                    self.servers.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -276,6 +352,11 @@ impl Pools {
             .filter(|p| p.key.node == node)
             .map(|p| p.in_use())
             .sum()
+    }
+
+    /// The pool settings.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
     }
 
     /// Closes expired idle connections in every pool.

@@ -111,6 +111,8 @@ pub struct ServerConn {
     pub created: Instant,
     /// When it was last returned to the pool.
     pub last_used: Instant,
+    /// Its row in `SHOW SERVERS`, set by the pool that opened it.
+    pub registration: Option<super::servers::Registration>,
 }
 
 impl ServerConn {
@@ -179,6 +181,7 @@ impl ServerConn {
             state_hash: 0,
             created: Instant::now(),
             last_used: Instant::now(),
+            registration: None,
         };
         conn.login(user, password).await?;
         Ok(conn)

@@ -5,9 +5,11 @@
 //! item is only created when the idle stack is empty, so `idle + in use` never exceeds the
 //! limit.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::histogram::Histogram;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -20,6 +22,10 @@ pub struct PoolMetrics {
     created: AtomicU64,
     closed: AtomicU64,
     health_check_failures: AtomicU64,
+    waiting: AtomicUsize,
+    /// How long checkouts that had to wait waited (those that did not are
+    /// `acquires - waited.count()`, all at zero).
+    pub waited: Histogram,
 }
 
 /// A point-in-time copy of [`PoolMetrics`].
@@ -53,6 +59,11 @@ impl PoolMetrics {
         }
     }
 
+    /// Checkouts waiting for a slot right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Relaxed)
+    }
+
     /// Counts a newly opened item.
     pub fn record_created(&self) {
         self.created.fetch_add(1, Relaxed);
@@ -75,6 +86,22 @@ pub enum Acquired<T> {
     Idle(T, OwnedSemaphorePermit),
     /// No idle item: the caller may create one under this permit.
     Vacant(OwnedSemaphorePermit),
+}
+
+/// One checkout in the `waiting` gauge while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Relaxed);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// The checkout timed out.
@@ -117,6 +144,16 @@ impl<T> Slots<T> {
         self.idle.lock().expect("pool lock").len()
     }
 
+    /// Idle items for which `which` says yes.
+    pub fn count_idle(&self, which: impl Fn(&T) -> bool) -> usize {
+        self.idle
+            .lock()
+            .expect("pool lock")
+            .iter()
+            .filter(|t| which(t))
+            .count()
+    }
+
     /// Takes a slot, waiting in FIFO order up to `timeout`. Prefers the most recently used
     /// idle item, which keeps the warmest connections busy and lets the rest expire.
     #[inline]
@@ -125,8 +162,17 @@ impl<T> Slots<T> {
             Ok(p) => p,
             Err(_) => {
                 self.metrics.waits.fetch_add(1, Relaxed);
-                match tokio::time::timeout(timeout, self.permits.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => p,
+                let started = Instant::now();
+                let got = {
+                    // Counted down however the wait ends, a client that leaves included.
+                    let _waiting = Waiting::start(&self.metrics.waiting);
+                    tokio::time::timeout(timeout, self.permits.clone().acquire_owned()).await
+                };
+                match got {
+                    Ok(Ok(p)) => {
+                        self.metrics.waited.record(started.elapsed());
+                        p
+                    }
                     _ => {
                         self.metrics.timeouts.fetch_add(1, Relaxed);
                         return Err(Timeout(timeout));

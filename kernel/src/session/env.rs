@@ -40,8 +40,21 @@ pub struct SessionEnv {
     pub memory: Arc<super::relay::budget::MemoryGauge>,
     /// The proxy's listening connections (LISTEN/NOTIFY in pooled modes).
     pub notifications: Arc<crate::notify::Notifications>,
+    /// Per-fingerprint query statistics, when `[analytics]` is on.
+    pub analytics: Option<Arc<crate::observe::queries::QueryStats>>,
+    /// Whether clients may read the proxy's own tables (`heliosproxy_query_stats`).
+    pub sql_tables: bool,
+    /// Every logged-in client (`SHOW CLIENTS`, `KILL`).
+    pub clients: Arc<crate::observe::clients::Clients>,
     /// What login needs.
     pub login: LoginEnv,
+}
+
+impl SessionEnv {
+    /// The analytics the proxy-tables step reads, when clients may read the tables.
+    pub fn tables(&self) -> Option<&Option<Arc<crate::observe::queries::QueryStats>>> {
+        self.sql_tables.then_some(&self.analytics)
+    }
 }
 
 /// The limits and modes a session enforces.

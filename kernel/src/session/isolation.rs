@@ -89,6 +89,17 @@ impl PinCounters {
     }
 }
 
+impl PinCounters {
+    /// Each reason's name and count.
+    pub fn counts(&self) -> Vec<(&'static str, i64)> {
+        Pins::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, (_, name))| (*name, self.by_reason[i].load(Relaxed)))
+            .collect()
+    }
+}
+
 impl Serialize for PinCounters {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(Pins::ALL.len()))?;

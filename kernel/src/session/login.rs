@@ -42,6 +42,8 @@ pub struct LoggedIn {
     pub state: SessionState,
     /// Its cancel key.
     pub cancel: Registration,
+    /// Its row in `SHOW CLIENTS`.
+    pub presence: crate::observe::clients::ClientHandle,
 }
 
 /// Runs the startup phase. `Ok(None)` means the connection was a cancel request or ended
@@ -230,7 +232,15 @@ pub async fn login(
             .map(|p| p.split(',').map(|s| s.trim().to_owned()).collect())
             .unwrap_or_default(),
     };
+    let presence = env.clients.register(crate::observe::clients::NewClient {
+        user: user.clone(),
+        database: database.clone(),
+        addr: peer,
+        tls: stream.is_tls(),
+        application_name: info.application_name.clone(),
+    });
     Ok(Some(LoggedIn {
+        presence,
         stream,
         leftover: buf,
         user,

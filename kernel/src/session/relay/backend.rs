@@ -221,6 +221,7 @@ impl Relay {
             info: &self.info,
             in_transaction: self.status.in_transaction(),
             node: &self.pool.key.node,
+            analytics: self.env.analytics.as_deref(),
         });
     }
 

@@ -417,8 +417,8 @@ impl Relay {
     }
 
     /// The observers of a statement about to run: PostQuery (with `facts`, computed when
-    /// not given, and the result rows when a component asked, with `columns` when known)
-    /// and the journal (with the bound `params`); `None` when neither is on.
+    /// not given, and the result rows when a component asked, with `columns` when known),
+    /// the journal (with the bound `params`) and the analytics; `None` when none is on.
     fn observe(
         &self,
         sql: &str,
@@ -428,11 +428,13 @@ impl Relay {
     ) -> Option<Box<PostCtx>> {
         let post_query = self.pipeline.has_post_query();
         let journal = self.env.journal.is_some();
-        if !post_query && !journal {
+        let stats = self.env.analytics.as_ref().and_then(|a| a.entry(sql));
+        if !post_query && !journal && stats.is_none() {
             return None;
         }
         let mut ctx =
             PostCtx::new(post_query.then(|| facts.unwrap_or_else(|| hooks::statement(sql))));
+        ctx.stats = stats;
         let rows_limit = self.pipeline.rows_limit();
         if rows_limit > 0 {
             ctx.rows = Some(RowCapture::new(rows_limit, columns()));

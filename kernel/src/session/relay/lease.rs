@@ -23,6 +23,19 @@ impl Relay {
         if self.server.is_some() {
             return true;
         }
+        use crate::observe::clients::ClientState;
+        self.presence.set_state(ClientState::Waiting);
+        self.env.pools.pause.wait(&self.pool.key.database).await;
+        let attached = self.attach_to_node(protocol).await;
+        self.presence.set_state(if attached {
+            ClientState::Active
+        } else {
+            ClientState::Idle
+        });
+        attached
+    }
+
+    async fn attach_to_node(&mut self, protocol: Protocol) -> bool {
         let topology = self.env.topology.clone();
         let wanted = std::mem::replace(&mut self.route_to, topology.primary());
         let mut admission = match topology.admit_checkout(wanted).await {
@@ -101,6 +114,8 @@ impl Relay {
         if let Some(checkout) = self.server.take() {
             self.cancel.slot.detach();
             self.return_to_pool(checkout, reusable);
+            self.presence
+                .set_state(crate::observe::clients::ClientState::Idle);
         }
     }
 

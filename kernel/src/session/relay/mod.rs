@@ -121,12 +121,15 @@ pub struct Relay {
     listening: Option<Box<listen::Listening>>,
     /// The bytes this session last counted in the proxy's memory gauge.
     reported_bytes: usize,
+    /// This client's row in `SHOW CLIENTS`; `KILL` ends the session through it.
+    pub(in crate::session) presence: crate::observe::clients::ClientHandle,
 }
 
 enum Event {
     Client(std::io::Result<usize>),
     Server(std::io::Result<usize>),
     Notification(Vec<u8>),
+    Killed,
 }
 
 /// How much is read from a server socket at once.
@@ -148,7 +151,7 @@ impl Relay {
         node_pools[primary] = Some(login.pool.clone());
         let mode = env.limits.mode;
         let pipeline = env.pipeline.load_full();
-        let steps = Steps::new(&pipeline, mode, &env.topology);
+        let steps = Steps::new(&pipeline, mode, &env.topology, env.tables());
         Relay {
             mode,
             max_message: env.limits.max_message_bytes,
@@ -179,6 +182,7 @@ impl Relay {
             syncs_ignored_in_copy: false,
             rollback_after_flush: false,
             cancel: login.cancel,
+            presence: login.presence,
             cursors: Cursors::default(),
             restore_cursors: false,
             hide_no_tx_warning: false,
@@ -221,11 +225,13 @@ impl Relay {
                         r = s.conn.stream.read_buf(rbuf) => Event::Server(r),
                         r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
                         n = listen::next_notification(&mut self.listening) => Event::Notification(n),
+                        _ = self.presence.killed() => Event::Killed,
                     }
                 }
                 None => tokio::select! {
                     r = self.client.read_buf(&mut self.cbuf) => Event::Client(r),
                     n = listen::next_notification(&mut self.listening) => Event::Notification(n),
+                    _ = self.presence.killed() => Event::Killed,
                 },
             };
             match event {
@@ -242,6 +248,15 @@ impl Relay {
                 Event::Server(Ok(0)) => self.server_lost("server closed the connection").await?,
                 Event::Server(Err(e)) => self.server_lost(&e.to_string()).await?,
                 Event::Server(Ok(_)) => self.on_server_data().await?,
+                Event::Killed => {
+                    super::fatal(
+                        &mut self.client,
+                        "57P01",
+                        "terminating connection due to administrator command (KILL)",
+                    )
+                    .await;
+                    return Ok(());
+                }
                 Event::Notification(n) => {
                     if let Some(l) = self.listening.as_mut() {
                         l.waiting.extend_from_slice(&n);
@@ -260,7 +275,12 @@ impl Relay {
         let current = self.env.pipeline.load();
         if !Arc::ptr_eq(&self.pipeline, &current) {
             self.pipeline = Arc::clone(&current);
-            self.steps = Steps::new(&self.pipeline, self.mode, &self.env.topology);
+            self.steps = Steps::new(
+                &self.pipeline,
+                self.mode,
+                &self.env.topology,
+                self.env.tables(),
+            );
         }
     }
 

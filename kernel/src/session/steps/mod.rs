@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod journal;
 pub mod observe;
 pub mod route;
+pub mod tables;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,9 +128,14 @@ pub struct Steps {
 
 impl Steps {
     /// The steps for `pipeline`: the statement-mode guard, then the components' PreQuery and
-    /// Validate, then Route. A step with nothing to do is left out, so a proxy without
-    /// components runs an empty list.
-    pub fn new(pipeline: &Arc<Pipeline>, mode: PoolMode, topology: &Arc<Topology>) -> Self {
+    /// Validate, then Route, then the proxy's own tables (`tables`: when clients may read
+    /// them, over the analytics if on). A step with nothing to do is left out.
+    pub fn new(
+        pipeline: &Arc<Pipeline>,
+        mode: PoolMode,
+        topology: &Arc<Topology>,
+        tables: Option<&Option<Arc<crate::observe::queries::QueryStats>>>,
+    ) -> Self {
         let mut list: Vec<Box<dyn Step>> = Vec::new();
         if mode == PoolMode::Statement {
             list.push(Box::new(guard::StatementModeGuard));
@@ -142,6 +148,9 @@ impl Steps {
                 pipeline.clone(),
                 topology.clone(),
             )));
+        }
+        if let Some(stats) = tables {
+            list.push(Box::new(tables::ProxyTables::new(stats.clone())));
         }
         Steps { list }
     }
@@ -258,7 +267,7 @@ pub(crate) mod tests {
     fn a_proxy_without_components_in_transaction_mode_runs_no_step() {
         let pipeline = Arc::new(Pipeline::default());
         let topology = Arc::new(Topology::new(&crate::config::Config::default(), None));
-        assert!(Steps::new(&pipeline, PoolMode::Transaction, &topology).is_empty());
-        assert!(!Steps::new(&pipeline, PoolMode::Statement, &topology).is_empty());
+        assert!(Steps::new(&pipeline, PoolMode::Transaction, &topology, None).is_empty());
+        assert!(!Steps::new(&pipeline, PoolMode::Statement, &topology, None).is_empty());
     }
 }

@@ -1,6 +1,6 @@
-//! Observers of an in-flight statement: what PostQuery and the journal need, filled in as
-//! the server answers (command tag, error, rows for the journal) and handed over when the
-//! statement completes. Nothing is copied when no observer is on.
+//! Observers of an in-flight statement: what PostQuery, the journal and the query analytics
+//! need, filled in as the server answers (command tag, error, rows for the journal) and
+//! handed over when the statement completes. Nothing is copied when no observer is on.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +9,8 @@ use super::journal::JournalEntry;
 use crate::hooks::Facts;
 use crate::hooks::{self, CapturedRows, Pipeline, SessionInfo};
 use crate::journal::Journal;
+use crate::observe::queries::{Entry, Outcome, QueryStats};
+use crate::wire::messages::tag_rows;
 use crate::wire::results;
 
 /// What PostQuery and the journal need about a statement in flight.
@@ -24,6 +26,10 @@ pub struct PostCtx {
     pub journal: Option<Box<JournalEntry>>,
     /// Result rows for PostQuery, when a component asked for them.
     pub rows: Option<Box<RowCapture>>,
+    /// The analytics entry the statement counts under, when analytics sampled it.
+    pub stats: Option<Arc<Entry>>,
+    /// Rows the command tags reported.
+    tag_rows: u64,
 }
 
 /// Result rows copied for PostQuery, up to the largest byte limit a component asked for.
@@ -85,6 +91,8 @@ pub struct Sinks<'a> {
     pub in_transaction: bool,
     /// The node that ran it.
     pub node: &'a str,
+    /// The query analytics, when on.
+    pub analytics: Option<&'a QueryStats>,
 }
 
 impl PostCtx {
@@ -97,6 +105,8 @@ impl PostCtx {
             error: None,
             journal: None,
             rows: None,
+            stats: None,
+            tag_rows: 0,
         })
     }
 
@@ -121,6 +131,12 @@ impl PostCtx {
 
     /// The statement completed with `tag`.
     pub fn note_tag(&mut self, tag: &[u8]) {
+        if self.stats.is_some() {
+            self.tag_rows += tag_rows(tag).unwrap_or(0);
+        }
+        if self.stmt.is_none() && self.journal.is_none() {
+            return;
+        }
         self.tag = String::from_utf8_lossy(tag).into_owned();
         if let Some(j) = self.journal.as_mut() {
             j.note_tag(tag);
@@ -130,6 +146,19 @@ impl PostCtx {
     /// Hands the outcome to PostQuery and the journal.
     pub fn finish(mut self, sinks: Sinks<'_>) {
         let elapsed = self.started.elapsed();
+        if let (Some(entry), Some(stats)) = (&self.stats, sinks.analytics) {
+            stats.finish(
+                entry,
+                Outcome {
+                    elapsed,
+                    rows: self.tag_rows,
+                    failed: self.error.is_some(),
+                    node: sinks.node,
+                    user: &sinks.info.user,
+                    database: &sinks.info.database,
+                },
+            );
+        }
         if let Some(stmt) = &self.stmt {
             let error = self.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
             let outcome = hooks::outcome(&self.tag, error, elapsed, sinks.node);

@@ -1,0 +1,182 @@
+//! `heliosproxy_query_stats` and `heliosproxy_cache_stats` as tables any client can read:
+//! a statement that names them (unqualified, in a read) has each reference replaced by the
+//! proxy's current rows as a typed `VALUES` list, so every SQL feature works on them
+//! (filters, ordering, aggregates, casts, joins) and the server never sees a table.
+
+use std::fmt::Write;
+
+use super::queries::{EntryView, QueryStats};
+
+/// The query analytics table.
+pub const QUERY_STATS: &str = "heliosproxy_query_stats";
+/// The result-cache table.
+pub const CACHE_STATS: &str = "heliosproxy_cache_stats";
+
+/// One tier of the result cache as `heliosproxy_cache_stats` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheTier {
+    /// `l1` or `l2`.
+    pub tier: String,
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Hits.
+    pub cache_hits: u64,
+    /// Misses.
+    pub cache_misses: u64,
+    /// Entries dropped by writes.
+    pub invalidations: u64,
+}
+
+/// Whether `sql` could name one of the tables (a cheap scan for `heliosproxy_`, any case).
+#[inline]
+pub fn may_name_tables(sql: &str) -> bool {
+    const NEEDLE: &[u8] = b"heliosproxy_";
+    let b = sql.as_bytes();
+    b.len() >= NEEDLE.len()
+        && b.iter()
+            .enumerate()
+            .take(b.len() - NEEDLE.len() + 1)
+            .any(|(i, &c)| c | 0x20 == b'h' && b[i..i + NEEDLE.len()].eq_ignore_ascii_case(NEEDLE))
+}
+
+/// `sql` with the tables replaced by rows, or `None` when it does not read them.
+pub fn rewrite(sql: &str, stats: Option<&QueryStats>, cache: &[CacheTier]) -> Option<String> {
+    let spans = helios_analysis::relation_spans(sql, &[QUERY_STATS, CACHE_STATS])?;
+    if spans.is_empty() {
+        return None;
+    }
+    let query_rows = stats.map(QueryStats::snapshot).unwrap_or_default();
+    let mut out = String::with_capacity(sql.len() + 256 * query_rows.len());
+    let mut at = 0;
+    for s in &spans {
+        out.push_str(&sql[at..s.start]);
+        out.push('(');
+        if s.name == QUERY_STATS {
+            query_stats_select(&mut out, &query_rows);
+        } else {
+            cache_stats_select(&mut out, cache);
+        }
+        out.push(')');
+        if !s.aliased {
+            let _ = write!(out, " AS {}", s.name);
+        }
+        at = s.end;
+    }
+    out.push_str(&sql[at..]);
+    Some(out)
+}
+
+/// A string constant that means the same whatever `standard_conforming_strings` is.
+fn literal(out: &mut String, s: &str) {
+    out.push_str("E'");
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
+fn timestamp(out: &mut String, unix_us: u64) {
+    let _ = write!(out, "to_timestamp({}::float8 / 1e6)", unix_us);
+}
+
+fn query_stats_select(out: &mut String, rows: &[EntryView]) {
+    // The typed first branch names the columns; `WHERE false` keeps it out of the result.
+    out.push_str(
+        "SELECT NULL::text AS fingerprint, NULL::text AS query_pattern, \
+         NULL::bigint AS call_count, NULL::bigint AS error_count, NULL::bigint AS rows, \
+         NULL::float8 AS total_duration, NULL::float8 AS avg_duration, \
+         NULL::float8 AS p50_duration, NULL::float8 AS p99_duration, \
+         NULL::float8 AS max_duration, NULL::timestamptz AS first_seen, \
+         NULL::timestamptz AS last_seen, NULL::bigint AS cache_hits, \
+         NULL::bigint AS cache_misses, NULL::float8 AS cache_hit_rate WHERE false",
+    );
+    for (i, r) in rows.iter().enumerate() {
+        out.push_str(if i == 0 { " UNION ALL VALUES (" } else { ", (" });
+        literal(out, &r.fingerprint);
+        out.push_str(", ");
+        literal(out, &r.query_pattern);
+        let lookups = r.cache_hits + r.cache_misses;
+        let hit_rate = if lookups == 0 {
+            0.0
+        } else {
+            r.cache_hits as f64 / lookups as f64
+        };
+        let _ = write!(
+            out,
+            ", {}, {}, {}, {:?}::float8, {:?}::float8, {:?}::float8, {:?}::float8, {:?}::float8, ",
+            r.call_count,
+            r.error_count,
+            r.rows,
+            r.total_duration_ms,
+            r.avg_duration_ms,
+            r.p50_duration_ms,
+            r.p99_duration_ms,
+            r.max_duration_ms
+        );
+        timestamp(out, r.first_seen_us);
+        out.push_str(", ");
+        timestamp(out, r.last_seen_us);
+        let _ = write!(
+            out,
+            ", {}, {}, {:?}::float8)",
+            r.cache_hits, r.cache_misses, hit_rate
+        );
+    }
+}
+
+fn cache_stats_select(out: &mut String, tiers: &[CacheTier]) {
+    out.push_str(
+        "SELECT NULL::text AS tier, NULL::bigint AS entries, NULL::bigint AS bytes, \
+         NULL::bigint AS cache_hits, NULL::bigint AS cache_misses, \
+         NULL::bigint AS invalidations WHERE false",
+    );
+    for (i, t) in tiers.iter().enumerate() {
+        out.push_str(if i == 0 { " UNION ALL VALUES (" } else { ", (" });
+        literal(out, &t.tier);
+        let _ = write!(
+            out,
+            ", {}, {}, {}, {}, {})",
+            t.entries, t.bytes, t.cache_hits, t.cache_misses, t.invalidations
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AnalyticsConfig;
+
+    #[test]
+    fn the_cheap_scan_finds_any_case() {
+        assert!(may_name_tables("select * from HeliosProxy_Query_Stats"));
+        assert!(!may_name_tables("select * from pgbench_accounts where aid = 1"));
+        assert!(!may_name_tables("heliosproxy"));
+    }
+
+    #[test]
+    fn references_become_typed_rows() {
+        let stats = QueryStats::new(&AnalyticsConfig::default()).unwrap();
+        let e = stats.entry("select 'it''s', 1 from t").unwrap();
+        let _ = e;
+        let sql = rewrite(
+            "select query_pattern, call_count from heliosproxy_query_stats s order by 2",
+            Some(&stats),
+            &[],
+        )
+        .unwrap();
+        assert!(sql.starts_with("select query_pattern, call_count from (SELECT NULL::text AS fingerprint"), "{sql}");
+        assert!(sql.ends_with(") s order by 2"), "{sql}");
+        assert!(sql.contains("UNION ALL VALUES (E'"), "{sql}");
+        // What came out parses: the replaced text is valid SQL.
+        assert!(helios_analysis::relation_spans(&sql, &["x"]).is_some(), "{sql}");
+        let plain = rewrite("select sum(cache_hits) from heliosproxy_cache_stats", None, &[]).unwrap();
+        assert!(plain.ends_with("WHERE false) AS heliosproxy_cache_stats"), "{plain}");
+        assert!(rewrite("select 1", Some(&stats), &[]).is_none());
+    }
+}

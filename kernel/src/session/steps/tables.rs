@@ -1,0 +1,35 @@
+//! The proxy's own tables (`heliosproxy_query_stats`, `heliosproxy_cache_stats`): a read
+//! that names them is rewritten to carry the proxy's rows. It runs last, so policies judge
+//! what the client sent.
+
+use std::sync::Arc;
+
+use super::{StatementCx, Step, Verdict};
+use crate::observe::queries::QueryStats;
+use crate::observe::tables;
+
+/// Puts the analytics rows in place of the tables' names.
+pub struct ProxyTables {
+    stats: Option<Arc<QueryStats>>,
+}
+
+impl ProxyTables {
+    /// The step over `stats` (none when analytics are off: the table is empty).
+    pub fn new(stats: Option<Arc<QueryStats>>) -> Self {
+        ProxyTables { stats }
+    }
+}
+
+impl Step for ProxyTables {
+    fn on_statement(&self, cx: &mut StatementCx<'_>) -> Verdict {
+        let sql = cx.effective_sql();
+        if !tables::may_name_tables(sql) {
+            return Verdict::Continue;
+        }
+        if let Some(new_sql) = tables::rewrite(sql, self.stats.as_deref(), &[]) {
+            cx.rewritten = Some(new_sql);
+            cx.facts = None;
+        }
+        Verdict::Continue
+    }
+}
