@@ -266,8 +266,13 @@ impl Proxy {
             analytics: analytics.clone(),
             sql_tables: config.analytics.sql_tables,
             clients: Default::default(),
+            console: Some(Arc::new(crate::session::env::ConsoleEnv {
+                config: config.clone(),
+                components: components.clone(),
+                pipeline: pipeline.clone(),
+            })),
             login: LoginEnv {
-                users,
+                users: ArcSwap::from_pointee(users),
                 auth: config.auth.clone(),
                 tls_mode: config.tls.mode,
                 tls,

@@ -8,6 +8,10 @@ pub use crate::bodies::{BindRef, ParseRef, TargetRef, execute_body, query_text};
 pub mod sqlstate {
     /// protocol_violation
     pub const PROTOCOL_VIOLATION: &str = "08P01";
+    /// `syntax_error`.
+    pub const SYNTAX_ERROR: &str = "42601";
+    /// `undefined_object`.
+    pub const UNDEFINED_OBJECT: &str = "42704";
     /// invalid_password
     pub const INVALID_PASSWORD: &str = "28P01";
     /// invalid_authorization_specification

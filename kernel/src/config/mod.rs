@@ -112,6 +112,17 @@ pub enum PoolMode {
     Statement,
 }
 
+impl PoolMode {
+    /// The configuration spelling (and PgBouncer's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+            PoolMode::Statement => "statement",
+        }
+    }
+}
+
 /// `[pool]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

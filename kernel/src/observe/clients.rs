@@ -66,11 +66,27 @@ impl ClientInfo {
     }
 }
 
+/// Traffic counters of one database (`SHOW STATS`), kept across its clients' lives.
+#[derive(Debug, Default)]
+pub struct DbCounters {
+    /// Transactions completed (each `ReadyForQuery` back to idle after work).
+    pub xacts: AtomicU64,
+    /// Statements completed.
+    pub queries: AtomicU64,
+    /// Time statements took, microseconds.
+    pub query_us: AtomicU64,
+    /// Bytes received from clients.
+    pub received: AtomicU64,
+    /// Bytes sent to clients.
+    pub sent: AtomicU64,
+}
+
 /// The registry of logged-in clients.
 #[derive(Debug, Default)]
 pub struct Clients {
     next: AtomicU64,
     live: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    databases: Mutex<BTreeMap<String, Arc<DbCounters>>>,
 }
 
 /// A session's entry; dropping it removes the client.
@@ -78,6 +94,8 @@ pub struct Clients {
 pub struct ClientHandle {
     info: Arc<ClientInfo>,
     clients: Arc<Clients>,
+    /// Its database's traffic counters.
+    pub db: Arc<DbCounters>,
 }
 
 impl Drop for ClientHandle {
@@ -150,10 +168,28 @@ impl Clients {
             .lock()
             .expect("clients lock")
             .insert(info.id, info.clone());
+        let db = self
+            .databases
+            .lock()
+            .expect("clients lock")
+            .entry(info.database.clone())
+            .or_default()
+            .clone();
         ClientHandle {
             info,
             clients: self.clone(),
+            db,
         }
+    }
+
+    /// Every database's traffic counters.
+    pub fn databases(&self) -> Vec<(String, Arc<DbCounters>)> {
+        self.databases
+            .lock()
+            .expect("clients lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Every client, in login order.

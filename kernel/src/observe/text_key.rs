@@ -46,6 +46,7 @@ fn normalized_key(sql: &[u8]) -> Option<u64> {
         let b = sql[i];
         if b.is_ascii_whitespace() {
             pending_space = true;
+            prev_ident = false;
             i += 1;
             continue;
         }
@@ -54,11 +55,13 @@ fn normalized_key(sql: &[u8]) -> Option<u64> {
                 i += 1;
             }
             pending_space = true;
+            prev_ident = false;
             continue;
         }
         if b == b'/' && sql.get(i + 1) == Some(&b'*') {
             i = skip_block_comment(sql, i)?;
             pending_space = true;
+            prev_ident = false;
             continue;
         }
         if pending_space {
@@ -67,8 +70,18 @@ fn normalized_key(sql: &[u8]) -> Option<u64> {
         }
         match b {
             b'\\' => return None,
-            b'$' if !prev_ident && !sql.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                return None;
+            b'$' if !prev_ident => {
+                if !sql.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    return None;
+                }
+                // A parameter: its number does not change the statement's shape.
+                h.byte(b'$');
+                i += 1;
+                while i < n && sql[i].is_ascii_digit() {
+                    i += 1;
+                }
+                prev_ident = false;
+                continue;
             }
             b'\'' => {
                 if prev_ident {

@@ -195,7 +195,8 @@ async fn exchange(
     buf: &mut BytesMut,
     user: &str,
 ) -> Result<Option<Option<String>>, SessionError> {
-    let secret = env.login.users.get(user);
+    let users = env.login.users.load();
+    let secret = users.get(user);
     let state = &env.login.auth_state;
     match env.login.auth.method {
         AuthMethod::Trust => Ok(Some(None)),

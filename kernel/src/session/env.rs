@@ -46,6 +46,8 @@ pub struct SessionEnv {
     pub sql_tables: bool,
     /// Every logged-in client (`SHOW CLIENTS`, `KILL`).
     pub clients: Arc<crate::observe::clients::Clients>,
+    /// What the SQL admin console reaches beyond the rest of this view.
+    pub console: Option<Arc<ConsoleEnv>>,
     /// What login needs.
     pub login: LoginEnv,
 }
@@ -76,10 +78,21 @@ pub struct SessionLimits {
     pub login_timeout_ms: u64,
 }
 
+/// What the admin console reaches: the configuration (`SHOW CONFIG`, `RELOAD`) and the
+/// components (`RELOAD`).
+pub struct ConsoleEnv {
+    /// The configuration the proxy started with.
+    pub config: crate::config::Config,
+    /// Every loaded component.
+    pub components: Arc<crate::plugins::registry::Registry>,
+    /// Where a reload publishes the new component list.
+    pub pipeline: Arc<ArcSwap<Pipeline>>,
+}
+
 /// What login needs: users, authentication settings, client TLS, cancel keys.
 pub struct LoginEnv {
-    /// Users and their secrets from `auth.users_file`.
-    pub users: HashMap<String, Secret>,
+    /// Users and their secrets from `auth.users_file`; replaced by the console's `RELOAD`.
+    pub users: ArcSwap<HashMap<String, Secret>>,
     /// Authentication settings.
     pub auth: AuthConfig,
     /// Whether clients must use TLS.

@@ -46,6 +46,14 @@ pub struct LoggedIn {
     pub presence: crate::observe::clients::ClientHandle,
 }
 
+/// Where a login leads.
+pub enum Entered {
+    /// A client of a backend database.
+    Client(Box<LoggedIn>),
+    /// An administrator in the SQL admin console: its socket, bytes already read, user.
+    Console(Stream, BytesMut, String),
+}
+
 /// Runs the startup phase. `Ok(None)` means the connection was a cancel request or ended
 /// politely; errors have already been reported to the client.
 pub async fn login(
@@ -53,7 +61,7 @@ pub async fn login(
     mut stream: Stream,
     peer: std::net::SocketAddr,
     has_slot: bool,
-) -> Result<Option<LoggedIn>, SessionError> {
+) -> Result<Option<Entered>, SessionError> {
     let mut buf = BytesMut::with_capacity(1024);
     let params = loop {
         let packet = loop {
@@ -141,6 +149,9 @@ pub async fn login(
         .to_owned();
 
     let password = super::auth::authenticate(env, &mut stream, &mut buf, &user, peer.ip()).await?;
+    if super::console::admit(env, &mut stream, &user, &database, password.as_deref()).await? {
+        return Ok(Some(Entered::Console(stream, buf, user)));
+    }
     let pipeline = env.pipeline.load_full();
     let identity = if pipeline.has_authenticate() {
         let request = AuthRequest {
@@ -171,6 +182,7 @@ pub async fn login(
         .or_else(|| {
             env.login
                 .users
+                .load()
                 .get(&server_user)
                 .and_then(|s| s.plaintext().map(str::to_owned))
         })
@@ -239,7 +251,7 @@ pub async fn login(
         tls: stream.is_tls(),
         application_name: info.application_name.clone(),
     });
-    Ok(Some(LoggedIn {
+    Ok(Some(Entered::Client(Box::new(LoggedIn {
         presence,
         stream,
         leftover: buf,
@@ -251,7 +263,7 @@ pub async fn login(
         info: std::sync::Arc::new(info),
         state: SessionState::from_startup(&params, &server_params),
         cancel,
-    }))
+    }))))
 }
 
 async fn tcp_write(tcp: &tokio::net::TcpStream, data: &[u8]) -> std::io::Result<()> {

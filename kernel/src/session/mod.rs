@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod console;
 pub mod cursors;
 pub mod env;
 pub mod isolation;
@@ -60,7 +61,12 @@ pub async fn serve(
     )
     .await;
     let session = match login {
-        Ok(Ok(Some(session))) => session,
+        Ok(Ok(Some(login::Entered::Client(session)))) => *session,
+        Ok(Ok(Some(login::Entered::Console(stream, leftover, user)))) => {
+            console::serve(env, stream, leftover, user).await;
+            drop(permit);
+            return;
+        }
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::info!(%peer, "{e}");

@@ -102,6 +102,12 @@ impl Relay {
         if !before.in_transaction() && status.in_transaction() {
             self.transactions += 1;
         }
+        if status == TxStatus::Idle {
+            self.presence
+                .db
+                .xacts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(tx) = self.tx.as_deref_mut()
             && tx.ready(before.byte(), status.byte())
         {
@@ -222,6 +228,7 @@ impl Relay {
             in_transaction: self.status.in_transaction(),
             node: &self.pool.key.node,
             analytics: self.env.analytics.as_deref(),
+            db: &self.presence.db,
         });
     }
 

@@ -120,6 +120,7 @@ impl Relay {
             }
         }
         if self.cout.is_empty() {
+            self.count_sent(pos - run_start);
             self.client.write_all(&buf[run_start..pos]).await?;
         } else {
             self.cout.extend_from_slice(&buf[run_start..pos]);
@@ -165,9 +166,19 @@ impl Relay {
     /// Writes what is queued for the client.
     pub(in crate::session) async fn flush_client(&mut self) -> Result<(), SessionError> {
         if !self.cout.is_empty() {
+            self.count_sent(self.cout.len());
             self.client.write_all(&self.cout).await?;
             self.cout.clear();
         }
         Ok(())
+    }
+
+    /// Counts bytes for `SHOW STATS`.
+    #[inline]
+    fn count_sent(&self, n: usize) {
+        self.presence
+            .db
+            .sent
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }

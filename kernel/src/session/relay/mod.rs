@@ -237,6 +237,10 @@ impl Relay {
             match event {
                 Event::Client(Ok(0)) => return Ok(()),
                 Event::Client(Ok(n)) => {
+                    self.presence
+                        .db
+                        .received
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     if n == client_spare {
                         self.client_chunk = (self.client_chunk * 2).min(CLIENT_READ_MAX);
                     }
@@ -251,7 +255,7 @@ impl Relay {
                 Event::Killed => {
                     super::fatal(
                         &mut self.client,
-                        "57P01",
+                        crate::wire::messages::sqlstate::ADMIN_SHUTDOWN,
                         "terminating connection due to administrator command (KILL)",
                     )
                     .await;

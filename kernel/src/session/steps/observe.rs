@@ -93,6 +93,8 @@ pub struct Sinks<'a> {
     pub node: &'a str,
     /// The query analytics, when on.
     pub analytics: Option<&'a QueryStats>,
+    /// The database's traffic counters (`SHOW STATS`).
+    pub db: &'a crate::observe::clients::DbCounters,
 }
 
 impl PostCtx {
@@ -146,6 +148,14 @@ impl PostCtx {
     /// Hands the outcome to PostQuery and the journal.
     pub fn finish(mut self, sinks: Sinks<'_>) {
         let elapsed = self.started.elapsed();
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            sinks.db.queries.fetch_add(1, Relaxed);
+            sinks
+                .db
+                .query_us
+                .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        }
         if let (Some(entry), Some(stats)) = (&self.stats, sinks.analytics) {
             stats.finish(
                 entry,
