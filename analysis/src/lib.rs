@@ -72,10 +72,25 @@ fn statement_text<'a>(sql: &'a str, raw: &pg_query::protobuf::RawStmt) -> &'a st
 }
 
 /// The text with every constant replaced by a `$n` placeholder (PostgreSQL's own
-/// normalisation, as `pg_stat_statements` shows it), for showing a statement's shape without
-/// the values in it. `None` when PostgreSQL's scanner rejects the text.
+/// normalisation, as `pg_stat_statements` shows it) and comments dropped, for showing a
+/// statement's shape without the values (or notes) in it. `None` when PostgreSQL's scanner
+/// rejects the text.
 pub fn normalize(sql: &str) -> Option<String> {
-    pg_query::normalize(sql).ok()
+    let normalized = pg_query::normalize(sql).ok()?;
+    let tokens = pg_query::scan_tokens(&normalized).ok()?;
+    let mut out = String::with_capacity(normalized.len());
+    let mut at = 0;
+    for t in &tokens {
+        let token = Token::try_from(t.token).unwrap_or(Token::Nul);
+        if matches!(token, Token::SqlComment | Token::CComment) {
+            let (start, end) = (t.start as usize, t.end as usize);
+            out.push_str(normalized.get(at..start)?);
+            at = end;
+        }
+    }
+    out.push_str(normalized.get(at..)?);
+    // Collapse the white space a dropped comment leaves.
+    Some(out.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// SHA-256 (hex) of the statement's tokens with constants and parameters replaced and

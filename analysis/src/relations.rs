@@ -97,7 +97,9 @@ mod tests {
     #[test]
     fn finds_each_reference_in_reads() {
         assert_eq!(
-            spans("select q.calls from heliosproxy_query_stats q join (select 1 from \"heliosproxy_query_stats\") x on true"),
+            spans(
+                "select q.calls from heliosproxy_query_stats q join (select 1 from \"heliosproxy_query_stats\") x on true"
+            ),
             Some(vec![
                 ("heliosproxy_query_stats".into(), true),
                 ("\"heliosproxy_query_stats\"".into(), false)
@@ -108,14 +110,22 @@ mod tests {
             Some(vec![("HELIOSPROXY_QUERY_STATS".into(), false)])
         );
         assert_eq!(spans("select * from other"), Some(vec![]));
-        assert_eq!(spans("select * from public.heliosproxy_query_stats"), Some(vec![]));
+        assert_eq!(
+            spans("select * from public.heliosproxy_query_stats"),
+            Some(vec![])
+        );
     }
 
     #[test]
     fn leaves_writes_ctes_and_broken_text_alone() {
-        assert_eq!(spans("insert into heliosproxy_query_stats values (1)"), None);
         assert_eq!(
-            spans("with heliosproxy_query_stats as (select 1) select * from heliosproxy_query_stats"),
+            spans("insert into heliosproxy_query_stats values (1)"),
+            None
+        );
+        assert_eq!(
+            spans(
+                "with heliosproxy_query_stats as (select 1) select * from heliosproxy_query_stats"
+            ),
             None
         );
         assert_eq!(spans("select * from heliosproxy_query_stats where"), None);

@@ -408,3 +408,12 @@ fn literal_variants_share_an_analysis_only_when_no_fact_reads_a_constant() {
     let (_, e) = a.analyze("EXPLAIN (ANALYZE 'on') DELETE FROM t");
     assert_eq!(e.statements[0].modifications.len(), 1);
 }
+
+#[test]
+fn normalised_text_has_no_constants_or_comments() {
+    assert_eq!(
+        crate::normalize("select pg_sleep(0.2) /* secret */, 'hunter2' -- note\n").as_deref(),
+        Some("select pg_sleep($1) , $2")
+    );
+    assert_eq!(crate::normalize("select 'open"), None);
+}

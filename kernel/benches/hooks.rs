@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use heliosproxy::config::{Config, Grant, HookName, NodeConfig, NodeRole, PluginConfig, PluginRuntimeConfig};
+use heliosproxy::config::{
+    Config, Grant, HookName, NodeConfig, NodeRole, PluginConfig, PluginRuntimeConfig,
+};
 use heliosproxy::hooks::{self, Pipeline};
 use heliosproxy::hooks::{CallScope, SessionInfo};
 use heliosproxy::plugins::Runtime;

@@ -98,7 +98,11 @@ impl Histogram {
     /// The `q` quantile (0..=1) in microseconds: the upper bound of the bucket holding it,
     /// never more than the largest value seen. 0 when empty.
     pub fn quantile_us(&self, q: f64) -> u64 {
-        let counts: Vec<u64> = self.counts.iter().map(|c| u64::from(c.load(Relaxed))).collect();
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| u64::from(c.load(Relaxed)))
+            .collect();
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return 0;
@@ -164,6 +168,9 @@ mod tests {
         for us in [0, 3, 100, 5_000, 2_000_000] {
             h.record_us(us);
         }
-        assert_eq!(h.cumulative(&[0, 10, 1_000, 1_000_000, u64::MAX]), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            h.cumulative(&[0, 10, 1_000, 1_000_000, u64::MAX]),
+            vec![1, 2, 3, 4, 5]
+        );
     }
 }

@@ -242,8 +242,7 @@ impl Proxy {
                 source,
             })?;
         let pools = Arc::new(Pools::new(pool_config(&config)));
-        let analytics =
-            crate::observe::queries::QueryStats::new(&config.analytics).map(Arc::new);
+        let analytics = crate::observe::queries::QueryStats::new(&config.analytics).map(Arc::new);
         let session = Arc::new(SessionEnv {
             limits: SessionLimits {
                 mode: config.pool.mode,

@@ -40,7 +40,10 @@ pub(super) async fn analytics(
         return r.into_response();
     }
     let Some(stats) = &shared.analytics else {
-        return (StatusCode::NOT_FOUND, "analytics are off ([analytics] enabled = false)")
+        return (
+            StatusCode::NOT_FOUND,
+            "analytics are off ([analytics] enabled = false)",
+        )
             .into_response();
     };
     let mut rows = stats.snapshot();

@@ -17,8 +17,8 @@ use crate::plugins::registry::Registry as Components;
 use crate::pool::Pools;
 use crate::session::isolation::PinCounters;
 use crate::session::recovery::SessionCounters;
-use crate::topology::{Role, Topology};
 use crate::topology::breaker::BreakerState;
+use crate::topology::{Role, Topology};
 
 use super::clients::Clients;
 use super::queries::QueryStats;
@@ -179,10 +179,24 @@ impl Sources {
         type Pick = fn(&crate::pool::MetricsSnapshot) -> u64;
         let counters: [(&str, &str, Pick); 6] = [
             ("pool_acquires", "Server connections lent", |m| m.acquires),
-            ("pool_waits", "Checkouts that waited for a free connection", |m| m.waits),
-            ("pool_timeouts", "Checkouts that gave up waiting", |m| m.timeouts),
-            ("pool_connections_created", "Server connections opened", |m| m.created),
-            ("pool_connections_closed", "Server connections closed", |m| m.closed),
+            (
+                "pool_waits",
+                "Checkouts that waited for a free connection",
+                |m| m.waits,
+            ),
+            ("pool_timeouts", "Checkouts that gave up waiting", |m| {
+                m.timeouts
+            }),
+            (
+                "pool_connections_created",
+                "Server connections opened",
+                |m| m.created,
+            ),
+            (
+                "pool_connections_closed",
+                "Server connections closed",
+                |m| m.closed,
+            ),
             (
                 "pool_health_check_failures",
                 "Idle connections found dead before reuse",
@@ -206,10 +220,7 @@ impl Sources {
             let acquires = p.metrics().acquires;
             // Checkouts that found a free connection waited zero.
             let immediate = acquires.saturating_sub(waited.count());
-            let bounds_us: Vec<u64> = WAIT_BOUNDS_S
-                .iter()
-                .map(|s| (s * 1e6) as u64)
-                .collect();
+            let bounds_us: Vec<u64> = WAIT_BOUNDS_S.iter().map(|s| (s * 1e6) as u64).collect();
             let cumulative = waited.cumulative(&bounds_us);
             let mut buckets = Vec::with_capacity(WAIT_BOUNDS_S.len() + 1);
             let mut previous = 0;
@@ -220,12 +231,7 @@ impl Sources {
             }
             let total = waited.count() + immediate;
             buckets.push((f64::MAX, total - previous));
-            f.histogram(
-                &labels(p),
-                waited.total_us() as f64 / 1e6,
-                total,
-                &buckets,
-            )?;
+            f.histogram(&labels(p), waited.total_us() as f64 / 1e6, total, &buckets)?;
         }
         Ok(())
     }
@@ -246,7 +252,11 @@ impl Sources {
         )?;
         for ((database, user, state), n) in counts {
             f.gauge(
-                &vec![("database", database), ("user", user), ("state", state.into())],
+                &vec![
+                    ("database", database),
+                    ("user", user),
+                    ("state", state.into()),
+                ],
                 n as f64,
             )?;
         }
@@ -256,7 +266,12 @@ impl Sources {
     fn nodes(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let t = &self.topology;
         let node = |i: usize| -> Labels { vec![("node", t.nodes[i].name().to_owned())] };
-        let mut f = family(enc, "node_up", "Whether the node passes its health checks", MetricType::Gauge)?;
+        let mut f = family(
+            enc,
+            "node_up",
+            "Whether the node passes its health checks",
+            MetricType::Gauge,
+        )?;
         for i in 0..t.nodes.len() {
             f.gauge(&node(i), if t.nodes[i].healthy() { 1.0 } else { 0.0 })?;
         }
@@ -338,10 +353,14 @@ impl Sources {
         type Pick = fn(&crate::plugins::CallStats) -> u64;
         let counters: [(&str, &str, Pick); 4] = [
             ("hook_calls", "Component calls", |s| s.calls.load(Relaxed)),
-            ("hook_errors", "Component calls that failed", |s| s.errors.load(Relaxed)),
-            ("hook_timeouts", "Component calls that hit their deadline", |s| {
-                s.timeouts.load(Relaxed)
+            ("hook_errors", "Component calls that failed", |s| {
+                s.errors.load(Relaxed)
             }),
+            (
+                "hook_timeouts",
+                "Component calls that hit their deadline",
+                |s| s.timeouts.load(Relaxed),
+            ),
             (
                 "hook_cached_decisions",
                 "Decisions of pure hooks answered without a call",
@@ -393,10 +412,26 @@ impl Sources {
         let none = Labels::new();
         let s = &j.stats;
         for (name, help, v) in [
-            ("journal_records_queued", "Statements queued for the journal", s.queued.load(Relaxed)),
-            ("journal_records_written", "Journal records written", s.written.load(Relaxed)),
-            ("journal_records_dropped", "Journal records dropped: the queue was full", s.dropped.load(Relaxed)),
-            ("journal_fsyncs", "Journal fsync calls", s.fsyncs.load(Relaxed)),
+            (
+                "journal_records_queued",
+                "Statements queued for the journal",
+                s.queued.load(Relaxed),
+            ),
+            (
+                "journal_records_written",
+                "Journal records written",
+                s.written.load(Relaxed),
+            ),
+            (
+                "journal_records_dropped",
+                "Journal records dropped: the queue was full",
+                s.dropped.load(Relaxed),
+            ),
+            (
+                "journal_fsyncs",
+                "Journal fsync calls",
+                s.fsyncs.load(Relaxed),
+            ),
         ] {
             family(enc, name, help, MetricType::Counter)?.counter(&none, v)?;
         }
@@ -423,8 +458,16 @@ impl Sources {
         let s = &self.sessions;
         let none = Labels::new();
         for (name, help, v) in [
-            ("sessions_moved", "Sessions moved to another server after theirs was lost", s.moved.load(Relaxed)),
-            ("transactions_replayed", "Transactions replayed on a new primary", s.transactions_replayed.load(Relaxed)),
+            (
+                "sessions_moved",
+                "Sessions moved to another server after theirs was lost",
+                s.moved.load(Relaxed),
+            ),
+            (
+                "transactions_replayed",
+                "Transactions replayed on a new primary",
+                s.transactions_replayed.load(Relaxed),
+            ),
         ] {
             family(enc, name, help, MetricType::Counter)?.counter(&none, v)?;
         }
@@ -460,10 +503,26 @@ impl Sources {
             )
         });
         for (name, help, v) in [
-            ("queries", "Statements counted by the analytics (held fingerprints)", calls),
-            ("query_errors", "Statements that failed (held fingerprints)", errors),
-            ("cache_hits", "Statements answered from the result cache", hits),
-            ("cache_misses", "Cacheable statements the result cache did not hold", misses),
+            (
+                "queries",
+                "Statements counted by the analytics (held fingerprints)",
+                calls,
+            ),
+            (
+                "query_errors",
+                "Statements that failed (held fingerprints)",
+                errors,
+            ),
+            (
+                "cache_hits",
+                "Statements answered from the result cache",
+                hits,
+            ),
+            (
+                "cache_misses",
+                "Cacheable statements the result cache did not hold",
+                misses,
+            ),
         ] {
             family(enc, name, help, MetricType::Counter)?.counter(&none, v)?;
         }

@@ -191,7 +191,8 @@ impl QueryStats {
                 pattern.truncate(end);
                 pattern.push('…');
             }
-            (shape[..16].to_owned(), pattern.trim().to_owned())
+            let pattern = pattern.trim().trim_end_matches(';').trim_end().to_owned();
+            (shape[..16].to_owned(), pattern)
         };
         let entry = {
             let mut by_fp = self.by_fingerprint.write().expect("stats lock");
@@ -341,7 +342,11 @@ mod tests {
         let s = stats(10);
         run(&s, "SELECT abalance FROM pgbench_accounts WHERE aid = 1", 1);
         run(&s, "select abalance from pgbench_accounts where aid=2", 3);
-        run(&s, "select  ABALANCE from pgbench_accounts /* c */ where aid = 3", 5);
+        run(
+            &s,
+            "select  ABALANCE from pgbench_accounts /* c */ where aid = 3",
+            5,
+        );
         run(&s, "select 1", 1);
         let snap = s.snapshot();
         assert_eq!(snap.len(), 2, "{snap:#?}");
@@ -376,6 +381,10 @@ mod tests {
         let snap = s.snapshot();
         assert!(!snap[0].query_pattern.contains("hunter2"), "{snap:?}");
         run(&s, "select 'unterminated", 1);
-        assert!(s.snapshot().iter().all(|e| !e.query_pattern.contains("unterminated")));
+        assert!(
+            s.snapshot()
+                .iter()
+                .all(|e| !e.query_pattern.contains("unterminated"))
+        );
     }
 }

@@ -155,7 +155,9 @@ mod tests {
     #[test]
     fn the_cheap_scan_finds_any_case() {
         assert!(may_name_tables("select * from HeliosProxy_Query_Stats"));
-        assert!(!may_name_tables("select * from pgbench_accounts where aid = 1"));
+        assert!(!may_name_tables(
+            "select * from pgbench_accounts where aid = 1"
+        ));
         assert!(!may_name_tables("heliosproxy"));
     }
 
@@ -170,13 +172,29 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert!(sql.starts_with("select query_pattern, call_count from (SELECT NULL::text AS fingerprint"), "{sql}");
+        assert!(
+            sql.starts_with(
+                "select query_pattern, call_count from (SELECT NULL::text AS fingerprint"
+            ),
+            "{sql}"
+        );
         assert!(sql.ends_with(") s order by 2"), "{sql}");
         assert!(sql.contains("UNION ALL VALUES (E'"), "{sql}");
         // What came out parses: the replaced text is valid SQL.
-        assert!(helios_analysis::relation_spans(&sql, &["x"]).is_some(), "{sql}");
-        let plain = rewrite("select sum(cache_hits) from heliosproxy_cache_stats", None, &[]).unwrap();
-        assert!(plain.ends_with("WHERE false) AS heliosproxy_cache_stats"), "{plain}");
+        assert!(
+            helios_analysis::relation_spans(&sql, &["x"]).is_some(),
+            "{sql}"
+        );
+        let plain = rewrite(
+            "select sum(cache_hits) from heliosproxy_cache_stats",
+            None,
+            &[],
+        )
+        .unwrap();
+        assert!(
+            plain.ends_with("WHERE false) AS heliosproxy_cache_stats"),
+            "{plain}"
+        );
         assert!(rewrite("select 1", Some(&stats), &[]).is_none());
     }
 }

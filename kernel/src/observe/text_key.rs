@@ -195,8 +195,14 @@ mod tests {
     #[test]
     fn constants_case_space_and_comments_share_a_key() {
         let a = k(b"SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
-        assert_eq!(a, k(b"select abalance  from pgbench_accounts\n where aid = 7;"));
-        assert_eq!(a, k(b"select abalance /* x /* nested */ */ from pgbench_accounts -- c\nwhere aid = 1;"));
+        assert_eq!(
+            a,
+            k(b"select abalance  from pgbench_accounts\n where aid = 7;")
+        );
+        assert_eq!(
+            a,
+            k(b"select abalance /* x /* nested */ */ from pgbench_accounts -- c\nwhere aid = 1;")
+        );
         assert_eq!(k(b"select 'a''b', $1"), k(b"select 'zz', $2"));
     }
 
@@ -215,7 +221,14 @@ mod tests {
 
     #[test]
     fn unterminated_text_does_not_panic() {
-        for t in [&b"select 'abc"[..], b"select \"abc", b"/* open", b"select 1e", b"1..2", b"'"] {
+        for t in [
+            &b"select 'abc"[..],
+            b"select \"abc",
+            b"/* open",
+            b"select 1e",
+            b"1..2",
+            b"'",
+        ] {
             let _ = k(t);
         }
     }

@@ -52,7 +52,11 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.list.open.lock().expect("servers lock").remove(&self.info.id);
+        self.list
+            .open
+            .lock()
+            .expect("servers lock")
+            .remove(&self.info.id);
     }
 }
 

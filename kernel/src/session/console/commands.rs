@@ -20,10 +20,9 @@ const PAUSE_WAIT: Duration = Duration::from_secs(30);
 
 fn check_db(env: &SessionEnv, db: Option<&str>) -> Result<(), ConsoleError> {
     match db {
-        Some(d) if !known_database(env, d) => Err((
-            sqlstate::UNDEFINED_OBJECT,
-            format!("no such database: {d}"),
-        )),
+        Some(d) if !known_database(env, d) => {
+            Err((sqlstate::UNDEFINED_OBJECT, format!("no such database: {d}")))
+        }
         _ => Ok(()),
     }
 }
@@ -41,7 +40,10 @@ fn lent(env: &SessionEnv, db: Option<&str>) -> usize {
 pub async fn pause(env: &SessionEnv, db: Option<&str>) -> Result<Answer, ConsoleError> {
     check_db(env, db)?;
     env.pools.pause.pause(db);
-    tracing::warn!(database = db.unwrap_or("(all)"), "PAUSE from the admin console");
+    tracing::warn!(
+        database = db.unwrap_or("(all)"),
+        "PAUSE from the admin console"
+    );
     let deadline = tokio::time::Instant::now() + PAUSE_WAIT;
     while lent(env, db) > 0 {
         if tokio::time::Instant::now() >= deadline {
@@ -74,7 +76,10 @@ pub fn resume(env: &SessionEnv, db: Option<&str>) -> Result<Answer, ConsoleError
         ));
     }
     env.pools.pause.resume(db);
-    tracing::warn!(database = db.unwrap_or("(all)"), "RESUME from the admin console");
+    tracing::warn!(
+        database = db.unwrap_or("(all)"),
+        "RESUME from the admin console"
+    );
     Ok(Answer::done("RESUME"))
 }
 
@@ -104,7 +109,11 @@ fn reconnect_pools(env: &SessionEnv, db: Option<&str>) -> usize {
 pub fn reconnect(env: &SessionEnv, db: Option<&str>) -> Result<Answer, ConsoleError> {
     check_db(env, db)?;
     let closed = reconnect_pools(env, db);
-    tracing::warn!(database = db.unwrap_or("(all)"), closed, "RECONNECT from the admin console");
+    tracing::warn!(
+        database = db.unwrap_or("(all)"),
+        closed,
+        "RECONNECT from the admin console"
+    );
     Ok(Answer::done("RECONNECT"))
 }
 
@@ -120,12 +129,20 @@ pub async fn reload(env: &Arc<SessionEnv>, user: &str) -> Result<Answer, Console
             .map_err(|e| {
                 (
                     sqlstate::FEATURE_NOT_SUPPORTED,
-                    format!("RELOAD: users file {}: {e}; still using the previous one", path.display()),
+                    format!(
+                        "RELOAD: users file {}: {e}; still using the previous one",
+                        path.display()
+                    ),
                 )
             })?;
         env.login.users.store(Arc::new(users));
     }
-    let names: Vec<String> = console.config.plugins.iter().map(|p| p.name.clone()).collect();
+    let names: Vec<String> = console
+        .config
+        .plugins
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
     let c = console.clone();
     // Loading compiles wasm: keep it off the async workers.
     let result = tokio::task::spawn_blocking(move || {
@@ -135,7 +152,11 @@ pub async fn reload(env: &Arc<SessionEnv>, user: &str) -> Result<Answer, Console
         };
         names
             .iter()
-            .map(|n| c.components.reload(n, publish).map_err(|e| format!("{n}: {e}")))
+            .map(|n| {
+                c.components
+                    .reload(n, publish)
+                    .map_err(|e| format!("{n}: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()
     })
     .await
@@ -161,12 +182,24 @@ pub fn settings(c: &Config) -> Vec<(&'static str, String)> {
         ("pool_mode", c.pool.mode.as_str().into()),
         ("max_client_conn", c.pool.max_connections.to_string()),
         ("default_pool_size", c.pool.server_connections.to_string()),
-        ("query_wait_timeout_ms", c.pool.checkout_timeout_ms.to_string()),
+        (
+            "query_wait_timeout_ms",
+            c.pool.checkout_timeout_ms.to_string(),
+        ),
         ("server_idle_timeout", c.pool.idle_timeout_s.to_string()),
         ("server_lifetime", c.pool.server_lifetime_s.to_string()),
-        ("server_check_delay_ms", c.pool.health_check_after_ms.to_string()),
-        ("server_connect_timeout_ms", c.pool.connect_timeout_ms.to_string()),
-        ("max_prepared_statements", c.pool.max_prepared_statements.to_string()),
+        (
+            "server_check_delay_ms",
+            c.pool.health_check_after_ms.to_string(),
+        ),
+        (
+            "server_connect_timeout_ms",
+            c.pool.connect_timeout_ms.to_string(),
+        ),
+        (
+            "max_prepared_statements",
+            c.pool.max_prepared_statements.to_string(),
+        ),
         ("auth_type", c.auth.method.as_str().into()),
         ("auth_passthrough", c.auth.passthrough.to_string()),
         (
@@ -178,9 +211,18 @@ pub fn settings(c: &Config) -> Vec<(&'static str, String)> {
                 .unwrap_or_default(),
         ),
         ("server_password", set(c.auth.server_password.is_some())),
-        ("max_packet_size", c.limits.max_client_message_bytes.to_string()),
-        ("client_login_timeout_ms", c.limits.client_login_timeout_ms.to_string()),
-        ("max_client_memory_bytes", c.limits.max_client_memory_bytes.to_string()),
+        (
+            "max_packet_size",
+            c.limits.max_client_message_bytes.to_string(),
+        ),
+        (
+            "client_login_timeout_ms",
+            c.limits.client_login_timeout_ms.to_string(),
+        ),
+        (
+            "max_client_memory_bytes",
+            c.limits.max_client_memory_bytes.to_string(),
+        ),
         ("max_memory_bytes", c.limits.max_memory_bytes.to_string()),
         ("nodes", c.nodes.len().to_string()),
         ("components", c.plugins.len().to_string()),

@@ -111,7 +111,10 @@ pub async fn serve(env: Arc<SessionEnv>, mut stream: Stream, mut buf: BytesMut, 
                 }
             }
             other => {
-                let msg = format!("unexpected message '{}' in the admin console", other as char);
+                let msg = format!(
+                    "unexpected message '{}' in the admin console",
+                    other as char
+                );
                 super::fatal(&mut stream, sqlstate::PROTOCOL_VIOLATION, &msg).await;
                 return;
             }

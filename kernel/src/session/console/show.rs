@@ -23,7 +23,10 @@ pub fn show(env: &SessionEnv, what: &str) -> Result<Answer, ConsoleError> {
         "CONFIG" => config(env),
         "VERSION" => Answer::rows(
             vec!["version"],
-            vec![vec![s(format!("HeliosProxy {}", env!("CARGO_PKG_VERSION")))]],
+            vec![vec![s(format!(
+                "HeliosProxy {}",
+                env!("CARGO_PKG_VERSION")
+            ))]],
         ),
         "LISTS" => lists(env),
         other => {
@@ -65,7 +68,13 @@ fn pools(env: &SessionEnv) -> Answer {
     let primary = env.topology.nodes[env.topology.primary()].name().to_owned();
     let clients = env.clients.all();
     let mut pools = env.pools.all();
-    pools.sort_by(|a, b| (&a.key.database, &a.key.user, &a.key.node).cmp(&(&b.key.database, &b.key.user, &b.key.node)));
+    pools.sort_by(|a, b| {
+        (&a.key.database, &a.key.user, &a.key.node).cmp(&(
+            &b.key.database,
+            &b.key.user,
+            &b.key.node,
+        ))
+    });
     let rows = pools
         .iter()
         .map(|p| {
@@ -76,7 +85,10 @@ fn pools(env: &SessionEnv) -> Answer {
                     p.key.node == primary && c.database == p.key.database && c.user == p.key.user
                 })
                 .collect();
-            let waiting: Vec<_> = mine.iter().filter(|c| c.state() == ClientState::Waiting).collect();
+            let waiting: Vec<_> = mine
+                .iter()
+                .filter(|c| c.state() == ClientState::Waiting)
+                .collect();
             let maxwait_us = waiting
                 .iter()
                 .map(|c| now.saturating_sub(c.wait_since_us.load(Relaxed)))
@@ -101,8 +113,17 @@ fn pools(env: &SessionEnv) -> Answer {
         .collect();
     Answer::rows(
         vec![
-            "database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used",
-            "maxwait", "maxwait_us", "pool_mode", "node",
+            "database",
+            "user",
+            "cl_active",
+            "cl_waiting",
+            "sv_active",
+            "sv_idle",
+            "sv_used",
+            "maxwait",
+            "maxwait_us",
+            "pool_mode",
+            "node",
         ],
         rows,
     )
@@ -116,7 +137,11 @@ fn clients(env: &SessionEnv) -> Answer {
         .iter()
         .map(|c| {
             let since = c.wait_since_us.load(Relaxed);
-            let wait = if since == 0 { 0 } else { now.saturating_sub(since) };
+            let wait = if since == 0 {
+                0
+            } else {
+                now.saturating_sub(since)
+            };
             vec![
                 s("C"),
                 s(&c.user),
@@ -136,8 +161,19 @@ fn clients(env: &SessionEnv) -> Answer {
         .collect();
     Answer::rows(
         vec![
-            "type", "user", "database", "state", "addr", "port", "connect_time", "request_time",
-            "wait", "wait_us", "tls", "application_name", "id",
+            "type",
+            "user",
+            "database",
+            "state",
+            "addr",
+            "port",
+            "connect_time",
+            "request_time",
+            "wait",
+            "wait_us",
+            "tls",
+            "application_name",
+            "id",
         ],
         rows,
     )
@@ -154,7 +190,11 @@ fn servers(env: &SessionEnv) -> Answer {
                 s("S"),
                 s(&c.user),
                 s(&c.database),
-                s(if c.active.load(Relaxed) { "active" } else { "idle" }),
+                s(if c.active.load(Relaxed) {
+                    "active"
+                } else {
+                    "idle"
+                }),
                 s(&c.host),
                 s(c.port),
                 s(time(c.connect_time_us)),
@@ -168,8 +208,18 @@ fn servers(env: &SessionEnv) -> Answer {
         .collect();
     Answer::rows(
         vec![
-            "type", "user", "database", "state", "addr", "port", "connect_time", "request_time",
-            "remote_pid", "tls", "id", "node",
+            "type",
+            "user",
+            "database",
+            "state",
+            "addr",
+            "port",
+            "connect_time",
+            "request_time",
+            "remote_pid",
+            "tls",
+            "id",
+            "node",
         ],
         rows,
     )
@@ -236,7 +286,10 @@ fn databases(env: &SessionEnv) -> Answer {
                 .topology
                 .by_name(&node)
                 .map(|i| env.topology.nodes[i].target.clone());
-            let open = servers.iter().filter(|c| c.database == db && c.node == node).count();
+            let open = servers
+                .iter()
+                .filter(|c| c.database == db && c.node == node)
+                .count();
             vec![
                 s(&db),
                 target.as_ref().map(|t| t.host.clone()),
@@ -254,8 +307,17 @@ fn databases(env: &SessionEnv) -> Answer {
         .collect();
     Answer::rows(
         vec![
-            "name", "host", "port", "database", "pool_size", "server_lifetime", "pool_mode",
-            "max_connections", "current_connections", "paused", "node",
+            "name",
+            "host",
+            "port",
+            "database",
+            "pool_size",
+            "server_lifetime",
+            "pool_mode",
+            "max_connections",
+            "current_connections",
+            "paused",
+            "node",
         ],
         rows,
     )
@@ -303,7 +365,10 @@ mod tests {
     #[test]
     fn times_print_like_pgbouncer() {
         assert_eq!(super::time(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::time(1_796_000_000_000_000), "2026-11-30 00:53:20 UTC");
+        assert_eq!(
+            super::time(1_796_000_000_000_000),
+            "2026-11-30 00:53:20 UTC"
+        );
         assert_eq!(super::time(951_782_400_000_000), "2000-02-29 00:00:00 UTC");
     }
 }
