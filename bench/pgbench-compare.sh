@@ -28,7 +28,8 @@
 #                        on every statement (built for wasm32-wasip2 into target/wasm)
 #   VARIANTS [""]        extra HeliosProxy instances measured in the same run, each with one
 #                        feature on: `journal` (statement journal, fsync interval) and/or `ha`
-#                        (topology tracking + transaction replay), and/or `baseline` (the same
+#                        (topology tracking + transaction replay), and/or `no_analytics` (query
+#                        analytics and the proxy's tables off: their cost), and/or `baseline` (the same
 #                        config on another build, BASELINE_BIN: before/after a change, same run);
 #                        reported against plain Helios
 #   BUILTIN [-S]         pgbench built-in script flag: -S select-only, -N simple-update,
@@ -339,9 +340,12 @@ fsync = \"interval\"" ;;
         ha) extra="[ha]
 user = \"postgres\"
 failover = \"manual\"" ;;
+        no_analytics) extra="[analytics]
+enabled = false
+sql_tables = false" ;;
         baseline) [[ -x ${BASELINE_BIN:-} ]] || die "variant baseline needs BASELINE_BIN (an executable)"
             extra="" ;;
-        *) die "unknown variant $variant (journal, ha, baseline)" ;;
+        *) die "unknown variant $variant (journal, ha, no_analytics, baseline)" ;;
     esac
     bin=$HELIOS_BIN
     [[ $variant == baseline ]] && bin=$BASELINE_BIN

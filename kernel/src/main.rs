@@ -272,6 +272,8 @@ async fn run_embedded_default() -> Result<()> {
     }
     config.admin.api_key = Some(admin_key(&state, "admin.key")?);
     config.admin.journal_api_key = Some(admin_key(&state, "journal.key")?);
+    // The first-run user may open the SQL admin console too (`psql … heliosproxy`).
+    config.admin.users = vec!["postgres".into()];
     // One node: topology tracking shows its health and WAL position; nothing to fail over to.
     config.ha = Some(HaConfig {
         failover: FailoverMode::Manual,
@@ -321,6 +323,10 @@ async fn run_embedded_default() -> Result<()> {
         "  topology: GET /api/topology; statement journal in {} (GET /api/journal, key in {})",
         state.join("journal").display(),
         state.join("journal.key").display()
+    );
+    println!(
+        "  metrics: GET /metrics (same key); admin console: psql … user=postgres dbname={}",
+        config.admin.database
     );
     println!(
         "  pool mode: transaction, server connections per database/user: {}",
