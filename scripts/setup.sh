@@ -11,6 +11,8 @@ command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 # A real OCI registry and skopeo for the component-distribution tests.
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+# A real Redis for the shared result cache (L2) and its invalidation.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # pg_query (PostgreSQL's parser, built from C) generates its bindings with libclang.
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
@@ -25,6 +27,7 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
     # Debian starts services on install; the proxy and tests run their own.
     systemctl stop docker-registry 2>/dev/null || service docker-registry stop 2>/dev/null || true
+    systemctl stop redis-server 2>/dev/null || service redis-server stop 2>/dev/null || true
     if command -v pg_ctlcluster >/dev/null 2>&1; then
         for c in $(pg_lsclusters -h 2>/dev/null | awk '{print $1"/"$2}'); do
             pg_ctlcluster "${c%/*}" "${c#*/}" stop 2>/dev/null || true
