@@ -178,7 +178,8 @@ pub struct StatementFacts {
     pub writes: Vec<TableName>,
     /// Every data-modifying (sub-)statement.
     pub modifications: Vec<Modification>,
-    /// Functions called (qualified when written qualified), lower case.
+    /// Functions called (qualified when written qualified), lower case; SQL value functions
+    /// (`CURRENT_TIMESTAMP`, `LOCALTIME`, `CURRENT_USER`, …) as `sql_value_function`.
     pub functions: Vec<String>,
     /// Code the kernel cannot analyse.
     pub opaque: Vec<OpaqueCode>,

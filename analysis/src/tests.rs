@@ -417,3 +417,15 @@ fn normalised_text_has_no_constants_or_comments() {
     );
     assert_eq!(crate::normalize("select 'open"), None);
 }
+
+#[test]
+fn clock_and_role_keywords_count_as_functions() {
+    for sql in ["select current_timestamp", "select 1 where localtime > '00:00'", "select current_user"] {
+        let a = crate::analyze(sql);
+        assert!(
+            a.statements[0].functions.iter().any(|f| f == "sql_value_function"),
+            "{sql}: {:?}",
+            a.statements[0].functions
+        );
+    }
+}

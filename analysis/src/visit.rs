@@ -141,6 +141,11 @@ impl Walker {
                 self.found.modifying_nodes += 1
             }
             "ColumnRef" => self.found.column_refs += 1,
+            // CURRENT_TIMESTAMP, CURRENT_DATE, LOCALTIME, CURRENT_USER, …: keywords, not
+            // calls, but they read the clock or the role all the same.
+            "SqlValueFunction" => {
+                self.found.functions.push(SQL_VALUE_FUNCTION.to_owned())
+            }
             "LockingClause" => self.found.locking += 1,
             _ => {}
         }
@@ -190,6 +195,9 @@ impl Walker {
         }
     }
 }
+
+/// How `functions` lists a SQL value function (`CURRENT_TIMESTAMP`, `CURRENT_USER`, …).
+pub const SQL_VALUE_FUNCTION: &str = "sql_value_function";
 
 /// The walk cannot fail; this error type only satisfies serde.
 #[derive(Debug)]
