@@ -14,6 +14,7 @@ mod statement;
 mod visit;
 
 pub use cache::{Analyzer, Key, key};
+
 pub use model::{
     Analysis, Equality, Limit, Modification, ModificationKind, OpaqueCode, QueryBlock,
     StatementClass, StatementFacts, TableName, Via, WhereFacts,
@@ -107,6 +108,17 @@ pub fn fingerprint(sql: &str) -> String {
 /// folds them (ASCII only). Two texts with one shape parse to the same tree except for
 /// constant values. `None` when the scanner rejects the text.
 pub fn shape(sql: &str) -> Option<Key> {
+    tokens_key(sql, false)
+}
+
+/// Like [`shape`], but constants keep their values: equal for two spellings of one
+/// statement (white space, comments, keyword case, `01` for `1`), different for any
+/// difference in what it asks. The key the result cache stores answers under.
+pub fn spelling(sql: &str) -> Option<Key> {
+    tokens_key(sql, true)
+}
+
+fn tokens_key(sql: &str, with_values: bool) -> Option<Key> {
     let mut h = Sha256::new();
     // `scan_tokens` (no protobuf round trip) cannot be given text without tokens.
     if sql.bytes().all(|b| b" \t\n\r\x0b\x0c".contains(&b)) {
@@ -123,6 +135,20 @@ pub fn shape(sql: &str) -> Option<Key> {
             .unwrap_or("");
         match token {
             Token::SqlComment | Token::CComment => continue,
+            Token::Iconst if with_values => match text.parse::<i64>() {
+                Ok(n) => {
+                    h.update(t.token.to_le_bytes());
+                    h.update(n.to_string().as_bytes());
+                }
+                Err(_) => h.update(text.as_bytes()),
+            },
+            Token::Sconst | Token::Usconst | Token::Fconst | Token::Bconst | Token::Xconst
+                if with_values =>
+            {
+                h.update(t.token.to_le_bytes());
+                h.update((text.len() as u64).to_le_bytes());
+                h.update(text.as_bytes());
+            }
             Token::Sconst
             | Token::Usconst
             | Token::Iconst

@@ -420,12 +420,38 @@ fn normalised_text_has_no_constants_or_comments() {
 
 #[test]
 fn clock_and_role_keywords_count_as_functions() {
-    for sql in ["select current_timestamp", "select 1 where localtime > '00:00'", "select current_user"] {
+    for sql in [
+        "select current_timestamp",
+        "select 1 where localtime > '00:00'",
+        "select current_user",
+    ] {
         let a = crate::analyze(sql);
         assert!(
-            a.statements[0].functions.iter().any(|f| f == "sql_value_function"),
+            a.statements[0]
+                .functions
+                .iter()
+                .any(|f| f == "sql_value_function"),
             "{sql}: {:?}",
             a.statements[0].functions
         );
     }
+}
+
+#[test]
+fn spellings_share_a_key_and_values_do_not() {
+    use crate::spelling;
+    let a = spelling("select * from t where a = 1 and b = 'x'");
+    assert!(a.is_some());
+    assert_eq!(
+        a,
+        spelling("SELECT *\n FROM t /* c */ WHERE a = 01 AND b = 'x' -- d")
+    );
+    assert_ne!(a, spelling("select * from t where a = 2 and b = 'x'"));
+    assert_ne!(a, spelling("select * from t where a = 1 and b = 'X'"));
+    assert_ne!(
+        spelling("select 1.50"),
+        spelling("select 1.5"),
+        "numeric keeps its scale"
+    );
+    assert_ne!(spelling("select * from \"T\""), spelling("select * from t"));
 }

@@ -143,9 +143,7 @@ impl Walker {
             "ColumnRef" => self.found.column_refs += 1,
             // CURRENT_TIMESTAMP, CURRENT_DATE, LOCALTIME, CURRENT_USER, …: keywords, not
             // calls, but they read the clock or the role all the same.
-            "SqlValueFunction" => {
-                self.found.functions.push(SQL_VALUE_FUNCTION.to_owned())
-            }
+            "SqlValueFunction" => self.found.functions.push(SQL_VALUE_FUNCTION.to_owned()),
             "LockingClause" => self.found.locking += 1,
             _ => {}
         }

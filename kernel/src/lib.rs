@@ -8,6 +8,7 @@
 //! in [`admin`].
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod embedded;
 pub mod failover;

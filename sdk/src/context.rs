@@ -65,6 +65,13 @@ pub fn declare_pure(hooks: crate::Hooks) {
     imp::declare_pure(hooks)
 }
 
+/// In PreQuery: asks the kernel to answer this statement from its result cache and to keep
+/// its result for `ttl_ms` milliseconds when it has to run (the kernel refuses what is
+/// unsafe to cache). A hook that calls this must not be declared pure.
+pub fn cache_result(ttl_ms: u32) {
+    imp::cache_result(ttl_ms)
+}
+
 /// In PostQuery: the statement's result rows, when the component's configuration asks for
 /// them (`post_query_rows_bytes`); `None` otherwise.
 pub fn result_rows() -> Option<crate::RowSet> {
@@ -111,6 +118,9 @@ mod imp {
     }
     pub fn declare_pure(hooks: crate::Hooks) {
         context::declare_pure(hooks)
+    }
+    pub fn cache_result(ttl_ms: u32) {
+        context::cache_result(ttl_ms)
     }
 }
 
@@ -163,5 +173,8 @@ mod imp {
     }
     pub fn declare_pure(hooks: crate::Hooks) {
         with_fake(|h| h.pure = hooks)
+    }
+    pub fn cache_result(ttl_ms: u32) {
+        with_fake(|h| h.cache_ttl_ms = Some(ttl_ms))
     }
 }

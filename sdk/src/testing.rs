@@ -44,6 +44,8 @@ pub struct FakeHost {
     pub search_path: Vec<String>,
     /// Hooks the component declared pure.
     pub pure: crate::Hooks,
+    /// What the component asked through `context::cache_result` (reset it between calls).
+    pub cache_ttl_ms: Option<u32>,
 }
 
 impl Default for crate::Hooks {

@@ -9,10 +9,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod admin;
+mod cache;
 mod ha;
 mod plugins;
 mod validate;
 pub use admin::{AdminConfig, AnalyticsConfig};
+pub use cache::{CacheConfig, L2Config};
 pub use ha::{FailoverMode, FsyncPolicy, HaConfig, JournalConfig};
 pub use plugins::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
 
@@ -77,6 +79,8 @@ pub struct Config {
     pub journal: Option<JournalConfig>,
     /// Per-fingerprint query analytics and the slow-query log.
     pub analytics: AnalyticsConfig,
+    /// The result cache; off when absent.
+    pub cache: Option<CacheConfig>,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             ha: None,
             journal: None,
             analytics: AnalyticsConfig::default(),
+            cache: None,
         }
     }
 }

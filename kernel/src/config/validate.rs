@@ -59,6 +59,9 @@ impl Config {
         }
         problems.extend(self.admin.problems());
         problems.extend(self.analytics.problems());
+        if let Some(c) = &self.cache {
+            problems.extend(c.problems());
+        }
         if self.pool.max_connections == 0 {
             problems.push("pool.max_connections: must be at least 1".into());
         }

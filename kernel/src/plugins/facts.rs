@@ -30,6 +30,9 @@ pub struct Facts {
     whole: Arc<Analysis>,
     /// Cache key of the analysed text (SHA-256 of the text).
     pub key: Key,
+    /// What a cache policy asked through `context.cache-result`: keep the result this many
+    /// milliseconds (0 = not asked).
+    pub cache_ttl_ms: std::sync::atomic::AtomicU32,
 }
 
 impl Facts {
@@ -82,6 +85,7 @@ impl Facts {
         let short =
             u64::from_str_radix(analysis.fingerprint.get(..16).unwrap_or("0"), 16).unwrap_or(0);
         Facts {
+            cache_ttl_ms: Default::default(),
             stmt: Statement {
                 sql: sql.to_owned(),
                 class,
@@ -152,6 +156,7 @@ impl Facts {
             a.opaque.extend(body.opaque.iter().cloned());
         }
         Facts {
+            cache_ttl_ms: Default::default(),
             stmt: self.stmt.clone(),
             whole: Arc::new(whole),
             key: self.key,

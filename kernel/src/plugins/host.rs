@@ -320,6 +320,13 @@ impl context::Host for HostState {
         }
     }
 
+    fn cache_result(&mut self, ttl_ms: u32) {
+        if let Some(f) = self.facts() {
+            f.cache_ttl_ms
+                .store(ttl_ms.max(1), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn declare_pure(&mut self, hooks: Hooks) {
         // Only `init` runs without a scope; a hook cannot change its own caching.
         if self.scope.is_none() {
