@@ -56,6 +56,9 @@ pub enum StartError {
     /// The journal could not be opened.
     #[error("journal: {0}")]
     Journal(crate::journal::JournalError),
+    /// The result cache could not be set up.
+    #[error("cache: {0}")]
+    Cache(String),
 }
 
 /// The proxy's parts, wired together: each subsystem gets only its own narrow view (sessions
@@ -79,6 +82,8 @@ pub struct Shared {
     pub journal: Option<Arc<crate::journal::Journal>>,
     /// Per-fingerprint query statistics, when on.
     pub analytics: Option<Arc<crate::observe::queries::QueryStats>>,
+    /// The result cache, when configured.
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
     client_slots: Arc<Semaphore>,
 }
 
@@ -104,6 +109,7 @@ impl Shared {
             metrics_open: self.config.admin.metrics_open,
             metrics: Arc::new(self.metrics_sources()),
             analytics: self.analytics.clone(),
+            cache: self.cache.clone(),
         }
     }
 
@@ -119,6 +125,7 @@ impl Shared {
             clients: self.session.clients.clone(),
             journal: self.journal.clone(),
             analytics: self.analytics.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -243,6 +250,14 @@ impl Proxy {
             })?;
         let pools = Arc::new(Pools::new(pool_config(&config)));
         let analytics = crate::observe::queries::QueryStats::new(&config.analytics).map(Arc::new);
+        let cache = match &config.cache {
+            Some(c) => {
+                let cache = Arc::new(crate::cache::ResultCache::new(c).map_err(StartError::Cache)?);
+                cache.start();
+                Some(cache)
+            }
+            None => None,
+        };
         let session = Arc::new(SessionEnv {
             limits: SessionLimits {
                 mode: config.pool.mode,
@@ -265,6 +280,7 @@ impl Proxy {
             analytics: analytics.clone(),
             sql_tables: config.analytics.sql_tables,
             clients: Default::default(),
+            cache: cache.clone(),
             console: Some(Arc::new(crate::session::env::ConsoleEnv {
                 config: config.clone(),
                 components: components.clone(),
@@ -293,6 +309,7 @@ impl Proxy {
             failover,
             journal,
             analytics,
+            cache,
             client_slots: Arc::new(Semaphore::new(config.pool.max_connections)),
             config,
         });

@@ -16,6 +16,7 @@ use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
 use heliosproxy::server::{Proxy, ProxyHandle};
 
 pub mod raw;
+pub mod redis;
 
 pub use heliosproxy;
 pub use tokio_postgres;
@@ -188,7 +189,7 @@ pub fn component_wasm(crate_name: &str) -> PathBuf {
                 .env("CARGO_TARGET_DIR", &target)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args(["-p", "helios-router", "-p", "helios-llm-guardrail", "-p", "helios-misbehave"])
-                .args(["-p", "helios-legacy-v02"])
+                .args(["-p", "helios-legacy-v02", "-p", "helios-cache-policy"])
                 .output()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !out.status.success() {
@@ -501,10 +502,21 @@ pub async fn admin_http(
 /// returns its standard output; fails the test when it exits non-zero or takes over 120 s
 /// (a driver waiting forever for an answer is a failure, not a hang of the suite).
 pub async fn run_driver_script(script: &str, proxy: &ProxyHandle, db: &str) -> String {
+    run_driver_script_args(script, proxy, db, &[]).await
+}
+
+/// [`run_driver_script`] with more arguments after the user.
+pub async fn run_driver_script_args(
+    script: &str,
+    proxy: &ProxyHandle,
+    db: &str,
+    extra: &[&str],
+) -> String {
     let path = format!("{}/drivers/{script}", env!("CARGO_MANIFEST_DIR"));
     let port = proxy.local_addr.port().to_string();
     let run = tokio::process::Command::new("python3")
         .args([&path, "127.0.0.1", &port, db, "postgres"])
+        .args(extra)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), run)

@@ -26,6 +26,7 @@ use crate::session::recovery::SessionCounters;
 use crate::topology::Topology;
 use crate::wire::auth::constant_time_eq;
 
+pub mod cache;
 mod ha;
 mod observe;
 
@@ -57,6 +58,8 @@ pub struct AdminState {
     pub metrics: Arc<crate::observe::metrics::Sources>,
     /// Query analytics, when on.
     pub analytics: Option<Arc<crate::observe::queries::QueryStats>>,
+    /// The result cache, when on.
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
 }
 
 impl AdminState {
@@ -80,6 +83,8 @@ pub fn app(shared: Arc<AdminState>) -> Router {
         .route("/metrics", get(observe::metrics))
         .route("/api/analytics", get(observe::analytics))
         .route("/api/analytics/reset", post(observe::reset_analytics))
+        .route("/api/cache", get(cache::show))
+        .route("/api/cache/invalidate", post(cache::invalidate))
         .with_state(shared)
 }
 

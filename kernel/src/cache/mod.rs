@@ -8,6 +8,7 @@
 //! multi-statement query, statements that write or lock, relations that are not tables and
 //! functions that are not immutable ([`catalog`]), results over `max_result_bytes`.
 
+pub mod capture;
 pub mod catalog;
 pub mod entry;
 pub mod key;
@@ -21,6 +22,23 @@ use std::time::{Duration, Instant};
 use crate::config::CacheConfig;
 pub use entry::CachedResult;
 pub use key::{Key, SessionKey};
+
+/// One tier of the result cache as `heliosproxy_cache_stats` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheTier {
+    /// `l1` or `l2`.
+    pub tier: String,
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Hits.
+    pub cache_hits: u64,
+    /// Misses.
+    pub cache_misses: u64,
+    /// Entries dropped by writes.
+    pub invalidations: u64,
+}
 
 /// One L1 entry: the result and how long it may live.
 #[derive(Clone)]
@@ -65,6 +83,9 @@ pub struct ResultCache {
     pub l2: Option<Arc<l2::L2>>,
     /// Catalog verdicts (tables only, immutable functions only).
     pub catalog: Arc<catalog::Catalog>,
+    /// Statement descriptions (`ParameterDescription`, `RowDescription`) of cached
+    /// statements, so a driver that prepares first needs no server on a hit.
+    descriptions: moka::sync::Cache<Key, Arc<(Vec<u8>, Vec<u8>)>>,
     /// Counters.
     pub stats: CacheStats,
 }
@@ -101,6 +122,10 @@ impl ResultCache {
             generations: Mutex::new(HashMap::new()),
             l2,
             catalog: Arc::default(),
+            descriptions: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(config.max_ttl_s))
+                .build(),
             stats: CacheStats::default(),
         })
     }
@@ -267,6 +292,43 @@ impl ResultCache {
         if let Some(l2) = &self.l2 {
             l2.invalidate_all().await;
         }
+    }
+
+    /// A statement description kept before.
+    pub fn description(&self, key: &Key) -> Option<Arc<(Vec<u8>, Vec<u8>)>> {
+        self.descriptions.get(key)
+    }
+
+    /// Keeps a statement description (`ParameterDescription` and `RowDescription` frames).
+    pub fn describe(&self, key: Key, parameters: Vec<u8>, rows: Vec<u8>) {
+        if !parameters.is_empty() {
+            self.descriptions.insert(key, Arc::new((parameters, rows)));
+        }
+    }
+
+    /// The tiers as `heliosproxy_cache_stats`, `/api/cache` and `/metrics` show them.
+    pub fn tiers(&self) -> Vec<CacheTier> {
+        let (entries, bytes) = self.l1_size();
+        let s = &self.stats;
+        let mut out = vec![CacheTier {
+            tier: "l1".into(),
+            entries,
+            bytes,
+            cache_hits: s.l1_hits.load(Relaxed),
+            cache_misses: s.l1_misses.load(Relaxed),
+            invalidations: s.invalidations.load(Relaxed),
+        }];
+        if let Some(l2) = &self.l2 {
+            out.push(CacheTier {
+                tier: "l2".into(),
+                entries: 0,
+                bytes: 0,
+                cache_hits: l2.stats.hits.load(Relaxed),
+                cache_misses: l2.stats.misses.load(Relaxed),
+                invalidations: l2.stats.remote_invalidations.load(Relaxed),
+            });
+        }
+        out
     }
 
     /// Entries and bytes in L1.

@@ -48,6 +48,8 @@ pub struct Sources {
     pub journal: Option<Arc<Journal>>,
     /// Query analytics, when on.
     pub analytics: Option<Arc<QueryStats>>,
+    /// The result cache, when on.
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -118,6 +120,7 @@ impl Collector for Scrape {
         s.journal(&mut enc)?;
         s.sessions(&mut enc)?;
         s.analytics(&mut enc)?;
+        s.cache(&mut enc)?;
         Ok(())
     }
 }
@@ -471,6 +474,51 @@ impl Sources {
         ] {
             family(enc, name, help, MetricType::Counter)?.counter(&none, v)?;
         }
+        Ok(())
+    }
+
+    fn cache(&self, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        let tiers = cache.tiers();
+        let tier = |t: &str| vec![("tier", t.to_owned())];
+        for (name, help, pick) in [
+            (
+                "result_cache_hits",
+                "Answers from the result cache",
+                (|t| t.cache_hits) as fn(&crate::cache::CacheTier) -> u64,
+            ),
+            (
+                "result_cache_misses",
+                "Lookups the tier could not answer",
+                |t| t.cache_misses,
+            ),
+            (
+                "result_cache_invalidations",
+                "Entries dropped by writes",
+                |t| t.invalidations,
+            ),
+        ] {
+            let mut f = family(enc, name, help, MetricType::Counter)?;
+            for t in &tiers {
+                f.counter(&tier(&t.tier), pick(t))?;
+            }
+        }
+        let mut f = family(
+            enc,
+            "result_cache_bytes",
+            "Bytes the in-process tier holds",
+            MetricType::Gauge,
+        )?;
+        f.gauge(&tier("l1"), tiers[0].bytes as f64)?;
+        let mut f = family(
+            enc,
+            "result_cache_entries",
+            "Entries the in-process tier holds",
+            MetricType::Gauge,
+        )?;
+        f.gauge(&tier("l1"), tiers[0].entries as f64)?;
         Ok(())
     }
 

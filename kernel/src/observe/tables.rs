@@ -6,28 +6,12 @@
 use std::fmt::Write;
 
 use super::queries::{EntryView, QueryStats};
+use crate::cache::CacheTier;
 
 /// The query analytics table.
 pub const QUERY_STATS: &str = "heliosproxy_query_stats";
 /// The result-cache table.
 pub const CACHE_STATS: &str = "heliosproxy_cache_stats";
-
-/// One tier of the result cache as `heliosproxy_cache_stats` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CacheTier {
-    /// `l1` or `l2`.
-    pub tier: String,
-    /// Entries held.
-    pub entries: u64,
-    /// Bytes held.
-    pub bytes: u64,
-    /// Hits.
-    pub cache_hits: u64,
-    /// Misses.
-    pub cache_misses: u64,
-    /// Entries dropped by writes.
-    pub invalidations: u64,
-}
 
 /// Whether `sql` could name one of the tables (a cheap scan for `heliosproxy_`, any case).
 #[inline]

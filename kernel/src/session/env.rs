@@ -46,6 +46,8 @@ pub struct SessionEnv {
     pub sql_tables: bool,
     /// Every logged-in client (`SHOW CLIENTS`, `KILL`).
     pub clients: Arc<crate::observe::clients::Clients>,
+    /// The result cache, when `[cache]` is configured.
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
     /// What the SQL admin console reaches beyond the rest of this view.
     pub console: Option<Arc<ConsoleEnv>>,
     /// What login needs.
@@ -53,9 +55,16 @@ pub struct SessionEnv {
 }
 
 impl SessionEnv {
-    /// The analytics the proxy-tables step reads, when clients may read the tables.
-    pub fn tables(&self) -> Option<&Option<Arc<crate::observe::queries::QueryStats>>> {
-        self.sql_tables.then_some(&self.analytics)
+    /// What the proxy-tables step reads (analytics, result cache), when clients may read
+    /// the tables.
+    #[allow(clippy::type_complexity)]
+    pub fn tables(
+        &self,
+    ) -> Option<(
+        &Option<Arc<crate::observe::queries::QueryStats>>,
+        &Option<Arc<crate::cache::ResultCache>>,
+    )> {
+        self.sql_tables.then_some((&self.analytics, &self.cache))
     }
 }
 

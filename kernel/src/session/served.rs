@@ -53,12 +53,21 @@ pub fn encode_result(out: &mut Vec<u8>, result: &ResultSet) {
     results::command_complete(out, &tag(result, result.rows.len()));
 }
 
-/// A portal bound from a served statement.
+/// What a served portal answers from.
+#[derive(Debug)]
+enum Source {
+    /// A component's result.
+    Component(Arc<Served>),
+    /// A result from the result cache, as the server sent it.
+    Cached(Arc<crate::cache::CachedResult>),
+}
+
+/// A portal bound from a served statement, or from a cached result.
 #[derive(Debug)]
 pub struct ServedPortal {
     /// The portal's name.
     pub name: Box<[u8]>,
-    stmt: Arc<Served>,
+    source: Source,
     formats: Vec<i16>,
     next_row: usize,
 }
@@ -68,7 +77,17 @@ impl ServedPortal {
     pub fn new(name: &[u8], stmt: Arc<Served>, formats: Vec<i16>) -> Self {
         ServedPortal {
             name: name.into(),
-            stmt,
+            source: Source::Component(stmt),
+            formats,
+            next_row: 0,
+        }
+    }
+
+    /// A portal named `name` answered from a cached result (whose key holds `formats`).
+    pub fn cached(name: &[u8], result: Arc<crate::cache::CachedResult>, formats: Vec<i16>) -> Self {
+        ServedPortal {
+            name: name.into(),
+            source: Source::Cached(result),
             formats,
             next_row: 0,
         }
@@ -77,13 +96,24 @@ impl ServedPortal {
     /// Appends the answer to `Describe` of the portal: `RowDescription` with the portal's
     /// result formats, or `NoData`.
     pub fn describe(&self, out: &mut Vec<u8>) {
-        describe_rows(out, &self.stmt.result, &self.formats);
+        match &self.source {
+            Source::Component(stmt) => describe_rows(out, &stmt.result, &self.formats),
+            Source::Cached(r) => r.describe(&self.formats, out),
+        }
     }
 
     /// Appends the answer to `Execute` with a row limit (0 = all): the next rows, then
     /// `PortalSuspended` when rows remain, else `CommandComplete`.
     pub fn execute(&mut self, max_rows: i32, out: &mut Vec<u8>) {
-        let result = &self.stmt.result;
+        let stmt = match &self.source {
+            Source::Component(stmt) => stmt.clone(),
+            Source::Cached(r) => {
+                let limit = u64::try_from(max_rows).unwrap_or(0);
+                self.next_row = r.execute(self.next_row as u64, limit, out) as usize;
+                return;
+            }
+        };
+        let result = &stmt.result;
         let remaining = result.rows.len() - self.next_row;
         let limit = usize::try_from(max_rows).unwrap_or(0);
         let take = if limit == 0 {

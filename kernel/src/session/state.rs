@@ -332,6 +332,24 @@ impl SessionState {
         (!sql.is_empty()).then_some(sql)
     }
 
+    /// The session's `SET ROLE` and `SET SESSION AUTHORIZATION` statements, as sent (the
+    /// role its statements run as, for keys of cached results).
+    pub fn role_sets(&self) -> String {
+        let mut out = String::new();
+        for (name, sql) in &self.sets {
+            if name == "role" || name == "session_authorization" {
+                out.push_str(sql);
+                out.push('\0');
+            }
+        }
+        for (name, value) in &self.startup {
+            if name == "role" {
+                out.push_str(value);
+            }
+        }
+        out
+    }
+
     /// The tracked `SET` statements, in order (for inspection and tests).
     pub fn sets(&self) -> impl Iterator<Item = &str> {
         self.sets.iter().map(|(_, s)| &**s)

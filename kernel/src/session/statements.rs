@@ -38,6 +38,8 @@ pub struct Prepared {
     columns: std::sync::OnceLock<Vec<String>>,
     /// Whether PostgreSQL's grammar accepts the text, worked out on first use.
     parses: std::sync::OnceLock<bool>,
+    /// What a cache policy asked at its last `Parse`: keep results this many milliseconds.
+    pub cache_ttl_ms: std::sync::atomic::AtomicU32,
 }
 
 impl Prepared {
@@ -76,6 +78,7 @@ impl Prepared {
             replay_kinds: std::sync::OnceLock::new(),
             columns: std::sync::OnceLock::new(),
             parses: std::sync::OnceLock::new(),
+            cache_ttl_ms: Default::default(),
         }
     }
 

@@ -57,6 +57,9 @@ impl Relay {
             b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
             b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
             b'T' => {
+                if matches!(self.queue.front(), Some(Expect::Describe { .. })) {
+                    self.on_description(tag, body);
+                }
                 match self.queue.front_mut() {
                     Some(Expect::Query {
                         post: Some(ctx), ..
@@ -68,7 +71,18 @@ impl Relay {
                 }
                 self.pop_if(|e| matches!(e, Expect::Describe { .. }))
             }
-            b'n' => self.pop_if(|e| matches!(e, Expect::Describe { .. })),
+            b'n' => {
+                if matches!(self.queue.front(), Some(Expect::Describe { .. })) {
+                    self.on_description(tag, body);
+                }
+                self.pop_if(|e| matches!(e, Expect::Describe { .. }))
+            }
+            b't' => {
+                if matches!(self.queue.front(), Some(Expect::Describe { .. })) {
+                    self.on_description(tag, body);
+                }
+                true
+            }
             b'I' | b's' => self.pop_if(|e| matches!(e, Expect::Execute { .. })),
             b'G' => {
                 self.in_copy = true;
@@ -115,6 +129,7 @@ impl Relay {
             tx.start_lsn = topology.nodes[topology.primary()].lsn();
         }
         self.cursors.on_ready(status.byte());
+        self.cache_on_ready(status.byte());
         self.hide_no_tx_warning = false;
         if matches!(
             self.queue.front(),
@@ -183,6 +198,7 @@ impl Relay {
         self.cursors.on_tag(tag_text);
         match tag_text {
             b"ROLLBACK" => {
+                self.cache_on_rollback();
                 self.state.saw_rollback();
                 self.cursors.on_rollback();
             }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Relay;
+use super::cached::CacheStep;
 use super::expect::{Expect, SqlError, Synthetic};
 use super::text::{names_proxy_statement, not_utf8, query_effects};
 use crate::hooks;
@@ -117,9 +118,18 @@ impl Relay {
         if self.listen_simple(effective).await {
             return;
         }
-        let post = self.observe(effective, facts, None, Vec::new);
+        let capture = match rewritten {
+            Some(_) => None,
+            None => match self.cache_simple(effective, facts.as_ref()).await {
+                CacheStep::Answered => return,
+                CacheStep::Capture(c) => Some(c),
+                CacheStep::Pass => None,
+            },
+        };
+        let post = self.observe(effective, facts, None, Vec::new, capture);
         let effects = query_effects(effective);
         if self.attach(Protocol::Simple).await {
+            self.note_cache_writes(effective);
             self.note_for_isolation(effective, crate::session::isolation::needs_check(effective));
             self.cursors.note(effective);
             let in_tx = self.status.in_transaction();
@@ -141,6 +151,7 @@ impl Relay {
     /// would otherwise wait for a server another of their own connections holds).
     async fn on_parse(&mut self, parse: ParseRef<'_>) {
         let mut rewritten = None;
+        let mut cache_ttl_ms = 0;
         if !self.steps.is_empty() {
             let lossy;
             let sql = match std::str::from_utf8(parse.query) {
@@ -157,7 +168,12 @@ impl Relay {
             };
             let mut cx = self.statement_cx(sql, Protocol::Extended);
             match self.steps.on_statement(&mut cx).await {
-                None => rewritten = cx.rewritten,
+                None => {
+                    cache_ttl_ms = cx.facts.as_ref().map_or(0, |f| {
+                        f.cache_ttl_ms.load(std::sync::atomic::Ordering::Relaxed)
+                    });
+                    rewritten = cx.rewritten;
+                }
                 Some(Answer::Rows(result)) => {
                     // A component answered: the proxy serves this statement's portals.
                     let served = Served::new(parse.param_types, result);
@@ -189,6 +205,10 @@ impl Relay {
             None => parse,
         };
         let prepared = self.stmts.define(&parse);
+        prepared.cache_ttl_ms.store(
+            if rewritten.is_some() { 0 } else { cache_ttl_ms },
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // Text PostgreSQL's grammar rejects goes to a server now: its error belongs to the
         // `Parse` (psql's `\gdesc` points into the query only then).
         if self.server.is_none() && !prepared.parses() && !self.attach(Protocol::Extended).await {
@@ -232,13 +252,23 @@ impl Relay {
         {
             return;
         }
+        if let Some(p) = &prepared
+            && self.cache_bind(&bind, p).await
+        {
+            return;
+        }
         if !self.attach(Protocol::Extended).await {
             return;
         }
         match prepared {
             Some(p) => {
+                self.note_cache_writes(p.sql());
                 let journal = self.env.journal.is_some();
-                let observed = journal || self.pipeline.has_post_query();
+                // Analytics and the result cache watch the portal's `Execute` too.
+                let observed = journal
+                    || self.pipeline.has_post_query()
+                    || self.env.analytics.is_some()
+                    || self.env.cache.is_some();
                 self.portals.bind(bind.portal, &p, observed, || {
                     journal.then(|| {
                         let (formats, values) = bind.params();
@@ -289,6 +319,11 @@ impl Relay {
             return;
         }
         if let Some(p) = &prepared
+            && self.cached_description(p)
+        {
+            return;
+        }
+        if let Some(p) = &prepared
             && !self.bind_steps(p).await
         {
             return;
@@ -296,11 +331,15 @@ impl Relay {
         if self.attach(Protocol::Extended).await {
             let columns_of = match prepared {
                 Some(p) => {
+                    self.note_describe(&p);
                     self.ensure_prepared(&p);
                     target.encode_renamed(&mut self.sout, b'D', &p.server_name);
                     (self.pipeline.rows_limit() > 0).then_some(p)
                 }
                 None => {
+                    if target.kind == b'P' {
+                        self.note_portal_describe(target.name);
+                    }
                     self.sout.extend_from_slice(msg);
                     None
                 }
@@ -318,11 +357,12 @@ impl Relay {
             self.queue.push_synthetic(Synthetic::Raw(out));
             return;
         }
+        let capture = self.take_capture(portal, max_rows);
         let (effect, post) = match self.portals.get(portal) {
             Some(p) => {
                 let stmt = p.stmt.clone();
                 let params = p.params.clone();
-                let post = self.observe(stmt.sql(), None, params, || stmt.columns());
+                let post = self.observe(stmt.sql(), None, params, || stmt.columns(), capture);
                 (stmt.effect.clone(), post)
             }
             None => (None, None),
@@ -425,16 +465,18 @@ impl Relay {
         facts: Option<Arc<crate::hooks::Facts>>,
         params: Option<crate::session::steps::journal::BoundParams>,
         columns: impl FnOnce() -> Vec<String>,
+        capture: Option<Box<crate::cache::capture::Capture>>,
     ) -> Option<Box<PostCtx>> {
         let post_query = self.pipeline.has_post_query();
         let journal = self.env.journal.is_some();
         let stats = self.env.analytics.as_ref().and_then(|a| a.entry(sql));
-        if !post_query && !journal && stats.is_none() {
+        if !post_query && !journal && stats.is_none() && capture.is_none() {
             return None;
         }
         let mut ctx =
             PostCtx::new(post_query.then(|| facts.unwrap_or_else(|| hooks::statement(sql))));
         ctx.stats = stats;
+        ctx.capture = capture;
         let rows_limit = self.pipeline.rows_limit();
         if rows_limit > 0 {
             ctx.rows = Some(RowCapture::new(rows_limit, columns()));

@@ -119,6 +119,9 @@ impl Relay {
                 }
             }
         }
+        // Committed writes reach Redis and the other proxies before the client hears of
+        // the commit.
+        self.flush_invalidations().await;
         if self.cout.is_empty() {
             self.count_sent(pos - run_start);
             self.client.write_all(&buf[run_start..pos]).await?;

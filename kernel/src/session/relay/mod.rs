@@ -13,7 +13,8 @@
 //! - [`lease`]: the server lease — checkout, state restore, release, discard, cancel slot;
 //! - [`isolate`]: what a session leaves on its connection, asked of the server before release;
 //! - [`listen`]: LISTEN/UNLISTEN answered by the proxy and notifications delivered when idle;
-//! - [`budget`]: what one client (and all of them) may make the proxy hold.
+//! - [`budget`]: what one client (and all of them) may make the proxy hold;
+//! - [`cached`]: the result cache: answers, copies of misses, invalidation by writes.
 //!
 //! What a statement passes through before it reaches a server is in [`super::steps`]; what
 //! happens when the server is lost is in [`super::recovery`].
@@ -21,6 +22,7 @@
 mod answer;
 pub mod backend;
 pub mod budget;
+mod cached;
 pub mod expect;
 pub mod frontend;
 pub mod io;
@@ -123,6 +125,8 @@ pub struct Relay {
     reported_bytes: usize,
     /// This client's row in `SHOW CLIENTS`; `KILL` ends the session through it.
     pub(in crate::session) presence: crate::observe::clients::ClientHandle,
+    /// What the result cache keeps for this session between messages.
+    cached: Box<cached::CacheState>,
 }
 
 enum Event {
@@ -183,6 +187,7 @@ impl Relay {
             rollback_after_flush: false,
             cancel: login.cancel,
             presence: login.presence,
+            cached: Box::default(),
             cursors: Cursors::default(),
             restore_cursors: false,
             hide_no_tx_warning: false,

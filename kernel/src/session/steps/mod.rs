@@ -134,7 +134,10 @@ impl Steps {
         pipeline: &Arc<Pipeline>,
         mode: PoolMode,
         topology: &Arc<Topology>,
-        tables: Option<&Option<Arc<crate::observe::queries::QueryStats>>>,
+        tables: Option<(
+            &Option<Arc<crate::observe::queries::QueryStats>>,
+            &Option<Arc<crate::cache::ResultCache>>,
+        )>,
     ) -> Self {
         let mut list: Vec<Box<dyn Step>> = Vec::new();
         if mode == PoolMode::Statement {
@@ -149,8 +152,11 @@ impl Steps {
                 topology.clone(),
             )));
         }
-        if let Some(stats) = tables {
-            list.push(Box::new(tables::ProxyTables::new(stats.clone())));
+        if let Some((stats, cache)) = tables {
+            list.push(Box::new(tables::ProxyTables::new(
+                stats.clone(),
+                cache.clone(),
+            )));
         }
         Steps { list }
     }

@@ -28,6 +28,8 @@ pub struct PostCtx {
     pub rows: Option<Box<RowCapture>>,
     /// The analytics entry the statement counts under, when analytics sampled it.
     pub stats: Option<Arc<Entry>>,
+    /// The result being copied for the result cache (a miss).
+    pub capture: Option<Box<crate::cache::capture::Capture>>,
     /// Rows the command tags reported.
     tag_rows: u64,
 }
@@ -108,6 +110,7 @@ impl PostCtx {
             journal: None,
             rows: None,
             stats: None,
+            capture: None,
             tag_rows: 0,
         })
     }
@@ -115,6 +118,9 @@ impl PostCtx {
     /// A `RowDescription` passed.
     #[inline]
     pub fn note_columns(&mut self, body: &[u8]) {
+        if let Some(c) = self.capture.as_mut() {
+            c.note_columns(body);
+        }
         if let Some(c) = self.rows.as_mut() {
             c.note_columns(body);
         }
@@ -123,6 +129,9 @@ impl PostCtx {
     /// A `DataRow` passed.
     #[inline]
     pub fn note_row(&mut self, body: &[u8]) {
+        if let Some(c) = self.capture.as_mut() {
+            c.note_row(body);
+        }
         if let Some(j) = self.journal.as_mut() {
             j.note_row(body);
         }
@@ -136,6 +145,9 @@ impl PostCtx {
         if self.stats.is_some() {
             self.tag_rows += tag_rows(tag).unwrap_or(0);
         }
+        if let Some(c) = self.capture.as_mut() {
+            c.note_tag(tag);
+        }
         if self.stmt.is_none() && self.journal.is_none() {
             return;
         }
@@ -148,6 +160,9 @@ impl PostCtx {
     /// Hands the outcome to PostQuery and the journal.
     pub fn finish(mut self, sinks: Sinks<'_>) {
         let elapsed = self.started.elapsed();
+        if let Some(c) = self.capture.take() {
+            c.finish(self.error.is_some(), sinks.in_transaction);
+        }
         {
             use std::sync::atomic::Ordering::Relaxed;
             sinks.db.queries.fetch_add(1, Relaxed);

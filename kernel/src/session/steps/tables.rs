@@ -11,12 +11,17 @@ use crate::observe::tables;
 /// Puts the analytics rows in place of the tables' names.
 pub struct ProxyTables {
     stats: Option<Arc<QueryStats>>,
+    cache: Option<Arc<crate::cache::ResultCache>>,
 }
 
 impl ProxyTables {
-    /// The step over `stats` (none when analytics are off: the table is empty).
-    pub fn new(stats: Option<Arc<QueryStats>>) -> Self {
-        ProxyTables { stats }
+    /// The step over `stats` (none when analytics are off: the table is empty) and the
+    /// result cache (none when off: its table is empty).
+    pub fn new(
+        stats: Option<Arc<QueryStats>>,
+        cache: Option<Arc<crate::cache::ResultCache>>,
+    ) -> Self {
+        ProxyTables { stats, cache }
     }
 }
 
@@ -26,7 +31,12 @@ impl Step for ProxyTables {
         if !tables::may_name_tables(sql) {
             return Verdict::Continue;
         }
-        if let Some(new_sql) = tables::rewrite(sql, self.stats.as_deref(), &[]) {
+        let tiers = self
+            .cache
+            .as_deref()
+            .map(crate::cache::ResultCache::tiers)
+            .unwrap_or_default();
+        if let Some(new_sql) = tables::rewrite(sql, self.stats.as_deref(), &tiers) {
             cx.rewritten = Some(new_sql);
             cx.facts = None;
         }

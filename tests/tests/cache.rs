@@ -1,0 +1,356 @@
+//! The result cache end to end: a cache-policy component (real wasm) decides, the kernel
+//! answers hits in both protocols — with the backend stopped — invalidates on writes through
+//! any proxy (two proxies sharing a real Redis), never hands one role's or search_path's
+//! rows to another, and keeps serving from the backend when Redis dies.
+
+use std::time::Duration;
+
+use helios_tests::heliosproxy::config::{CacheConfig, Config, L2Config, PoolMode};
+use helios_tests::heliosproxy::embedded::HostAuth;
+use helios_tests::heliosproxy::server::ProxyHandle;
+use helios_tests::redis::Redis;
+use helios_tests::*;
+
+fn cached_config(pg: &Pg, redis: Option<&Redis>) -> Config {
+    let mut c = proxy_config(pg, PoolMode::Transaction, 4);
+    c.admin.api_key = Some("k".into());
+    c.plugins.push(plugin(
+        "cache-policy",
+        "helios-cache-policy",
+        &[],
+        "default_ttl_s = 60\nexclude_tables = [\"public.uncached\"]\n",
+    ));
+    c.cache = Some(CacheConfig {
+        l2: redis.map(|r| L2Config {
+            url: r.url(),
+            timeout_ms: 200,
+            ..L2Config::default()
+        }),
+        ..CacheConfig::default()
+    });
+    c
+}
+
+async fn cache_stats(proxy: &ProxyHandle) -> serde_json::Value {
+    let (code, body) = admin_http(proxy.admin_addr, "GET", "/api/cache", Some("k"), None).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn l1_hits(v: &serde_json::Value) -> u64 {
+    v["tiers"][0]["cache_hits"].as_u64().unwrap()
+}
+
+/// Runs `sql` three times: the catalog is asked the first time, the result stored the
+/// second, answered from the cache the third.
+async fn warm(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let mut last = Vec::new();
+    for _ in 0..3 {
+        last = rows(&c.simple_query(sql).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+async fn items(pg: &Pg, db: &str) {
+    create_database(pg, db).await;
+    let d = connect(&pg.direct(db)).await.unwrap();
+    d.batch_execute(
+        "create table items (id int primary key, name text, price numeric(8,2));
+         insert into items select g, 'item ' || g, g * 1.25 from generate_series(1, 20) g;
+         create table uncached (x int); insert into uncached values (1);
+         create view items_view as select * from items;",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_are_answered_in_both_protocols_with_the_backend_stopped() {
+    let pg = start_pg(HostAuth::Trust, None);
+    items(&pg, "cache_hits").await;
+    let proxy = start_proxy(cached_config(&pg, None)).await;
+    let url = via_proxy(&proxy, "postgres", "cache_hits");
+    let c = connect(&url).await.unwrap();
+
+    let simple = "select id, name from items where id = 1";
+    let expected = warm(&c, simple).await;
+    assert_eq!(
+        expected,
+        vec![vec![Some("1".into()), Some("item 1".into())]]
+    );
+    assert!(
+        l1_hits(&cache_stats(&proxy).await) >= 1,
+        "the third run was a hit"
+    );
+    // Another spelling of the same statement shares the entry.
+    let before = l1_hits(&cache_stats(&proxy).await);
+    let other = rows(
+        &c.simple_query("SELECT id,  name FROM items /* same */ WHERE id = 01")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(other, expected);
+    assert_eq!(
+        l1_hits(&cache_stats(&proxy).await),
+        before + 1,
+        "a spelling hit"
+    );
+    // What the policy or the kernel refuses is never cached.
+    for sql in [
+        "select x from uncached",
+        "select id, now() from items where id = 1",
+        "select id from items_view where id = 1",
+    ] {
+        warm(&c, sql).await;
+    }
+    let hits = l1_hits(&cache_stats(&proxy).await);
+
+    // tokio-postgres: prepare (Parse + Describe), then Bind/Execute, binary results.
+    let extended = "select id, name, price from items where id = $1";
+    let mut typed = Vec::new();
+    for _ in 0..3 {
+        let r = c.query(extended, &[&5i32]).await.unwrap();
+        typed = r
+            .iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(typed, vec![(5, "item 5".to_owned())]);
+    assert!(
+        l1_hits(&cache_stats(&proxy).await) > hits,
+        "an extended-protocol hit"
+    );
+
+    let warm_drivers = run_driver_script_args("cache_reads.py", &proxy, "cache_hits", &["3"]).await;
+
+    stop(&pg);
+    // Simple protocol, a new session too.
+    assert_eq!(rows(&c.simple_query(simple).await.unwrap()), expected);
+    let c2 = connect(&url).await.unwrap();
+    assert_eq!(rows(&c2.simple_query(simple).await.unwrap()), expected);
+    let r = c2.query(extended, &[&5i32]).await.unwrap();
+    assert_eq!(r[0].get::<_, String>(1), "item 5");
+    // Not cached: the backend is needed, and gone.
+    assert!(c2.simple_query("select x from uncached").await.is_err());
+    assert!(
+        c2.simple_query("select id from items_view where id = 1")
+            .await
+            .is_err()
+    );
+    let down = run_driver_script_args("cache_reads.py", &proxy, "cache_hits", &["1", "down"]).await;
+    let warm: serde_json::Value = serde_json::from_str(warm_drivers.trim()).unwrap();
+    let down: serde_json::Value = serde_json::from_str(down.trim()).unwrap();
+    for driver in ["psycopg_text", "psycopg_binary", "asyncpg"] {
+        assert_eq!(warm[driver], down[driver], "{driver}: {down}");
+        assert!(warm[driver][0].is_array(), "{warm}");
+    }
+    assert_eq!(down["uncached"], "error");
+    restart(&pg);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_one_proxy_invalidate_the_other_and_rollbacks_do_not() {
+    let redis = Redis::start();
+    let pg = shared_pg();
+    items(pg, "cache_shared").await;
+    let a = start_proxy(cached_config(pg, Some(&redis))).await;
+    let b = start_proxy(cached_config(pg, Some(&redis))).await;
+    let ca = connect(&via_proxy(&a, "postgres", "cache_shared"))
+        .await
+        .unwrap();
+    let cb = connect(&via_proxy(&b, "postgres", "cache_shared"))
+        .await
+        .unwrap();
+    let read = "select name from items where id = 7";
+    assert_eq!(warm(&cb, read).await[0][0].as_deref(), Some("item 7"));
+    // A's L1 is empty: its first read of the same statement is answered by Redis (L2).
+    let first = rows(&ca.simple_query(read).await.unwrap());
+    assert_eq!(first[0][0].as_deref(), Some("item 7"));
+    let sa = cache_stats(&a).await;
+    assert_eq!(sa["tiers"][1]["cache_hits"].as_u64(), Some(1), "{sa}");
+
+    // A commits a write: B's L1 and Redis lose the entry.
+    ca.batch_execute("begin; update items set name = 'renamed' where id = 7; commit")
+        .await
+        .unwrap();
+    let mut seen = None;
+    for _ in 0..50 {
+        let v = rows(&cb.simple_query(read).await.unwrap())[0][0].clone();
+        if v.as_deref() == Some("renamed") {
+            seen = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen.as_deref(),
+        Some("renamed"),
+        "B saw the committed write"
+    );
+    assert!(
+        cache_stats(&b).await["tiers"][1]["invalidations"].as_u64() >= Some(1),
+        "B heard of it through Redis"
+    );
+    // An autocommit write and a TRUNCATE invalidate too; a rolled-back one does not.
+    warm(&cb, read).await;
+    let hits = l1_hits(&cache_stats(&b).await);
+    ca.batch_execute("begin; update items set name = 'never' where id = 7; rollback")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        rows(&cb.simple_query(read).await.unwrap())[0][0].as_deref(),
+        Some("renamed")
+    );
+    assert_eq!(
+        l1_hits(&cache_stats(&b).await),
+        hits + 1,
+        "still a hit after the rollback"
+    );
+    ca.simple_query("update items set name = 'again' where id = 7")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        rows(&cb.simple_query(read).await.unwrap())[0][0].as_deref(),
+        Some("again")
+    );
+    // The admin API drops entries by table.
+    warm(&ca, read).await;
+    let (code, body) = admin_http(
+        a.admin_addr,
+        "POST",
+        "/api/cache/invalidate",
+        Some("k"),
+        Some(r#"{"table": "items", "database": "cache_shared"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"invalidated\":1"), "{body}");
+    let (code, _) = admin_http(
+        a.admin_addr,
+        "POST",
+        "/api/cache/invalidate",
+        Some("k"),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(code, 400);
+
+    // Redis dies: statements keep working from the backend.
+    let mut redis = redis;
+    redis.kill();
+    for i in 0..5 {
+        let sql = format!("select name from items where id = {}", 10 + i);
+        assert_eq!(
+            rows(&ca.simple_query(&sql).await.unwrap())[0][0],
+            Some(format!("item {}", 10 + i))
+        );
+    }
+    ca.simple_query("update items set name = 'x' where id = 11")
+        .await
+        .unwrap();
+    let stats = cache_stats(&a).await;
+    assert_eq!(stats["redis_up"], false, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_search_paths_never_share_rows() {
+    let pg = shared_pg();
+    create_database(pg, "cache_leak").await;
+    let d = connect(&pg.direct("cache_leak")).await.unwrap();
+    d.batch_execute(
+        "do $$ begin
+           if not exists (select from pg_roles where rolname = 'alice') then create role alice login; end if;
+           if not exists (select from pg_roles where rolname = 'bob') then create role bob login; end if;
+         end $$;
+         create table docs (owner text, body text);
+         insert into docs values ('alice', 'alice secret'), ('bob', 'bob secret');
+         alter table docs enable row level security;
+         create policy mine on docs using (owner = current_user);
+         grant select on docs to alice, bob;
+         create table cols (id int, salary int);
+         insert into cols values (1, 100);
+         grant select (id, salary) on cols to alice;
+         grant select (id) on cols to bob;
+         grant alice, bob to postgres;
+         create schema a; create schema b;
+         create table a.t (v text); create table b.t (v text);
+         insert into a.t values ('from a'); insert into b.t values ('from b');
+         grant usage on schema a, b to alice, bob;
+         grant select on a.t, b.t to alice, bob;",
+    )
+    .await
+    .unwrap();
+    let proxy = start_proxy(cached_config(pg, None)).await;
+    let alice = connect(&via_proxy(&proxy, "alice", "cache_leak"))
+        .await
+        .unwrap();
+    let bob = connect(&via_proxy(&proxy, "bob", "cache_leak"))
+        .await
+        .unwrap();
+    let read = "select body from docs";
+    assert_eq!(
+        warm(&alice, read).await,
+        vec![vec![Some("alice secret".into())]]
+    );
+    assert_eq!(
+        warm(&bob, read).await,
+        vec![vec![Some("bob secret".into())]]
+    );
+    assert_eq!(
+        warm(&alice, read).await,
+        vec![vec![Some("alice secret".into())]]
+    );
+
+    // Column grants: alice's cached answer is not bob's.
+    assert_eq!(
+        warm(&alice, "select salary from cols").await[0][0].as_deref(),
+        Some("100")
+    );
+    let e = bob
+        .simple_query("select salary from cols")
+        .await
+        .unwrap_err();
+    assert!(db_message(&e).contains("permission denied"), "{e}");
+
+    // SET ROLE inside one login.
+    let admin = connect(&via_proxy(&proxy, "postgres", "cache_leak"))
+        .await
+        .unwrap();
+    admin.simple_query("set role alice").await.unwrap();
+    assert_eq!(
+        warm(&admin, read).await,
+        vec![vec![Some("alice secret".into())]]
+    );
+    admin.simple_query("set role bob").await.unwrap();
+    assert_eq!(
+        warm(&admin, read).await,
+        vec![vec![Some("bob secret".into())]]
+    );
+
+    // Same text, two search_paths.
+    let sa = connect(&via_proxy(&proxy, "alice", "cache_leak"))
+        .await
+        .unwrap();
+    let sb = connect(&via_proxy(&proxy, "alice", "cache_leak"))
+        .await
+        .unwrap();
+    sa.simple_query("set search_path = a").await.unwrap();
+    sb.simple_query("set search_path = b").await.unwrap();
+    assert_eq!(
+        warm(&sa, "select v from t").await[0][0].as_deref(),
+        Some("from a")
+    );
+    assert_eq!(
+        warm(&sb, "select v from t").await[0][0].as_deref(),
+        Some("from b")
+    );
+    assert_eq!(
+        warm(&sa, "select v from t").await[0][0].as_deref(),
+        Some("from a")
+    );
+    assert!(l1_hits(&cache_stats(&proxy).await) >= 6);
+}
