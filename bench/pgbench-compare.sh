@@ -28,12 +28,16 @@
 #                        on every statement (built for wasm32-wasip2 into target/wasm)
 #   VARIANTS [""]        extra HeliosProxy instances measured in the same run, each with one
 #                        feature on: `journal` (statement journal, fsync interval) and/or `ha`
-#                        (topology tracking + transaction replay), and/or `no_analytics` (query
+#                        (topology tracking + transaction replay), and/or `cache` (the result
+#                        cache with the cache-policy component), and/or `no_analytics` (query
 #                        analytics and the proxy's tables off: their cost), and/or `baseline` (the same
 #                        config on another build, BASELINE_BIN: before/after a change, same run);
 #                        reported against plain Helios
 #   BUILTIN [-S]         pgbench built-in script flag: -S select-only, -N simple-update,
 #                        `tpcb` for the default TPC-B-like script
+#   SCRIPT [""]          a pgbench script file run instead of BUILTIN (-f)
+#   SETUP_SQL [""]       SQL run on the database after pgbench -i (tables, functions the
+#                        SCRIPT needs)
 #   PGBOUNCER_BIN [/usr/sbin/pgbouncer]
 #   PG_BINDIR [$(pg_config --bindir)]
 #   BENCH_USER [postgres, else nobody]  unprivileged user used when run as root
@@ -54,6 +58,12 @@ COMPONENTS=${COMPONENTS:-0}
 VARIANTS=${VARIANTS:-}
 BUILTIN=${BUILTIN:--S}
 [[ $BUILTIN == tpcb ]] && BUILTIN=""
+SCRIPT=${SCRIPT:-}
+SETUP_SQL=${SETUP_SQL:-}
+if [[ -n $SCRIPT ]]; then
+    SCRIPT=$(realpath "$SCRIPT")
+    BUILTIN="-f $SCRIPT"
+fi
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -233,6 +243,10 @@ as_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$TMP/postgres.log" -w -t 60 start >
 log "pgbench -i -s $SCALE"
 "$PGBIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres \
     >"$TMP/pgbench-init.log" 2>&1 || { cat "$TMP/pgbench-init.log" >&2; die "pgbench -i failed"; }
+if [[ -n $SETUP_SQL ]]; then
+    "$PGBIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres -c "$SETUP_SQL" \
+        >"$TMP/setup.log" 2>&1 || { cat "$TMP/setup.log" >&2; die "SETUP_SQL failed"; }
+fi
 
 # --------------------------------------------------------------- PgBouncer ---
 echo '"postgres" ""' >"$TMP/userlist.txt"
@@ -340,12 +354,24 @@ fsync = \"interval\"" ;;
         ha) extra="[ha]
 user = \"postgres\"
 failover = \"manual\"" ;;
+        cache)
+            (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$REPO_ROOT/target/wasm" cargo build -q --profile wasm \
+                --target wasm32-wasip2 -p helios-cache-policy)
+            extra="[[plugins]]
+name = \"cache-policy\"
+source = \"$REPO_ROOT/target/wasm/wasm32-wasip2/wasm/helios_cache_policy.wasm\"
+[plugins.config]
+default_ttl_s = 600
+immutable_functions = [\"slow_name\"]
+
+[cache]
+l1_bytes = 67108864" ;;
         no_analytics) extra="[analytics]
 enabled = false
 sql_tables = false" ;;
         baseline) [[ -x ${BASELINE_BIN:-} ]] || die "variant baseline needs BASELINE_BIN (an executable)"
             extra="" ;;
-        *) die "unknown variant $variant (journal, ha, no_analytics, baseline)" ;;
+        *) die "unknown variant $variant (journal, ha, cache, no_analytics, baseline)" ;;
     esac
     bin=$HELIOS_BIN
     [[ $variant == baseline ]] && bin=$BASELINE_BIN

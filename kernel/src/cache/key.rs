@@ -24,11 +24,14 @@ pub struct SessionKey<'a> {
     pub state_hash: u64,
 }
 
-/// The key of a statement run by a session. `params` and `formats` are a `Bind`'s (empty for
-/// a simple query), `result_formats` its result format codes.
+/// The key of a statement run by a session. `param_types` are the parameter types its
+/// `Parse` declared (the same text and values read as another type can answer differently),
+/// `params` and `formats` a `Bind`'s (all empty for a simple query), `result_formats` its
+/// result format codes.
 pub fn key(
     session: &SessionKey<'_>,
     spelling: &[u8; 32],
+    param_types: &[u8],
     param_formats: &[i16],
     params: &[Option<&[u8]>],
     result_formats: &[i16],
@@ -45,6 +48,8 @@ pub fn key(
     }
     h.update(session.state_hash.to_le_bytes());
     h.update(spelling);
+    h.update((param_types.len() as u64).to_le_bytes());
+    h.update(param_types);
     h.update((param_formats.len() as u64).to_le_bytes());
     for f in param_formats {
         h.update(f.to_le_bytes());
@@ -83,18 +88,33 @@ mod tests {
     #[test]
     fn every_part_changes_the_key() {
         let s = [7u8; 32];
-        let base = key(&session("", ""), &s, &[], &[], &[]);
+        let base = key(&session("", ""), &s, &[], &[], &[], &[]);
         assert_ne!(
             base,
-            key(&session("set role reader", ""), &s, &[], &[], &[])
+            key(&session("set role reader", ""), &s, &[], &[], &[], &[])
         );
-        assert_ne!(base, key(&session("", "tenant_a"), &s, &[], &[], &[]));
-        assert_ne!(base, key(&session("", ""), &[8u8; 32], &[], &[], &[]));
-        assert_ne!(base, key(&session("", ""), &s, &[], &[], &[1]));
-        let one = key(&session("", ""), &s, &[0], &[Some(b"1")], &[]);
-        assert_ne!(one, key(&session("", ""), &s, &[0], &[Some(b"2")], &[]));
-        assert_ne!(one, key(&session("", ""), &s, &[1], &[Some(b"1")], &[]));
-        assert_ne!(one, key(&session("", ""), &s, &[0], &[None], &[]));
+        assert_ne!(base, key(&session("", "tenant_a"), &s, &[], &[], &[], &[]));
+        assert_ne!(base, key(&session("", ""), &[8u8; 32], &[], &[], &[], &[]));
+        assert_ne!(base, key(&session("", ""), &s, &[], &[], &[], &[1]));
+        let one = key(&session("", ""), &s, &[], &[0], &[Some(b"1")], &[]);
+        assert_ne!(
+            one,
+            key(&session("", ""), &s, &[], &[0], &[Some(b"2")], &[])
+        );
+        assert_ne!(
+            one,
+            key(&session("", ""), &s, &[], &[1], &[Some(b"1")], &[])
+        );
+        assert_ne!(one, key(&session("", ""), &s, &[], &[0], &[None], &[]));
+        let typed = key(
+            &session("", ""),
+            &s,
+            &[0, 1, 0, 0, 0, 25],
+            &[0],
+            &[Some(b"1")],
+            &[],
+        );
+        assert_ne!(one, typed, "declared parameter types are part of the key");
         // Lengths are part of the key: no two splits of the same bytes collide.
         let a = SessionKey {
             database: "ab",
@@ -106,6 +126,9 @@ mod tests {
             server_user: "bc",
             ..session("", "")
         };
-        assert_ne!(key(&a, &s, &[], &[], &[]), key(&b, &s, &[], &[], &[]));
+        assert_ne!(
+            key(&a, &s, &[], &[], &[], &[]),
+            key(&b, &s, &[], &[], &[], &[])
+        );
     }
 }

@@ -40,6 +40,15 @@ pub struct CacheTier {
     pub invalidations: u64,
 }
 
+/// A statement's description as the server gave it.
+#[derive(Debug)]
+pub struct Description {
+    /// The `ParameterDescription` frame.
+    pub parameters: Vec<u8>,
+    /// The `RowDescription` frame, format codes zeroed.
+    pub rows: Vec<u8>,
+}
+
 /// One L1 entry: the result and how long it may live.
 #[derive(Clone)]
 struct Stored {
@@ -85,7 +94,7 @@ pub struct ResultCache {
     pub catalog: Arc<catalog::Catalog>,
     /// Statement descriptions (`ParameterDescription`, `RowDescription`) of cached
     /// statements, so a driver that prepares first needs no server on a hit.
-    descriptions: moka::sync::Cache<Key, Arc<(Vec<u8>, Vec<u8>)>>,
+    descriptions: moka::sync::Cache<Key, Arc<Description>>,
     /// Counters.
     pub stats: CacheStats,
 }
@@ -295,14 +304,15 @@ impl ResultCache {
     }
 
     /// A statement description kept before.
-    pub fn description(&self, key: &Key) -> Option<Arc<(Vec<u8>, Vec<u8>)>> {
+    pub fn description(&self, key: &Key) -> Option<Arc<Description>> {
         self.descriptions.get(key)
     }
 
     /// Keeps a statement description (`ParameterDescription` and `RowDescription` frames).
     pub fn describe(&self, key: Key, parameters: Vec<u8>, rows: Vec<u8>) {
         if !parameters.is_empty() {
-            self.descriptions.insert(key, Arc::new((parameters, rows)));
+            self.descriptions
+                .insert(key, Arc::new(Description { parameters, rows }));
         }
     }
 

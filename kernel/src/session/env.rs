@@ -57,14 +57,11 @@ pub struct SessionEnv {
 impl SessionEnv {
     /// What the proxy-tables step reads (analytics, result cache), when clients may read
     /// the tables.
-    #[allow(clippy::type_complexity)]
-    pub fn tables(
-        &self,
-    ) -> Option<(
-        &Option<Arc<crate::observe::queries::QueryStats>>,
-        &Option<Arc<crate::cache::ResultCache>>,
-    )> {
-        self.sql_tables.then_some((&self.analytics, &self.cache))
+    pub fn tables(&self) -> Option<super::steps::tables::TableSources> {
+        self.sql_tables.then(|| super::steps::tables::TableSources {
+            stats: self.analytics.clone(),
+            cache: self.cache.clone(),
+        })
     }
 }
 

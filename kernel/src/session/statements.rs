@@ -126,6 +126,16 @@ impl Prepared {
         std::str::from_utf8(&self.body_after_name[..end]).unwrap_or("")
     }
 
+    /// The parameter types its `Parse` declared (count, then OIDs), as sent.
+    pub fn param_types(&self) -> &[u8] {
+        let end = self
+            .body_after_name
+            .iter()
+            .position(|&b| b == 0)
+            .map_or(self.body_after_name.len(), |i| i + 1);
+        &self.body_after_name[end..]
+    }
+
     /// Appends a `Parse` that creates this statement under its server name.
     pub fn encode_parse(&self, out: &mut Vec<u8>) {
         write_message(out, b'P', |b| {

@@ -106,7 +106,14 @@ impl Relay {
         })
     }
 
-    fn key_of(&self, subject: &Subject, params: &[Option<&[u8]>], pf: &[i16], rf: &[i16]) -> Key {
+    fn key_of(
+        &self,
+        subject: &Subject,
+        types: &[u8],
+        params: &[Option<&[u8]>],
+        pf: &[i16],
+        rf: &[i16],
+    ) -> Key {
         let role = self.state.role_sets();
         let path = self.search_path().join(",");
         let session = SessionKey {
@@ -116,7 +123,7 @@ impl Relay {
             search_path: &path,
             state_hash: self.state.hash(),
         };
-        key::key(&session, &subject.spelling, pf, params, rf)
+        key::key(&session, &subject.spelling, types, pf, params, rf)
     }
 
     /// After a miss: copy the result when the catalog vouches for every relation and
@@ -168,13 +175,17 @@ impl Relay {
         if ttl_ms == 0 {
             return CacheStep::Pass;
         }
+        // Statements pipelined before this one may have opened a transaction.
+        if self.server.is_some() && !self.queue.is_empty() {
+            return CacheStep::Pass;
+        }
         let Some(cache) = self.usable_cache() else {
             return CacheStep::Pass;
         };
         let Some(subject) = self.subject(sql) else {
             return CacheStep::Pass;
         };
-        let key = self.key_of(&subject, &[], &[], &[]);
+        let key = self.key_of(&subject, &[], &[], &[], &[]);
         if let Some(hit) = cache.get(&key, cache.ttl(ttl_ms)).await {
             let mut out =
                 Vec::with_capacity(hit.row_description.len() + hit.rows.len() + hit.complete.len());
@@ -205,7 +216,7 @@ impl Relay {
         };
         let (pf, values) = bind.params();
         let rf = bind.result_formats();
-        let key = self.key_of(&subject, &values, &pf, &rf);
+        let key = self.key_of(&subject, p.param_types(), &values, &pf, &rf);
         if let Some(hit) = cache.get(&key, cache.ttl(ttl_ms)).await {
             self.portals
                 .bind_served(ServedPortal::cached(bind.portal, hit, rf));
@@ -242,9 +253,8 @@ impl Relay {
     /// The key of a statement's description for this session.
     fn description_key(&self, p: &Prepared) -> Option<Key> {
         let subject = self.subject(p.sql())?;
-        let mut types = Vec::new();
-        types.extend_from_slice(&p.hash.to_le_bytes());
-        Some(self.key_of(&subject, &[Some(&types)], &[-1], &[]))
+        // A description is keyed apart from any result: a format code no `Bind` can send.
+        Some(self.key_of(&subject, p.param_types(), &[], &[-1], &[]))
     }
 
     /// A `Describe` of a statement a policy asked to cache, with no server attached: the
@@ -258,9 +268,9 @@ impl Relay {
         };
         match cache.description(&key) {
             Some(d) => {
-                self.cached.described.insert(p.hash, d.1.clone());
-                let mut out = d.0.clone();
-                out.extend_from_slice(&d.1);
+                self.cached.described.insert(p.hash, d.rows.clone());
+                let mut out = d.parameters.clone();
+                out.extend_from_slice(&d.rows);
                 self.queue.push_synthetic(Synthetic::Raw(out));
                 true
             }

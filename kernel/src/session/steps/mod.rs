@@ -134,10 +134,7 @@ impl Steps {
         pipeline: &Arc<Pipeline>,
         mode: PoolMode,
         topology: &Arc<Topology>,
-        tables: Option<(
-            &Option<Arc<crate::observe::queries::QueryStats>>,
-            &Option<Arc<crate::cache::ResultCache>>,
-        )>,
+        tables: Option<tables::TableSources>,
     ) -> Self {
         let mut list: Vec<Box<dyn Step>> = Vec::new();
         if mode == PoolMode::Statement {
@@ -152,11 +149,8 @@ impl Steps {
                 topology.clone(),
             )));
         }
-        if let Some((stats, cache)) = tables {
-            list.push(Box::new(tables::ProxyTables::new(
-                stats.clone(),
-                cache.clone(),
-            )));
+        if let Some(sources) = tables {
+            list.push(Box::new(tables::ProxyTables::new(sources)));
         }
         Steps { list }
     }

@@ -8,20 +8,29 @@ use super::{StatementCx, Step, Verdict};
 use crate::observe::queries::QueryStats;
 use crate::observe::tables;
 
-/// Puts the analytics rows in place of the tables' names.
+/// What the tables show: the analytics (none when off: the table is empty) and the result
+/// cache (none when off: its table is empty).
+#[derive(Clone, Default)]
+pub struct TableSources {
+    /// Query analytics.
+    pub stats: Option<Arc<QueryStats>>,
+    /// The result cache.
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
+}
+
+/// Puts the proxy's rows in place of the tables' names.
 pub struct ProxyTables {
     stats: Option<Arc<QueryStats>>,
     cache: Option<Arc<crate::cache::ResultCache>>,
 }
 
 impl ProxyTables {
-    /// The step over `stats` (none when analytics are off: the table is empty) and the
-    /// result cache (none when off: its table is empty).
-    pub fn new(
-        stats: Option<Arc<QueryStats>>,
-        cache: Option<Arc<crate::cache::ResultCache>>,
-    ) -> Self {
-        ProxyTables { stats, cache }
+    /// The step over `sources`.
+    pub fn new(sources: TableSources) -> Self {
+        ProxyTables {
+            stats: sources.stats,
+            cache: sources.cache,
+        }
     }
 }
 
