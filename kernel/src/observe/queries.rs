@@ -175,6 +175,27 @@ impl QueryStats {
         Some(self.insert(key, sql))
     }
 
+    /// Like [`QueryStats::entry`], remembering the entry in `memo` (a prepared statement's),
+    /// so a statement executed again skips the lookup.
+    #[inline]
+    pub fn entry_memo(
+        &self,
+        sql: &str,
+        memo: &std::sync::OnceLock<Arc<Entry>>,
+    ) -> Option<Arc<Entry>> {
+        if let Some(e) = memo.get()
+            && !e.evicted.load(Relaxed)
+        {
+            if self.sample_rate < 1.0 && rand::random::<f64>() >= self.sample_rate {
+                return None;
+            }
+            return Some(e.clone());
+        }
+        let e = self.entry(sql)?;
+        let _ = memo.set(e.clone());
+        Some(e)
+    }
+
     #[cold]
     fn insert(&self, key: u64, sql: &str) -> Arc<Entry> {
         let shape = helios_analysis::fingerprint(sql);
@@ -298,7 +319,10 @@ impl QueryStats {
     /// Forgets every entry.
     pub fn reset(&self) {
         self.by_key.write().expect("stats lock").clear();
-        self.by_fingerprint.write().expect("stats lock").clear();
+        // Prepared statements remember their entry: tell them it is gone.
+        for (_, e) in self.by_fingerprint.write().expect("stats lock").drain() {
+            e.evicted.store(true, Relaxed);
+        }
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Prepared {
     parses: std::sync::OnceLock<bool>,
     /// What a cache policy asked at its last `Parse`: keep results this many milliseconds.
     pub cache_ttl_ms: std::sync::atomic::AtomicU32,
+    /// Its query analytics entry, found on first execution.
+    pub stats_entry: std::sync::OnceLock<Arc<crate::observe::queries::Entry>>,
 }
 
 impl Prepared {
@@ -79,6 +81,7 @@ impl Prepared {
             columns: std::sync::OnceLock::new(),
             parses: std::sync::OnceLock::new(),
             cache_ttl_ms: Default::default(),
+            stats_entry: Default::default(),
         }
     }
 

@@ -1,19 +1,14 @@
 //! One function per client message: what is sent to the server, what the proxy answers
 //! itself, and what the queue expects back.
 
-use std::sync::Arc;
-
 use super::Relay;
 use super::cached::CacheStep;
 use super::expect::{Expect, SqlError, Synthetic};
 use super::text::{names_proxy_statement, not_utf8, query_effects};
-use crate::hooks;
 use crate::session::SessionError;
 use crate::session::served::{Served, ServedPortal};
 use crate::session::statements::Prepared;
-use crate::session::steps::journal::JournalEntry;
-use crate::session::steps::observe::RowCapture;
-use crate::session::steps::{Answer, BindCx, PostCtx, Protocol, StatementCx};
+use crate::session::steps::{Answer, BindCx, Protocol, StatementCx};
 use crate::wire::frontend::{self, Frontend};
 use crate::wire::messages::{self, BindRef, ParseRef, TargetRef};
 use crate::wire::results;
@@ -126,7 +121,7 @@ impl Relay {
                 CacheStep::Pass => None,
             },
         };
-        let post = self.observe(effective, facts, None, Vec::new, capture);
+        let post = self.observe(effective, facts, None, Vec::new, capture, None);
         let effects = query_effects(effective);
         if self.attach(Protocol::Simple).await {
             self.note_cache_writes(effective);
@@ -362,7 +357,14 @@ impl Relay {
             Some(p) => {
                 let stmt = p.stmt.clone();
                 let params = p.params.clone();
-                let post = self.observe(stmt.sql(), None, params, || stmt.columns(), capture);
+                let post = self.observe(
+                    stmt.sql(),
+                    None,
+                    params,
+                    || stmt.columns(),
+                    capture,
+                    Some(&stmt.stats_entry),
+                );
                 (stmt.effect.clone(), post)
             }
             None => (None, None),
@@ -454,42 +456,6 @@ impl Relay {
                 false
             }
         }
-    }
-
-    /// The observers of a statement about to run: PostQuery (with `facts`, computed when
-    /// not given, and the result rows when a component asked, with `columns` when known),
-    /// the journal (with the bound `params`) and the analytics; `None` when none is on.
-    fn observe(
-        &self,
-        sql: &str,
-        facts: Option<Arc<crate::hooks::Facts>>,
-        params: Option<crate::session::steps::journal::BoundParams>,
-        columns: impl FnOnce() -> Vec<String>,
-        capture: Option<Box<crate::cache::capture::Capture>>,
-    ) -> Option<Box<PostCtx>> {
-        let post_query = self.pipeline.has_post_query();
-        let journal = self.env.journal.is_some();
-        let stats = self.env.analytics.as_ref().and_then(|a| a.entry(sql));
-        if !post_query && !journal && stats.is_none() && capture.is_none() {
-            return None;
-        }
-        let mut ctx =
-            PostCtx::new(post_query.then(|| facts.unwrap_or_else(|| hooks::statement(sql))));
-        ctx.stats = stats;
-        ctx.capture = capture;
-        let rows_limit = self.pipeline.rows_limit();
-        if rows_limit > 0 {
-            ctx.rows = Some(RowCapture::new(rows_limit, columns()));
-        }
-        if journal {
-            let transaction_id = if self.status.in_transaction() {
-                self.transactions
-            } else {
-                0
-            };
-            ctx.journal = Some(JournalEntry::new(sql, params, transaction_id));
-        }
-        Some(ctx)
     }
 
     /// Whether `name` is one of the client's SQL-level `PREPARE`d statements (which a `Bind`

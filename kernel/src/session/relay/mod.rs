@@ -29,6 +29,7 @@ pub mod io;
 mod isolate;
 pub mod lease;
 mod listen;
+mod observers;
 pub mod portals;
 mod text;
 
