@@ -17,6 +17,7 @@ use heliosproxy::server::{Proxy, ProxyHandle};
 
 pub mod raw;
 pub mod redis;
+pub mod sync_pair;
 
 pub use heliosproxy;
 pub use tokio_postgres;
@@ -128,7 +129,7 @@ pub async fn start_primary_and_replica() -> (Pg, Pg) {
 
 /// A streaming standby of `primary` (`pg_basebackup -R`) with `settings` appended to its
 /// `postgresql.conf`, started on a free port.
-fn start_standby_of(primary: &Pg, settings: &str) -> Pg {
+pub(crate) fn start_standby_of(primary: &Pg, settings: &str) -> Pg {
     let data = temp_dir("standby").join("data");
     let mut standby = {
         let servers = SERVERS.lock().unwrap();

@@ -25,6 +25,8 @@ struct TopologyView<'a> {
     switching: bool,
     nodes: Vec<NodeView>,
     last_failover: Option<FailoverReport>,
+    /// The last promotion cleared `synchronous_standby_names` on the new primary.
+    relaxed_synchronous_standbys: Option<serde_json::Value>,
     sessions: &'a crate::session::recovery::SessionCounters,
     pinned: &'a crate::session::isolation::PinCounters,
 }
@@ -46,6 +48,12 @@ pub async fn topology(State(shared): State<Arc<AdminState>>, headers: HeaderMap)
         switching: t.switching(),
         nodes: t.view(),
         last_failover: shared.failover.last(),
+        relaxed_synchronous_standbys: t
+            .relaxed_sync
+            .lock()
+            .expect("topology lock")
+            .as_ref()
+            .map(|(node, previous)| serde_json::json!({ "node": node, "previous": previous })),
         sessions: &shared.sessions,
         pinned: &shared.pins,
     })

@@ -59,6 +59,11 @@ pub struct HaConfig {
     /// Read each writing transaction's id (one hidden prepared statement in the same round
     /// trip) so a COMMIT interrupted by a failover is resolved instead of answered 08007.
     pub resolve_commits: bool,
+    /// After a promotion, clear `synchronous_standby_names` on the new primary: it was
+    /// usually inherited from the old primary when the standby was cloned, and no standby
+    /// follows the new primary yet, so every commit would wait forever. `false` keeps it
+    /// (for standbys an operator re-points at once).
+    pub relax_synchronous_standbys: bool,
 }
 
 impl Default for HaConfig {
@@ -83,6 +88,7 @@ impl Default for HaConfig {
             replay_max_statements: 1000,
             replay_max_bytes: 4 << 20,
             resolve_commits: true,
+            relax_synchronous_standbys: true,
         }
     }
 }

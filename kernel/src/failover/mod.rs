@@ -338,6 +338,49 @@ async fn switch_to(
     Ok(lsn)
 }
 
+/// Clears `synchronous_standby_names` on a new primary that has it: nothing follows the
+/// new primary yet, so every commit would wait for a standby that cannot confirm it.
+async fn relax_synchronous_standbys(
+    topology: &Topology,
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<(), String> {
+    let names: String = client
+        .query_one("select current_setting('synchronous_standby_names')", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    if names.trim().is_empty() {
+        return Ok(());
+    }
+    // Each alone: ALTER SYSTEM refuses to run inside a multi-statement query.
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = ''",
+        "SELECT pg_reload_conf()",
+    ] {
+        client.batch_execute(sql).await.map_err(|e| e.to_string())?;
+    }
+    // The reload is asynchronous: wait (briefly) until this backend sees it.
+    for _ in 0..100 {
+        let now: String = client
+            .query_one("select current_setting('synchronous_standby_names')", &[])
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if now.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::warn!(
+        node = name,
+        previous = %names,
+        "the new primary had synchronous_standby_names set; cleared so it takes writes (ha.relax_synchronous_standbys)"
+    );
+    *topology.relaxed_sync.lock().expect("topology lock") = Some((name.to_owned(), names));
+    Ok(())
+}
+
 /// Promotes `node` and waits until it accepts writes.
 async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), FailoverError> {
     let name = topology.nodes[node].name().to_owned();
@@ -375,6 +418,11 @@ async fn promote(topology: &Topology, node: usize, ha: &HaConfig) -> Result<(), 
             writable_again(&client)
                 .await
                 .map_err(|e| failed("re-enabling writes", &name)(e.to_string()))?;
+            if ha.relax_synchronous_standbys {
+                relax_synchronous_standbys(topology, &client, &name)
+                    .await
+                    .map_err(|e| failed("clearing synchronous_standby_names", &name)(e))?;
+            }
             tracker::apply_lsn(topology, node, facts.lsn);
             return Ok(());
         }

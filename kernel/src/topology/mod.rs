@@ -189,6 +189,9 @@ pub struct Topology {
     buffer_timeout: Duration,
     nudges: Vec<Notify>,
     xid_horizon: AtomicU64,
+    /// The last promotion cleared `synchronous_standby_names` on the new primary: the node
+    /// and the value it had.
+    pub relaxed_sync: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl Topology {
@@ -259,6 +262,7 @@ impl Topology {
             buffer_timeout,
             nudges,
             xid_horizon: AtomicU64::new(0),
+            relaxed_sync: std::sync::Mutex::new(None),
         }
     }
 
