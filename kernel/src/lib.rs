@@ -18,6 +18,7 @@ pub mod journal;
 pub mod notify;
 pub mod observe;
 pub mod oci;
+pub mod ops;
 pub mod plugins;
 pub mod pool;
 pub mod server;

@@ -110,6 +110,14 @@ impl Shared {
             metrics: Arc::new(self.metrics_sources()),
             analytics: self.analytics.clone(),
             cache: self.cache.clone(),
+            chaos: Arc::new(crate::ops::chaos::Chaos::new(
+                self.config.chaos.enabled,
+                self.topology
+                    .nodes
+                    .iter()
+                    .map(|n| (n.name().to_owned(), n.target.chaos.clone()))
+                    .collect(),
+            )),
         }
     }
 

@@ -27,6 +27,7 @@ use crate::topology::Topology;
 use crate::wire::auth::constant_time_eq;
 
 pub mod cache;
+mod chaos;
 mod ha;
 mod observe;
 
@@ -60,6 +61,8 @@ pub struct AdminState {
     pub analytics: Option<Arc<crate::observe::queries::QueryStats>>,
     /// The result cache, when on.
     pub cache: Option<Arc<crate::cache::ResultCache>>,
+    /// Chaos mode.
+    pub chaos: Arc<crate::ops::chaos::Chaos>,
 }
 
 impl AdminState {
@@ -85,6 +88,9 @@ pub fn app(shared: Arc<AdminState>) -> Router {
         .route("/api/analytics/reset", post(observe::reset_analytics))
         .route("/api/cache", get(cache::show))
         .route("/api/cache/invalidate", post(cache::invalidate))
+        .route("/api/chaos", post(chaos::start))
+        .route("/api/chaos/active", get(chaos::active))
+        .route("/api/chaos/{id}", axum::routing::delete(chaos::stop))
         .with_state(shared)
 }
 

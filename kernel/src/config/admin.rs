@@ -91,3 +91,11 @@ impl AdminConfig {
         problems
     }
 }
+
+/// `[chaos]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChaosConfig {
+    /// Whether `POST /api/chaos` may inject faults at all.
+    pub enabled: bool,
+}

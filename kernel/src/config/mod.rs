@@ -13,7 +13,7 @@ mod cache;
 mod ha;
 mod plugins;
 mod validate;
-pub use admin::{AdminConfig, AnalyticsConfig};
+pub use admin::{AdminConfig, AnalyticsConfig, ChaosConfig};
 pub use cache::{CacheConfig, L2Config};
 pub use ha::{FailoverMode, FsyncPolicy, HaConfig, JournalConfig};
 pub use plugins::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
@@ -81,6 +81,8 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     /// The result cache; off when absent.
     pub cache: Option<CacheConfig>,
+    /// Chaos mode (fault injection through the admin API); off by default.
+    pub chaos: ChaosConfig,
 }
 
 impl Default for Config {
@@ -101,6 +103,7 @@ impl Default for Config {
             journal: None,
             analytics: AnalyticsConfig::default(),
             cache: None,
+            chaos: ChaosConfig::default(),
         }
     }
 }

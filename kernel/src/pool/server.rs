@@ -34,6 +34,8 @@ pub struct ConnectTarget {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Whole-connect timeout.
     pub connect_timeout: Duration,
+    /// Faults chaos mode injects into traffic to this node.
+    pub chaos: Arc<crate::ops::chaos::NodeChaos>,
 }
 
 impl ConnectTarget {
@@ -131,6 +133,16 @@ impl ServerConn {
     ) -> Result<ServerConn, ServerError> {
         let timeout = target.connect_timeout;
         let node = target.node.clone();
+        if target.chaos.partitioned() {
+            return Err(ServerError::Io {
+                addr: format!("{}:{}", target.host, target.port),
+                node,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "chaos mode: the node is partitioned away",
+                ),
+            });
+        }
         match tokio::time::timeout(
             timeout,
             Self::connect_inner(target, user, database, password),

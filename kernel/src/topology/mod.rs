@@ -217,6 +217,7 @@ impl Topology {
                     sslmode: config.backend_tls.sslmode,
                     tls: tls.clone(),
                     connect_timeout: Duration::from_millis(config.pool.connect_timeout_ms),
+                    chaos: Default::default(),
                 }),
                 configured: n.role,
                 tags: n.tags.clone(),

@@ -99,6 +99,10 @@ async fn check_node(
     ha: &HaConfig,
     client: &mut Option<Client>,
 ) -> Result<Facts, String> {
+    if topology.nodes[node].target.chaos.partitioned() {
+        *client = None;
+        return Err("chaos mode: the node is partitioned away".into());
+    }
     let run = async {
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             *client = Some(connect(topology, node, ha).await?);

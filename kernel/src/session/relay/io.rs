@@ -155,6 +155,19 @@ impl Relay {
             self.sout.clear();
             return Ok(());
         };
+        match s.conn.target.chaos.on_send() {
+            crate::ops::chaos::Injected::None => {}
+            crate::ops::chaos::Injected::Delay(d) => tokio::time::sleep(d).await,
+            crate::ops::chaos::Injected::Drop => {
+                // As if the network dropped it: what was to be sent is sent again (or
+                // answered) wherever the session moves.
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut s.conn.stream).await;
+            }
+        }
+        let Some(s) = self.server.as_mut() else {
+            self.sout.clear();
+            return Ok(());
+        };
         if let Some(tx) = self.tx.as_deref_mut() {
             tx.sent(&self.sout);
         }

@@ -57,6 +57,10 @@ impl Relay {
                 continue;
             }
             self.pool = self.pool_for(node);
+            if let Some(code) = topology.nodes[node].target.chaos.on_checkout() {
+                self.refuse(SqlError::new(code, "chaos mode: injected error"), protocol);
+                return false;
+            }
             let result = if admitted {
                 self.checkout().await
             } else {
