@@ -410,7 +410,13 @@ pub async fn start_ha_pair(sync: bool) -> (Pg, Pg) {
             .unwrap();
         p.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     }
-    // Wait until the standby streams (and, when asked, is synchronous).
+    wait_for_standby(&p, sync).await;
+    (primary, info)
+}
+
+/// Waits until the standby named `replica` streams from `p` (and, with `sync`, is
+/// synchronous).
+pub(crate) async fn wait_for_standby(p: &tokio_postgres::Client, sync: bool) {
     for _ in 0..200 {
         let state: Option<String> = p
             .query_opt(
@@ -421,8 +427,8 @@ pub async fn start_ha_pair(sync: bool) -> (Pg, Pg) {
             .unwrap()
             .map(|r| r.get(0));
         match state.as_deref() {
-            Some("sync") if sync => return (primary, info),
-            Some(_) if !sync => return (primary, info),
+            Some("sync") => return,
+            Some(_) if !sync => return,
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }

@@ -2,9 +2,7 @@
 //! a plain `pg_basebackup -R` set-up gives: the standby carries the setting too, so once
 //! promoted it waits for a synchronous standby of its own.
 
-use std::time::Duration;
-
-use crate::{Pg, connect, start_pg, start_standby_of};
+use crate::{Pg, connect, start_pg, start_standby_of, wait_for_standby};
 use heliosproxy::embedded::HostAuth;
 
 /// Starts the pair and waits until the standby is synchronous.
@@ -20,19 +18,6 @@ pub async fn start_inheriting_sync_pair() -> (Pg, Pg) {
         .await
         .unwrap();
     p.batch_execute("SELECT pg_reload_conf()").await.unwrap();
-    for _ in 0..200 {
-        let state: Option<String> = p
-            .query_opt(
-                "select sync_state from pg_stat_replication where application_name = 'replica'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .map(|r| r.get(0));
-        if state.as_deref() == Some("sync") {
-            return (primary, standby);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the standby did not become synchronous");
+    wait_for_standby(&p, true).await;
+    (primary, standby)
 }
