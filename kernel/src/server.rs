@@ -118,6 +118,10 @@ impl Shared {
                     .map(|n| (n.name().to_owned(), n.target.chaos.clone()))
                     .collect(),
             )),
+            replays: Arc::new(crate::ops::replay::Replays::new(
+                self.session.clone(),
+                self.journal.clone(),
+            )),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The admin API (axum) on `admin_address`: health (open), the loaded components with their
 //! provenance and counters, reload / disable / enable of a component, and (in `ha`) the
-//! topology, switchover and the journal. Every endpoint but
+//! topology, switchover and the journal, and (in `chaos`, `replay`) operations. Every endpoint but
 //! health needs the API key from `[admin] api_key` in an `X-API-Key` or
 //! `Authorization: Bearer` header; without a configured key those endpoints are closed.
 
@@ -30,6 +30,7 @@ pub mod cache;
 mod chaos;
 mod ha;
 mod observe;
+mod replay;
 
 /// What the admin API reaches.
 pub struct AdminState {
@@ -63,6 +64,8 @@ pub struct AdminState {
     pub cache: Option<Arc<crate::cache::ResultCache>>,
     /// Chaos mode.
     pub chaos: Arc<crate::ops::chaos::Chaos>,
+    /// Time-travel replays.
+    pub replays: Arc<crate::ops::replay::Replays>,
 }
 
 impl AdminState {
@@ -91,6 +94,8 @@ pub fn app(shared: Arc<AdminState>) -> Router {
         .route("/api/chaos", post(chaos::start))
         .route("/api/chaos/active", get(chaos::active))
         .route("/api/chaos/{id}", axum::routing::delete(chaos::stop))
+        .route("/api/replay", post(replay::start).get(replay::list))
+        .route("/api/replay/{id}", get(replay::show).delete(replay::cancel))
         .with_state(shared)
 }
 

@@ -7,6 +7,7 @@
 
 pub mod record;
 pub mod redact;
+pub mod result_sum;
 pub mod segment;
 mod writer;
 
@@ -19,6 +20,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::SystemTime;
 
 pub use record::Record;
+pub use result_sum::ResultSum;
 pub use segment::Reader;
 
 use crate::config::{FsyncPolicy, JournalConfig};

@@ -4,8 +4,9 @@
 
 use super::JournalError;
 
-/// Payload format version.
-const VERSION: u8 = 1;
+/// Payload format version written: 2 added the result formats (version 1 records read
+/// back with none, meaning text).
+const VERSION: u8 = 2;
 
 /// Bytes before a payload: its length and CRC.
 pub const FRAME_HEADER: usize = 8;
@@ -34,6 +35,8 @@ pub struct Record {
     pub param_formats: Vec<i16>,
     /// Bound parameter values; `None` is NULL.
     pub params: Vec<Option<Vec<u8>>>,
+    /// Result column format codes the client asked for in its `Bind` (empty: all text).
+    pub result_formats: Vec<i16>,
     /// Start, microseconds since the Unix epoch.
     pub started_at_us: u64,
     /// Duration in microseconds.
@@ -54,6 +57,7 @@ impl Record {
             + self.node.len()
             + self.sql.len()
             + self.param_formats.len() * 2
+            + self.result_formats.len() * 2
             + self
                 .params
                 .iter()
@@ -86,10 +90,7 @@ impl Record {
         for s in [&self.user, &self.database, &self.node, &self.sql] {
             put_bytes(out, s.as_bytes());
         }
-        out.extend_from_slice(&(self.param_formats.len() as u32).to_le_bytes());
-        for f in &self.param_formats {
-            out.extend_from_slice(&f.to_le_bytes());
-        }
+        put_formats(out, &self.param_formats);
         out.extend_from_slice(&(self.params.len() as u32).to_le_bytes());
         for p in &self.params {
             match p {
@@ -108,6 +109,7 @@ impl Record {
                 put_bytes(out, message.as_bytes());
             }
         }
+        put_formats(out, &self.result_formats);
         let payload = &out[start + FRAME_HEADER..];
         let len = payload.len() as u32;
         let crc = crc32fast::hash(payload);
@@ -118,7 +120,8 @@ impl Record {
     /// Decodes a payload whose CRC was verified.
     pub fn decode(payload: &[u8]) -> Result<Record, JournalError> {
         let mut r = Cursor { buf: payload };
-        if r.u8()? != VERSION {
+        let version = r.u8()?;
+        if !(1..=VERSION).contains(&version) {
             return Err(JournalError::Format("unknown record version".into()));
         }
         let mut rec = Record {
@@ -135,11 +138,7 @@ impl Record {
         rec.database = r.string()?;
         rec.node = r.string()?;
         rec.sql = r.string()?;
-        let n = r.u32()? as usize;
-        for _ in 0..n.min(payload.len()) {
-            rec.param_formats
-                .push(i16::from_le_bytes(r.take(2)?.try_into().expect("2")));
-        }
+        rec.param_formats = r.formats()?;
         let n = r.u32()? as usize;
         for _ in 0..n.min(payload.len()) {
             rec.params.push(match r.u8()? {
@@ -151,7 +150,17 @@ impl Record {
             0 => None,
             _ => Some((r.string()?, r.string()?)),
         };
+        if version >= 2 {
+            rec.result_formats = r.formats()?;
+        }
         Ok(rec)
+    }
+}
+
+fn put_formats(out: &mut Vec<u8>, formats: &[i16]) {
+    out.extend_from_slice(&(formats.len() as u32).to_le_bytes());
+    for f in formats {
+        out.extend_from_slice(&f.to_le_bytes());
     }
 }
 
@@ -188,6 +197,17 @@ impl<'a> Cursor<'a> {
         let n = self.u32()? as usize;
         self.take(n)
     }
+    fn formats(&mut self) -> Result<Vec<i16>, JournalError> {
+        let n = self.u32()? as usize;
+        let raw = self.take(
+            n.checked_mul(2)
+                .ok_or_else(|| JournalError::Format("record shorter than its fields".into()))?,
+        )?;
+        Ok(raw
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect())
+    }
     fn string(&mut self) -> Result<String, JournalError> {
         Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
     }
@@ -209,6 +229,7 @@ mod tests {
             sql: "select $1".into(),
             param_formats: vec![0, 1],
             params: vec![Some(b"42".to_vec()), None],
+            result_formats: vec![1],
             started_at_us: 1_700_000_000_000_000,
             duration_us: 250,
             rows: 1,
@@ -222,5 +243,24 @@ mod tests {
         assert_eq!(len, buf.len() - FRAME_HEADER);
         assert_eq!(crc, crc32fast::hash(&buf[FRAME_HEADER..]));
         assert_eq!(Record::decode(&buf[FRAME_HEADER..]).unwrap(), rec);
+    }
+
+    #[test]
+    fn version_1_records_read_back_with_text_results() {
+        let rec = Record {
+            seq: 1,
+            sql: "select 1".into(),
+            param_formats: vec![0],
+            ..Record::default()
+        };
+        let mut buf = Vec::new();
+        rec.encode_framed(&mut buf);
+        // A version 1 payload is the version 2 one without the trailing result formats.
+        let mut v1 = buf[FRAME_HEADER..buf.len() - 4].to_vec();
+        v1[0] = 1;
+        assert_eq!(Record::decode(&v1).unwrap(), rec);
+        let mut v9 = buf[FRAME_HEADER..].to_vec();
+        v9[0] = 9;
+        assert!(Record::decode(&v9).is_err());
     }
 }

@@ -1,5 +1,8 @@
 //! Operations on the running cluster, driven through the admin API: chaos mode
-//! ([`chaos`]). (Time-travel replay, the shadow comparator and the upgrade orchestrator are
-//! still to come.)
+//! ([`chaos`]), time-travel replay of the journal ([`replay`]), and what they share: where
+//! statements go ([`target`]) and how one runs as its client sent it ([`statement`]).
 
 pub mod chaos;
+pub mod replay;
+pub mod statement;
+pub mod target;

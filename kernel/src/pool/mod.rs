@@ -326,6 +326,17 @@ impl Pools {
             .clone()
     }
 
+    /// The password a pool for `user` on `database` logs in with (on any node), when one
+    /// is known: what pass-through authentication learnt from the client, or the configured
+    /// one.
+    pub fn password_for(&self, database: &str, user: &str) -> Option<String> {
+        let pools = self.pools.read().expect("pools lock");
+        pools
+            .values()
+            .filter(|p| p.key.database == database && p.key.user == user)
+            .find_map(|p| p.password.read().expect("password lock").clone())
+    }
+
     /// All pools.
     pub fn all(&self) -> Vec<Arc<Pool>> {
         self.pools

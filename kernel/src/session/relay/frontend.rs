@@ -8,6 +8,7 @@ use super::text::{names_proxy_statement, not_utf8, query_effects};
 use crate::session::SessionError;
 use crate::session::served::{Served, ServedPortal};
 use crate::session::statements::Prepared;
+use crate::session::steps::journal::BoundParams;
 use crate::session::steps::{Answer, BindCx, Protocol, StatementCx};
 use crate::wire::frontend::{self, Frontend};
 use crate::wire::messages::{self, BindRef, ParseRef, TargetRef};
@@ -268,7 +269,11 @@ impl Relay {
                     journal.then(|| {
                         let (formats, values) = bind.params();
                         let values = values.into_iter().map(|v| v.map(<[u8]>::to_vec));
-                        (formats, values.collect())
+                        BoundParams {
+                            formats,
+                            values: values.collect(),
+                            result_formats: bind.result_formats(),
+                        }
                     })
                 });
                 self.note_for_isolation(p.sql(), p.needs_check);

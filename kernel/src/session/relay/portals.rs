@@ -33,9 +33,9 @@ pub struct Portals {
 impl Portal {
     /// Its name and kept parameters, plus the entry itself, in bytes.
     fn cost(&self) -> usize {
-        let params = self.params.as_ref().map_or(0, |(formats, values)| {
-            formats.len() * 2
-                + values
+        let params = self.params.as_ref().map_or(0, |p| {
+            (p.formats.len() + p.result_formats.len()) * 2
+                + p.values
                     .iter()
                     .map(|v| v.as_ref().map_or(8, |v| v.len() + 24))
                     .sum::<usize>()
@@ -142,11 +142,15 @@ mod tests {
     fn observed_portals_keep_their_parameters_until_closed() {
         let mut portals = Portals::default();
         portals.bind(b"p1", &stmt("select $1"), true, || {
-            Some((vec![0], vec![Some(b"7".to_vec())]))
+            Some(BoundParams {
+                formats: vec![0],
+                values: vec![Some(b"7".to_vec())],
+                result_formats: vec![],
+            })
         });
         let kept = portals.get(b"p1").expect("kept");
         assert_eq!(
-            kept.params.as_ref().unwrap().1[0].as_deref(),
+            kept.params.as_ref().unwrap().values[0].as_deref(),
             Some(&b"7"[..])
         );
         portals.close(b"p1");
