@@ -122,6 +122,7 @@ impl Shared {
                 self.session.clone(),
                 self.journal.clone(),
             )),
+            shadows: Arc::new(crate::ops::shadow::Shadows::new(self.session.clone())),
         }
     }
 
@@ -293,6 +294,7 @@ impl Proxy {
             sql_tables: config.analytics.sql_tables,
             clients: Default::default(),
             cache: cache.clone(),
+            shadow: Default::default(),
             console: Some(Arc::new(crate::session::env::ConsoleEnv {
                 config: config.clone(),
                 components: components.clone(),

@@ -1,6 +1,6 @@
 //! The admin API (axum) on `admin_address`: health (open), the loaded components with their
 //! provenance and counters, reload / disable / enable of a component, and (in `ha`) the
-//! topology, switchover and the journal, and (in `chaos`, `replay`) operations. Every endpoint but
+//! topology, switchover and the journal, and (in `chaos`, `replay`, `shadow`) operations. Every endpoint but
 //! health needs the API key from `[admin] api_key` in an `X-API-Key` or
 //! `Authorization: Bearer` header; without a configured key those endpoints are closed.
 
@@ -31,6 +31,7 @@ mod chaos;
 mod ha;
 mod observe;
 mod replay;
+mod shadow;
 
 /// What the admin API reaches.
 pub struct AdminState {
@@ -66,6 +67,8 @@ pub struct AdminState {
     pub chaos: Arc<crate::ops::chaos::Chaos>,
     /// Time-travel replays.
     pub replays: Arc<crate::ops::replay::Replays>,
+    /// Shadow runs.
+    pub shadows: Arc<crate::ops::shadow::Shadows>,
 }
 
 impl AdminState {
@@ -96,6 +99,11 @@ pub fn app(shared: Arc<AdminState>) -> Router {
         .route("/api/chaos/{id}", axum::routing::delete(chaos::stop))
         .route("/api/replay", post(replay::start).get(replay::list))
         .route("/api/replay/{id}", get(replay::show).delete(replay::cancel))
+        .route("/api/shadow", get(shadow::list))
+        .route("/api/shadow/start", post(shadow::start))
+        .route("/api/shadow/{id}", get(shadow::show))
+        .route("/api/shadow/{id}/diff", get(shadow::diff))
+        .route("/api/shadow/{id}/stop", post(shadow::stop))
         .with_state(shared)
 }
 

@@ -48,6 +48,8 @@ pub struct SessionEnv {
     pub clients: Arc<crate::observe::clients::Clients>,
     /// The result cache, when `[cache]` is configured.
     pub cache: Option<Arc<crate::cache::ResultCache>>,
+    /// Where statements are mirrored while a shadow run is active.
+    pub shadow: Arc<crate::ops::shadow::tap::ShadowTap>,
     /// What the SQL admin console reaches beyond the rest of this view.
     pub console: Option<Arc<ConsoleEnv>>,
     /// What login needs.

@@ -259,7 +259,8 @@ impl Relay {
         match prepared {
             Some(p) => {
                 self.note_cache_writes(p.sql());
-                let journal = self.env.journal.is_some();
+                // The journal and a shadow run need the bound parameters.
+                let journal = self.env.journal.is_some() || self.env.shadow.active();
                 // Analytics and the result cache watch the portal's `Execute` too.
                 let observed = journal
                     || self.pipeline.has_post_query()

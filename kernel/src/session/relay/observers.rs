@@ -1,5 +1,6 @@
 //! The observers a statement gets before it is sent: PostQuery (with its facts and result
-//! rows on request), the journal, the query analytics and a copy for the result cache.
+//! rows on request), the journal, the query analytics, a copy for the result cache and a
+//! probe for the shadow comparator.
 
 use std::sync::Arc;
 
@@ -28,13 +29,27 @@ impl Relay {
             Some(m) => a.entry_memo(sql, m),
             None => a.entry(sql),
         });
-        if !post_query && !journal && stats.is_none() && capture.is_none() {
+        let shadow = if self.status.in_transaction() {
+            None
+        } else {
+            self.env.shadow.probe(|| {
+                let p = params.clone().unwrap_or_default();
+                crate::ops::statement::Statement {
+                    sql: sql.to_owned(),
+                    param_formats: p.formats,
+                    params: p.values,
+                    result_formats: p.result_formats,
+                }
+            })
+        };
+        if !post_query && !journal && stats.is_none() && capture.is_none() && shadow.is_none() {
             return None;
         }
         let mut ctx =
             PostCtx::new(post_query.then(|| facts.unwrap_or_else(|| hooks::statement(sql))));
         ctx.stats = stats;
         ctx.capture = capture;
+        ctx.shadow = shadow;
         let rows_limit = self.pipeline.rows_limit();
         if rows_limit > 0 {
             ctx.rows = Some(RowCapture::new(rows_limit, columns()));

@@ -30,6 +30,8 @@ pub struct PostCtx {
     pub stats: Option<Arc<Entry>>,
     /// The result being copied for the result cache (a miss).
     pub capture: Option<Box<crate::cache::capture::Capture>>,
+    /// The statement being summed for the shadow comparator.
+    pub shadow: Option<Box<crate::ops::shadow::tap::Probe>>,
     /// Rows the command tags reported.
     tag_rows: u64,
 }
@@ -111,6 +113,7 @@ impl PostCtx {
             rows: None,
             stats: None,
             capture: None,
+            shadow: None,
             tag_rows: 0,
         })
     }
@@ -138,12 +141,18 @@ impl PostCtx {
         if let Some(c) = self.rows.as_mut() {
             c.note_row(body);
         }
+        if let Some(s) = self.shadow.as_mut() {
+            s.note_row(body);
+        }
     }
 
     /// The statement completed with `tag`.
     pub fn note_tag(&mut self, tag: &[u8]) {
         if self.stats.is_some() {
             self.tag_rows += tag_rows(tag).unwrap_or(0);
+        }
+        if let Some(s) = self.shadow.as_mut() {
+            s.note_tag(tag);
         }
         if let Some(c) = self.capture.as_mut() {
             c.note_tag(tag);
@@ -162,6 +171,10 @@ impl PostCtx {
         let elapsed = self.started.elapsed();
         if let Some(c) = self.capture.take() {
             c.finish(self.error.is_some(), sinks.in_transaction);
+        }
+        if let Some(s) = self.shadow.take() {
+            let code = self.error.as_ref().map(|(c, _)| c.clone());
+            s.send(&sinks.info.user, &sinks.info.database, code);
         }
         {
             use std::sync::atomic::Ordering::Relaxed;
