@@ -13,6 +13,8 @@ command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 # A real Redis for the shared result cache (L2) and its invalidation.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# pgrep, to freeze a server's every process in the failover tests.
+command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # pg_query (PostgreSQL's parser, built from C) generates its bindings with libclang.
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)

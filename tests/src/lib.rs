@@ -17,7 +17,9 @@ use heliosproxy::server::{Proxy, ProxyHandle};
 
 pub mod raw;
 pub mod redis;
+pub mod signals;
 pub mod sync_pair;
+pub mod write_load;
 
 pub use heliosproxy;
 pub use tokio_postgres;
@@ -276,6 +278,25 @@ pub fn proxy_config(pg: &Pg, mode: PoolMode, server_connections: usize) -> Confi
         port: pg.port,
         role: NodeRole::Primary,
         tags: vec![],
+    });
+    c
+}
+
+/// A transaction-mode proxy over a primary (`pg1`) and its standby (`replica`), roles
+/// discovered, quick health checks (a node is down after two failed checks 50 ms apart).
+pub fn ha_proxy_config(primary: &Pg, standby: &Pg) -> Config {
+    let mut c = proxy_config(primary, PoolMode::Transaction, 8);
+    c.nodes[0].name = "pg1".into();
+    c.nodes[0].role = NodeRole::Auto;
+    add_replica(&mut c, standby, "replica", &[]);
+    c.nodes[1].role = NodeRole::Auto;
+    c.ha = Some(heliosproxy::config::HaConfig {
+        check_interval_ms: 100,
+        retry_interval_ms: 50,
+        check_timeout_ms: 500,
+        failure_threshold: 2,
+        buffer_timeout_ms: 20_000,
+        ..Default::default()
     });
     c
 }

@@ -4,30 +4,15 @@
 //! prepared statement, held cursor and open transaction, and a planned switchover under
 //! pgbench. Every assertion is on what clients see.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use helios_tests::heliosproxy::config::{Config, Grant, HaConfig, NodeRole, PoolMode};
+use helios_tests::heliosproxy::config::{Config, Grant, PoolMode};
 use helios_tests::*;
 
 const KEY: &str = "ha-admin-key";
 
-/// A transaction-mode proxy over both servers, roles discovered, quick health checks.
 fn ha_config(primary: &Pg, standby: &Pg) -> Config {
-    let mut c = proxy_config(primary, PoolMode::Transaction, 8);
-    c.nodes[0].name = "pg1".into();
-    c.nodes[0].role = NodeRole::Auto;
-    add_replica(&mut c, standby, "replica", &[]);
-    c.nodes[1].role = NodeRole::Auto;
-    c.ha = Some(HaConfig {
-        check_interval_ms: 100,
-        retry_interval_ms: 50,
-        check_timeout_ms: 500,
-        failure_threshold: 2,
-        buffer_timeout_ms: 20_000,
-        ..HaConfig::default()
-    });
+    let mut c = ha_proxy_config(primary, standby);
     c.admin.api_key = Some(KEY.into());
     c
 }
@@ -159,145 +144,28 @@ async fn roles_are_discovered_and_reads_avoid_a_lagging_standby_and_an_open_brea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_primary_under_write_load_loses_no_acknowledged_commit() {
     let (primary, standby) = start_ha_pair(true).await;
-    let p = connect(&primary.direct("postgres")).await.unwrap();
-    p.batch_execute(
-        "create table ledger (client int, n int, primary key (client, n));
-         create table totals (client int primary key, total int not null);
-         insert into totals select g, 0 from generate_series(0, 7) g;",
-    )
-    .await
-    .unwrap();
-    drop(p);
+    write_load::prepare(&primary, 8).await;
     let proxy = start_proxy(ha_config(&primary, &standby)).await;
-    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let first_commit_after: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let stop_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let mut tasks = Vec::new();
-    for client in 0..8i32 {
-        let url = via_proxy(&proxy, "postgres", "postgres");
-        let (killed_at, first_commit_after, stop_at) = (
-            killed_at.clone(),
-            first_commit_after.clone(),
-            stop_at.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut c = connect(&url).await.unwrap();
-            let insert = c
-                .prepare("insert into ledger values ($1, $2)")
-                .await
-                .unwrap();
-            let add = c
-                .prepare("update totals set total = total + 1 where client = $1")
-                .await
-                .unwrap();
-            let mut acked = Vec::new();
-            let mut errors = Vec::new();
-            let mut n = 0i32;
-            loop {
-                if stop_at.lock().unwrap().is_some_and(|t| Instant::now() > t) {
-                    break;
-                }
-                n += 1;
-                let result = async {
-                    let t = c.transaction().await?;
-                    t.execute(&insert, &[&client, &n]).await?;
-                    t.execute(&add, &[&client]).await?;
-                    t.commit().await
-                }
-                .await;
-                match result {
-                    Ok(()) => {
-                        acked.push((n, Instant::now()));
-                        if killed_at.lock().unwrap().is_some() {
-                            first_commit_after
-                                .lock()
-                                .unwrap()
-                                .get_or_insert_with(Instant::now);
-                        }
-                    }
-                    Err(e) => {
-                        errors.push(format!(
-                            "{}: {}",
-                            e.code().map(|c| c.code()).unwrap_or("-"),
-                            db_message(&e)
-                        ));
-                        if c.is_closed() {
-                            break;
-                        }
-                    }
-                }
-            }
-            (client, acked, errors)
-        }));
-    }
+    let load = write_load::WriteLoad::start(&via_proxy(&proxy, "postgres", "postgres"), 8);
     tokio::time::sleep(Duration::from_secs(1)).await;
     kill_9(&primary);
-    let kill = Instant::now();
-    *killed_at.lock().unwrap() = Some(kill);
-    let deadline = kill + Duration::from_secs(20);
-    while first_commit_after.lock().unwrap().is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    *stop_at.lock().unwrap() = Some(Instant::now() + Duration::from_secs(1));
-    let mut results = Vec::new();
-    for t in tasks {
-        results.push(t.await.unwrap());
-    }
-    // What each client saw: the longest wait between two of its commits from just before
-    // the kill on (backends orphaned by the crash may still commit for a few ms).
-    let pause = results
-        .iter()
-        .filter_map(|(_, acked, _)| {
-            let times: Vec<Instant> = acked
-                .iter()
-                .map(|(_, t)| *t)
-                .filter(|t| *t + Duration::from_millis(200) > kill)
-                .collect();
-            times.windows(2).map(|w| w[1].duration_since(w[0])).max()
-        })
-        .max();
+    load.disrupted();
+    let outcome = load.finish(Duration::from_secs(20)).await;
     let t = topology(&proxy).await;
-    let errors: Vec<&String> = results.iter().flat_map(|(_, _, e)| e).collect();
-    let acked: usize = results.iter().map(|(_, a, _)| a.len()).sum();
+    let errors = outcome.errors();
     // The new primary has every acknowledged commit, each applied once.
     let s = connect(&standby.direct("postgres")).await.unwrap();
     assert!(!in_recovery(&s).await, "the standby was promoted");
-    let mut missing = 0;
-    for (client, acked, _) in &results {
-        let rows = s
-            .query("select n from ledger where client = $1", &[client])
-            .await
-            .unwrap();
-        let stored: HashSet<i32> = rows.iter().map(|r| r.get(0)).collect();
-        let lost: Vec<i32> = acked
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| !stored.contains(n))
-            .collect();
-        if !lost.is_empty() {
-            println!(
-                "client {client}: acknowledged but missing: {lost:?}; last acked {:?}",
-                acked.last().map(|a| a.0)
-            );
-        }
-        missing += lost.len();
-        let total: i32 = s
-            .query_one("select total from totals where client = $1", &[client])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(
-            total as usize,
-            stored.len(),
-            "client {client}: every ledger row counted exactly once"
-        );
-    }
+    let missing = outcome.missing_on(&standby).await;
     println!(
-        "failover: longest client-visible pause {pause:?} (largest gap between two commits of one client), {acked} commits acknowledged, \
+        "failover: longest client-visible pause {:?} (largest gap between two commits of one client), {} commits acknowledged, \
          {} client errors {errors:?}, {missing} acknowledged commits missing; last failover: {}",
+        outcome.pause,
+        outcome.acked(),
         errors.len(),
         t["last_failover"]
     );
+    assert_eq!(outcome.blocked, 0, "clients never answered");
     assert_eq!(t["primary"], "replica", "{t:#}");
     assert_eq!(t["last_failover"]["kind"], "failover");
     println!("sessions: {}", t["sessions"]);
@@ -308,7 +176,7 @@ async fn kill_9_of_the_primary_under_write_load_loses_no_acknowledged_commit() {
     );
     assert_eq!(missing, 0, "acknowledged commits missing after failover");
     assert!(errors.is_empty(), "client errors: {errors:?}");
-    let pause = pause.expect("commits resumed after the failover");
+    let pause = outcome.pause.expect("commits resumed after the failover");
     assert!(pause < Duration::from_secs(5), "pause {pause:?}");
 }
 

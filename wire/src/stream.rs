@@ -26,6 +26,17 @@ impl Stream {
         matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
 
+    /// The socket's file descriptor (under any TLS layer).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Stream::Plain(s) => s.as_raw_fd(),
+            Stream::ServerTls(s) => s.get_ref().0.as_raw_fd(),
+            Stream::ClientTls(s) => s.get_ref().0.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
     /// Reads what the socket has without waiting (the TLS layer is bypassed: this is for
     /// telling whether a peer closed or spoke out of turn).
     pub fn try_read_raw(&self, buf: &mut [u8]) -> io::Result<usize> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::HaConfig;
-use crate::topology::tracker::{self, MONITOR_APPLICATION};
+use crate::topology::tracker;
 use crate::topology::{Role, Topology, format_lsn, now_ms};
 
 /// Why a failover or switchover did not happen.
@@ -65,6 +65,8 @@ pub trait ServerConnections: Send + Sync {
     fn close_idle_on(&self, node: &str) -> usize;
     /// Connections to `node` lent to clients.
     fn in_use_on(&self, node: &str) -> usize;
+    /// Severs every connection to `node`, lent or idle; how many.
+    fn sever_on(&self, node: &str) -> usize;
 }
 
 impl ServerConnections for crate::pool::Pools {
@@ -74,6 +76,10 @@ impl ServerConnections for crate::pool::Pools {
 
     fn in_use_on(&self, node: &str) -> usize {
         crate::pool::Pools::in_use_on(self, node)
+    }
+
+    fn sever_on(&self, node: &str) -> usize {
+        crate::pool::Pools::sever_on(self, node)
     }
 }
 
@@ -165,12 +171,15 @@ pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
         Ok(target) => {
             topology.nodes[failed].set_role(Role::Fenced);
             topology.set_primary(target);
-            coordinator.servers.close_idle_on(&from);
+            // Requests in flight on the old primary may never be answered (a frozen or
+            // partitioned server): their sessions move now, like after a crash.
+            let severed = coordinator.servers.sever_on(&from);
             let to = topology.nodes[target].name().to_owned();
             tracing::warn!(
                 from,
                 to,
                 ms = started.elapsed().as_millis() as u64,
+                severed,
                 "failover: promoted a standby"
             );
             FailoverReport {
@@ -264,7 +273,8 @@ pub async fn switchover(
     if result.is_ok() {
         topology.nodes[old].set_role(Role::Fenced);
         topology.set_primary(target);
-        coordinator.servers.close_idle_on(&from);
+        // What outlasted the drain would wait on a read-only node: it moves now.
+        coordinator.servers.sever_on(&from);
         tracing::warn!(from, to, ms = report.duration_ms, "switchover done");
     }
     topology.end_switch();
@@ -289,22 +299,9 @@ async fn switch_to(
     let control = tracker::connect(topology, old, ha)
         .await
         .map_err(failed("connect", &old_name))?;
-    // ALTER SYSTEM cannot share a query string (an implicit transaction) with anything.
-    let terminate = format!(
-        "select pg_terminate_backend(pid) from pg_stat_activity \
-          where backend_type = 'client backend' and pid <> pg_backend_pid() \
-            and application_name is distinct from '{MONITOR_APPLICATION}'"
-    );
-    for sql in [
-        "alter system set default_transaction_read_only = on",
-        "select pg_reload_conf()",
-        &terminate,
-    ] {
-        control
-            .batch_execute(sql)
-            .await
-            .map_err(|e| failed("making read-only", &old_name)(e.to_string()))?;
-    }
+    crate::topology::fence::fence(&control)
+        .await
+        .map_err(|e| failed("making read-only", &old_name)(e.to_string()))?;
     let row = control
         .query_one("select (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8", &[])
         .await

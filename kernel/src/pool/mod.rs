@@ -209,6 +209,7 @@ impl Pool {
                         active: true.into(),
                         request_time_us: servers::unix_us().into(),
                         generation: self.generation.load(Relaxed),
+                        socket: dup_socket(&conn),
                     }));
                     return Ok(Checkout { conn, permit });
                 }
@@ -278,6 +279,15 @@ impl Pool {
         }
         expired.len()
     }
+}
+
+/// A duplicate of the connection's socket descriptor (none when the system refuses one).
+fn dup_socket(conn: &ServerConn) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let fd: RawFd = conn.stream.raw_fd();
+    // SAFETY: the connection owns `fd` and outlives this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned().ok()
 }
 
 /// Every pool of the process, created on first use.
@@ -354,6 +364,12 @@ impl Pools {
             .filter(|p| p.key.node == node)
             .map(|p| p.close_idle())
             .sum()
+    }
+
+    /// Severs every connection to `node` (see [`servers::ServerList::sever_node`]).
+    pub fn sever_on(&self, node: &str) -> usize {
+        self.close_idle_on(node);
+        self.servers.sever_node(node)
     }
 
     /// Connections lent out on `node`.

@@ -33,6 +33,23 @@ pub struct ServerInfo {
     /// The pool generation it was opened in (older ones are closed on release after
     /// `RECONNECT`).
     pub generation: u64,
+    /// A duplicate of its socket, so the connection can be severed from outside while a
+    /// session waits on it (see [`ServerList::sever_node`]).
+    pub socket: Option<std::os::fd::OwnedFd>,
+}
+
+impl ServerInfo {
+    /// Shuts the socket down both ways: whoever waits on the connection sees it end at
+    /// once, as if the server had gone, whatever the server is doing (frozen, partitioned
+    /// away). The descriptor stays open until the connection is dropped.
+    pub fn sever(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        match &self.socket {
+            // SAFETY: shutdown(2) on a descriptor this entry owns (a dup of the socket).
+            Some(fd) => unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) == 0 },
+            None => false,
+        }
+    }
 }
 
 /// The list of open server connections.
@@ -73,6 +90,17 @@ impl ServerList {
             info,
             list: self.clone(),
         }
+    }
+
+    /// Severs every connection to `node`, lent or idle; how many. Used when the node stopped
+    /// being the primary: a session whose request is in flight there moves like after a
+    /// crash instead of waiting on a server that may never answer.
+    pub fn sever_node(&self, node: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|s| s.node == node)
+            .filter(|s| s.sever())
+            .count()
     }
 
     /// Every open connection, oldest first.

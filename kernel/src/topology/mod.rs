@@ -4,6 +4,7 @@
 //! new queries while a failover is under way.
 
 pub mod breaker;
+pub mod fence;
 pub mod switch;
 pub mod tracker;
 

@@ -226,6 +226,7 @@ pub async fn watch_node(
 ) {
     let mut client = None;
     let mut failing = false;
+    let mut fenced = false;
     loop {
         match check_node(&topology, node, &ha, &mut client).await {
             Ok(facts) => {
@@ -237,6 +238,29 @@ pub async fn watch_node(
                 }
                 failing = false;
                 apply(&topology, node, &facts);
+                let replaced = !facts.in_recovery
+                    && node != topology.primary()
+                    && topology.nodes[node].role() == Role::Fenced;
+                if !replaced {
+                    fenced = false;
+                } else if !fenced && let Some(c) = client.as_ref() {
+                    // A replaced primary that answers again (it froze, or was cut off):
+                    // nothing more may commit there.
+                    match super::fence::fence(c).await {
+                        Ok(ended) => {
+                            fenced = true;
+                            tracing::warn!(
+                                node = topology.nodes[node].name(),
+                                ended,
+                                "the replaced primary is reachable again: fenced it read-only"
+                            );
+                        }
+                        Err(e) => tracing::warn!(
+                            node = topology.nodes[node].name(),
+                            "fencing the replaced primary failed: {e}"
+                        ),
+                    }
+                }
             }
             Err(e) => {
                 if !failing {
