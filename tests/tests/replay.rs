@@ -166,6 +166,7 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     for bad in [
         r#"{"target":"primary"}"#.to_owned(),
         format!(r#"{{"from":{reads_from},"target":"{dsn}","diff_mode":"bytes"}}"#),
+        format!(r#"{{"from":"yesterday","target":"{dsn}"}}"#),
         format!(r#"{{"from":{reads_from},"target":"{dsn}","speed":-1}}"#),
         format!(r#"{{"from":{reads_from},"target":"postgres://u@:x/db"}}"#),
         format!(r#"{{"from":{reads_to},"to":{reads_from},"target":"{dsn}"}}"#),
@@ -186,7 +187,7 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     .await;
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(status["statements"], 6, "{status}");
-    assert_eq!(status["replayed"], 6, "{status}");
+    assert_eq!(status["statements_replayed"], 6, "{status}");
     assert_eq!(
         status["errors"], 1,
         "the missing table fails again: {status}"
@@ -200,7 +201,7 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     assert_eq!(d["recorded"]["rows"], 1);
     assert_eq!(d["replayed"]["rows"], 1);
     assert_ne!(d["recorded"]["checksum"], d["replayed"]["checksum"]);
-    assert_eq!(status["divergent_ids"][0], d["seq"]);
+    assert_eq!(status["divergent_query_ids"][0], d["seq"]);
     // Row counts alone do not see a renamed row.
     let status = replay(
         &proxy,
@@ -218,7 +219,10 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     )
     .await;
     assert_eq!(
-        (status["replayed"].clone(), status["diff_count"].clone()),
+        (
+            status["statements_replayed"].clone(),
+            status["diff_count"].clone()
+        ),
         (1.into(), 1.into()),
         "{status}"
     );
@@ -237,7 +241,7 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
         &format!(r#"{{{writes_window},"target":"{dsn}","shadow":true,"diff_mode":"rowcount"}}"#),
     )
     .await;
-    assert_eq!(status["replayed"], 5, "{status}");
+    assert_eq!(status["statements_replayed"], 5, "{status}");
     assert_eq!(status["errors"], 0, "{status}");
     assert_eq!(status["diff_count"], 0, "row counts as recorded: {status}");
     assert_eq!(
@@ -281,7 +285,10 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     assert_eq!(code, 202);
     let status = wait_done(&proxy, &id).await;
     assert_eq!(status["state"], "cancelled", "{status}");
-    assert!(status["replayed"].as_u64().unwrap() < 6, "{status}");
+    assert!(
+        status["statements_replayed"].as_u64().unwrap() < 6,
+        "{status}"
+    );
     let (code, list) = admin_http(proxy.admin_addr, "GET", "/api/replay", Some(KEY), None).await;
     assert_eq!(code, 200);
     assert_eq!(

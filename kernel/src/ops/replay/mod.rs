@@ -22,6 +22,7 @@ pub use plan::Filter;
 
 use crate::journal::Journal;
 use crate::ops::target::{Target, TargetError};
+use crate::ops::when::EpochMs;
 use crate::session::env::SessionEnv;
 
 /// Divergences kept per replay (the count goes on).
@@ -50,10 +51,10 @@ pub enum DiffMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    /// Window start, ms since the epoch.
-    pub from: u64,
-    /// Window end, ms since the epoch (default: now).
-    pub to: Option<u64>,
+    /// Window start: ms since the epoch or an RFC 3339 time.
+    pub from: EpochMs,
+    /// Window end, likewise (default: now).
+    pub to: Option<EpochMs>,
     /// A node name, or a `postgres://` DSN.
     pub target: String,
     /// Log in as this user instead of each session's recorded one.
@@ -181,7 +182,7 @@ pub struct Status {
     /// Statements in the window.
     pub statements: usize,
     /// Statements run.
-    pub replayed: u64,
+    pub statements_replayed: u64,
     /// Statements that failed on the target (or could not be sent).
     pub errors: u64,
     /// Statements shadow mode could not run without keeping their effect.
@@ -189,7 +190,7 @@ pub struct Status {
     /// Statements whose outcome differed.
     pub diff_count: u64,
     /// Their journal positions, in the order found.
-    pub divergent_ids: Vec<u64>,
+    pub divergent_query_ids: Vec<u64>,
     /// The first [`MAX_DIVERGENCES`] of them, with both outcomes.
     pub divergent: Vec<Divergence>,
     /// Connection failures.
@@ -252,11 +253,11 @@ impl Job {
             sessions: self.sessions,
             sessions_done: self.sessions_done.load(Relaxed),
             statements: self.statements,
-            replayed,
+            statements_replayed: replayed,
             errors: self.errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
             diff_count: self.diff_count.load(Relaxed),
-            divergent_ids: divergent.iter().map(|d| d.seq).collect(),
+            divergent_query_ids: divergent.iter().map(|d| d.seq).collect(),
             divergent,
             failures: self.failures.lock().expect("failures lock").clone(),
             started_at_ms: self.started_ms,
@@ -304,11 +305,11 @@ impl Replays {
             ));
         }
         let now_ms = crate::topology::now_ms();
-        let to = req.to.unwrap_or(now_ms);
-        if req.from >= to {
+        let to = req.to.map_or(now_ms, |t| t.0);
+        let from = req.from.0;
+        if from >= to {
             return Err(ReplayError::Invalid(format!(
-                "the window is empty: from ({}) is not before to ({to})",
-                req.from
+                "the window is empty: from ({from}) is not before to ({to})"
             )));
         }
         let target = Target::resolve(&self.env, &req.target)?;
@@ -319,7 +320,7 @@ impl Replays {
             return Err(ReplayError::Busy);
         }
         let filter = req.filter.clone();
-        let (from, to_ms) = (req.from, to);
+        let to_ms = to;
         let plan = tokio::task::spawn_blocking(move || {
             journal.barrier();
             let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
@@ -344,7 +345,7 @@ impl Replays {
         .map_err(|e| ReplayError::Journal(e.to_string()))?
         .map_err(ReplayError::Journal)?;
         if plan.statements == 0 {
-            return Err(ReplayError::EmptyWindow(req.from, to));
+            return Err(ReplayError::EmptyWindow(from, to));
         }
         if plan.writes > 0 && !req.allow_writes && !req.shadow {
             return Err(ReplayError::Writes {
