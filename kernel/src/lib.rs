@@ -24,6 +24,7 @@ pub mod pool;
 pub mod server;
 pub mod session;
 pub mod topology;
+pub mod when;
 
 pub use config::Config;
 /// SQL helpers shared with the plugin SDK.

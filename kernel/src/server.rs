@@ -90,6 +90,11 @@ pub struct Shared {
 impl Shared {
     /// The admin API's view.
     fn admin_state(&self) -> AdminState {
+        let shadows = Arc::new(crate::ops::shadow::Shadows::new(self.session.clone()));
+        let upgrade = self.config.upgrade.clone().and_then(|u| {
+            crate::ops::upgrade::Upgrade::new(u, self.session.clone(), shadows.clone())
+                .map(Arc::new)
+        });
         AdminState {
             api_key: self.config.admin.api_key.clone().filter(|k| !k.is_empty()),
             journal_api_key: self
@@ -122,7 +127,8 @@ impl Shared {
                 self.session.clone(),
                 self.journal.clone(),
             )),
-            shadows: Arc::new(crate::ops::shadow::Shadows::new(self.session.clone())),
+            shadows,
+            upgrade,
         }
     }
 

@@ -15,6 +15,7 @@ use heliosproxy::config::{
 use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
 use heliosproxy::server::{Proxy, ProxyHandle};
 
+pub mod pg17;
 pub mod raw;
 pub mod redis;
 pub mod signals;
@@ -24,7 +25,7 @@ pub mod write_load;
 pub use heliosproxy;
 pub use tokio_postgres;
 
-static SERVERS: Mutex<Vec<LocalPostgres>> = Mutex::new(Vec::new());
+pub(crate) static SERVERS: Mutex<Vec<LocalPostgres>> = Mutex::new(Vec::new());
 static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

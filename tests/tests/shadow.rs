@@ -226,4 +226,6 @@ async fn live_reads_are_compared_with_a_shadow_and_the_difference_is_reported() 
     api(&proxy, "POST", &format!("/api/shadow/{id}/stop"), None).await;
     let (_, list) = api(&proxy, "GET", "/api/shadow", None).await;
     assert_eq!(list.as_array().unwrap().len(), 3);
+    let (code, text) = api(&proxy, "POST", "/api/upgrade/start", None).await;
+    assert_eq!(code, 404, "no [upgrade] configured: {text}");
 }

@@ -1,6 +1,6 @@
 //! The admin API (axum) on `admin_address`: health (open), the loaded components with their
 //! provenance and counters, reload / disable / enable of a component, and (in `ha`) the
-//! topology, switchover and the journal, and (in `chaos`, `replay`, `shadow`) operations. Every endpoint but
+//! topology, switchover and the journal, and (in `chaos`, `replay`, `shadow`, `upgrade`) operations. Every endpoint but
 //! health needs the API key from `[admin] api_key` in an `X-API-Key` or
 //! `Authorization: Bearer` header; without a configured key those endpoints are closed.
 
@@ -32,6 +32,7 @@ mod ha;
 mod observe;
 mod replay;
 mod shadow;
+mod upgrade;
 
 /// What the admin API reaches.
 pub struct AdminState {
@@ -69,6 +70,8 @@ pub struct AdminState {
     pub replays: Arc<crate::ops::replay::Replays>,
     /// Shadow runs.
     pub shadows: Arc<crate::ops::shadow::Shadows>,
+    /// The upgrade orchestrator, when `[upgrade]` is configured.
+    pub upgrade: Option<Arc<crate::ops::upgrade::Upgrade>>,
 }
 
 impl AdminState {
@@ -104,6 +107,11 @@ pub fn app(shared: Arc<AdminState>) -> Router {
         .route("/api/shadow/{id}", get(shadow::show))
         .route("/api/shadow/{id}/diff", get(shadow::diff))
         .route("/api/shadow/{id}/stop", post(shadow::stop))
+        .route("/api/upgrade", get(upgrade::show))
+        .route("/api/upgrade/start", post(upgrade::start))
+        .route("/api/upgrade/cut", post(upgrade::cut))
+        .route("/api/upgrade/rollback", post(upgrade::rollback))
+        .route("/api/upgrade/confirm", post(upgrade::confirm))
         .with_state(shared)
 }
 

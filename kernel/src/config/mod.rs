@@ -12,11 +12,13 @@ mod admin;
 mod cache;
 mod ha;
 mod plugins;
+mod upgrade;
 mod validate;
 pub use admin::{AdminConfig, AnalyticsConfig, ChaosConfig};
 pub use cache::{CacheConfig, L2Config};
 pub use ha::{FailoverMode, FsyncPolicy, HaConfig, JournalConfig};
 pub use plugins::{Grant, HookName, OnError, PluginConfig, PluginRuntimeConfig};
+pub use upgrade::{StageConfig, StageServer, UpgradeConfig};
 
 /// Errors found while loading a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,8 @@ pub struct Config {
     pub cache: Option<CacheConfig>,
     /// Chaos mode (fault injection through the admin API); off by default.
     pub chaos: ChaosConfig,
+    /// The major-version upgrade orchestrator; off when absent.
+    pub upgrade: Option<UpgradeConfig>,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             analytics: AnalyticsConfig::default(),
             cache: None,
             chaos: ChaosConfig::default(),
+            upgrade: None,
         }
     }
 }

@@ -62,6 +62,10 @@ impl Config {
         if let Some(c) = &self.cache {
             problems.extend(c.problems());
         }
+        if let Some(u) = &self.upgrade {
+            let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+            problems.extend(u.problems(&names));
+        }
         if self.pool.max_connections == 0 {
             problems.push("pool.max_connections: must be at least 1".into());
         }

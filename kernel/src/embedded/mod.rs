@@ -141,18 +141,33 @@ fn unprivileged_user() -> Option<(u32, u32)> {
 impl LocalPostgres {
     /// Uses an existing data directory (initialised earlier), without starting it.
     pub fn existing(data_dir: &Path) -> Result<Self, EmbeddedError> {
-        Ok(LocalPostgres {
-            bindir: find_bindir()?,
+        Ok(Self::existing_in(&find_bindir()?, data_dir))
+    }
+
+    /// Like [`LocalPostgres::existing`], with the binaries of `bindir` (another major
+    /// version, say).
+    pub fn existing_in(bindir: &Path, data_dir: &Path) -> Self {
+        LocalPostgres {
+            bindir: bindir.to_owned(),
             data_dir: data_dir.to_owned(),
             port: 0,
             run_as: unprivileged_user(),
             running: false,
-        })
+        }
     }
 
     /// Runs `initdb` into `data_dir` (which must not exist or be empty).
     pub fn init(data_dir: &Path, options: &InitOptions) -> Result<Self, EmbeddedError> {
-        let pg = Self::existing(data_dir)?;
+        Self::init_in(&find_bindir()?, data_dir, options)
+    }
+
+    /// Like [`LocalPostgres::init`], with the binaries of `bindir`.
+    pub fn init_in(
+        bindir: &Path,
+        data_dir: &Path,
+        options: &InitOptions,
+    ) -> Result<Self, EmbeddedError> {
+        let pg = Self::existing_in(bindir, data_dir);
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| EmbeddedError::Io { path, source }

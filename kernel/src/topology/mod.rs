@@ -251,6 +251,13 @@ impl Topology {
                     Duration::from_millis(ha.buffer_timeout_ms),
                 )
             })
+            // An upgrade's cut holds queries too, for at most its catch-up time.
+            .or_else(|| {
+                config
+                    .upgrade
+                    .as_ref()
+                    .map(|u| (10_000, u.catch_up_timeout + Duration::from_secs(5)))
+            })
             .unwrap_or((0, Duration::ZERO));
         Topology {
             nodes,

@@ -22,8 +22,8 @@ pub use plan::Filter;
 
 use crate::journal::Journal;
 use crate::ops::target::{Target, TargetError};
-use crate::ops::when::EpochMs;
 use crate::session::env::SessionEnv;
+use crate::when::EpochMs;
 
 /// Divergences kept per replay (the count goes on).
 const MAX_DIVERGENCES: usize = 1000;
