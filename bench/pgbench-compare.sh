@@ -30,7 +30,9 @@
 #                        feature on: `journal` (statement journal, fsync interval) and/or `ha`
 #                        (topology tracking + transaction replay), and/or `cache` (the result
 #                        cache with the cache-policy component), and/or `no_analytics` (query
-#                        analytics and the proxy's tables off: their cost), and/or `baseline` (the same
+#                        analytics and the proxy's tables off: their cost), and/or `shadow` (a
+#                        shadow run mirroring SHADOW_SAMPLE [1] of the statements to a second
+#                        PostgreSQL cluster on this machine, loaded alike), and/or `baseline` (the same
 #                        config on another build, BASELINE_BIN: before/after a change, same run);
 #                        reported against plain Helios
 #   BUILTIN [-S]         pgbench built-in script flag: -S select-only, -N simple-update,
@@ -156,6 +158,9 @@ cleanup() {
     fi
     if [[ $PG_STARTED == 1 ]]; then
         as_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1
+    fi
+    if [[ ${SHADOW_STARTED:-0} == 1 ]]; then
+        as_user "$PGBIN/pg_ctl" -D "$SHADOW_DATA" -m immediate -w stop >/dev/null 2>&1
     fi
     if [[ $KEEP_TMP == 1 ]]; then
         log "kept temp dir $TMP"
@@ -342,8 +347,35 @@ EOF
     fi
 fi
 
+# The shadow variant's second cluster, loaded like the first; started on demand.
+SHADOW_SAMPLE=${SHADOW_SAMPLE:-1}
+SHADOW_DATA=$TMP/shadow-data
+SHADOW_PORT=""
+start_shadow_cluster() {
+    free_port SHADOW_PORT
+    as_user "$PGBIN/initdb" -D "$SHADOW_DATA" -A trust -U postgres -E UTF8 --no-locale --no-sync \
+        >"$TMP/shadow-initdb.log" 2>&1 || die "initdb (shadow) failed"
+    printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\nmax_connections = 200\nfsync = off\n" \
+        "$SHADOW_PORT" "$SOCK_DIR" >>"$SHADOW_DATA/postgresql.conf"
+    as_user "$PGBIN/pg_ctl" -D "$SHADOW_DATA" -l "$TMP/shadow.log" -w -t 60 start >/dev/null \
+        || die "shadow PostgreSQL failed to start"
+    SHADOW_STARTED=1
+    "$PGBIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$SHADOW_PORT" -U postgres postgres \
+        >"$TMP/shadow-init.log" 2>&1 || die "pgbench -i (shadow) failed"
+    extra_admin="[admin]
+api_key = \"bench\""
+}
+# shadow_start ADMIN_PORT: starts a shadow run for the whole benchmark.
+shadow_start() {
+    curl -sf -X POST -H 'X-API-Key: bench' -H 'Content-Type: application/json' \
+        -d "{\"target\":\"postgres://postgres@127.0.0.1:$SHADOW_PORT/postgres\",\"sample\":$SHADOW_SAMPLE,\"window\":86400}" \
+        "http://127.0.0.1:$1/api/shadow/start" >"$TMP/shadow-start.json" \
+        || die "POST /api/shadow/start failed"
+    log "shadow run started (sample $SHADOW_SAMPLE) against port $SHADOW_PORT"
+}
+
 # Extra HeliosProxy instances: the same config plus one feature each.
-declare -A VARIANT_PORT VARIANT_OK
+declare -A VARIANT_PORT VARIANT_OK VARIANT_ADMIN
 for variant in $VARIANTS; do
     free_port vport
     free_port vadmin
@@ -366,12 +398,14 @@ immutable_functions = [\"slow_name\"]
 
 [cache]
 l1_bytes = 67108864" ;;
+        shadow) start_shadow_cluster
+            extra=$extra_admin ;;
         no_analytics) extra="[analytics]
 enabled = false
 sql_tables = false" ;;
         baseline) [[ -x ${BASELINE_BIN:-} ]] || die "variant baseline needs BASELINE_BIN (an executable)"
             extra="" ;;
-        *) die "unknown variant $variant (journal, ha, cache, no_analytics, baseline)" ;;
+        *) die "unknown variant $variant (journal, ha, cache, no_analytics, shadow, baseline)" ;;
     esac
     bin=$HELIOS_BIN
     [[ $variant == baseline ]] && bin=$BASELINE_BIN
@@ -385,6 +419,10 @@ sql_tables = false" ;;
     if wait_ready "$vport" "$!"; then
         VARIANT_OK[$variant]=1
         log "HeliosProxy+$variant on port $vport"
+        if [[ $variant == shadow ]]; then
+            VARIANT_ADMIN[shadow]=$vadmin
+            shadow_start "$vadmin"
+        fi
     else
         VARIANT_OK[$variant]=0
         log "HeliosProxy+$variant failed to start"
@@ -473,4 +511,8 @@ if [[ -n $VARIANTS ]]; then
             printf "$vfmt" "$mode" "$variant" "$(fmt_tps "$h")" "$(fmt_tps "$v")" "$(ratio "$v" "$h")"
         done
     done
+fi
+if [[ -n ${VARIANT_ADMIN[shadow]:-} ]]; then
+    echo
+    echo "shadow run (all modes): $(curl -s -H 'X-API-Key: bench' "http://127.0.0.1:${VARIANT_ADMIN[shadow]}/api/shadow/1")"
 fi

@@ -69,6 +69,7 @@ fn bench(c: &mut Criterion) {
             port: 5432,
             role,
             tags: vec![],
+            data_dir: None,
         });
     }
     let topology = Arc::new(Topology::new(&config, None));

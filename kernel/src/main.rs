@@ -263,6 +263,7 @@ async fn run_embedded_default() -> Result<()> {
         port: pg_port,
         role: NodeRole::Primary,
         tags: vec!["embedded".into()],
+        data_dir: None,
     });
     let components = first_party_components(&state)?;
     if let Some((trust_root, plugins)) = &components {

@@ -132,7 +132,7 @@ pub async fn start_primary_and_replica() -> (Pg, Pg) {
 
 /// A streaming standby of `primary` (`pg_basebackup -R`) with `settings` appended to its
 /// `postgresql.conf`, started on a free port.
-pub(crate) fn start_standby_of(primary: &Pg, settings: &str) -> Pg {
+pub fn start_standby_of(primary: &Pg, settings: &str) -> Pg {
     let data = temp_dir("standby").join("data");
     let mut standby = {
         let servers = SERVERS.lock().unwrap();
@@ -235,6 +235,7 @@ pub fn add_replica(config: &mut Config, replica: &Pg, name: &str, tags: &[&str])
         port: replica.port,
         role: NodeRole::Replica,
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        data_dir: None,
     });
 }
 
@@ -279,6 +280,7 @@ pub fn proxy_config(pg: &Pg, mode: PoolMode, server_connections: usize) -> Confi
         port: pg.port,
         role: NodeRole::Primary,
         tags: vec![],
+        data_dir: None,
     });
     c
 }

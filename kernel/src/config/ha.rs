@@ -64,6 +64,11 @@ pub struct HaConfig {
     /// follows the new primary yet, so every commit would wait forever. `false` keeps it
     /// (for standbys an operator re-points at once).
     pub relax_synchronous_standbys: bool,
+    /// Return the cluster to full redundancy after a failover: re-point the other standbys
+    /// at the new primary (`primary_conninfo`, reloaded), and bring the old primary back as
+    /// a standby with `pg_rewind` once it answers again (for nodes with a `data_dir` the
+    /// proxy can reach: it stops, rewinds and starts them). Off by default.
+    pub rejoin: bool,
 }
 
 impl Default for HaConfig {
@@ -89,6 +94,7 @@ impl Default for HaConfig {
             replay_max_bytes: 4 << 20,
             resolve_commits: true,
             relax_synchronous_standbys: true,
+            rejoin: false,
         }
     }
 }

@@ -359,6 +359,10 @@ pub struct NodeConfig {
     /// Free-form tags used by routing policies.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The node's data directory, when it runs on this machine and the proxy may stop,
+    /// rewind and start it (`[ha] rejoin`).
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
 }
 
 fn default_pg_port() -> u16 {

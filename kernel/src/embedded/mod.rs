@@ -4,6 +4,8 @@
 //! PostgreSQL refuses to run as root; when the proxy runs as root the server runs as the
 //! `postgres` system user (or `nobody`) and its directory is handed to that user.
 
+mod rewind;
+
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -267,9 +269,17 @@ impl LocalPostgres {
     /// Starts the server on `port` (loopback only) and waits until it accepts connections.
     /// For tests and throwaway servers: `fsync` is off.
     pub fn start(&mut self, port: u16) -> Result<(), EmbeddedError> {
+        // The socket lives beside the data directory, not in it: tools that copy a data
+        // directory (pg_basebackup, pg_rewind) would trip over it.
+        let sockets = self.socket_dir();
+        std::fs::create_dir_all(&sockets).map_err(|source| EmbeddedError::Io {
+            path: sockets.clone(),
+            source,
+        })?;
+        self.chown(&sockets)?;
         let opts = format!(
             "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{}' -c fsync=off -c max_connections=200",
-            self.data_dir.display()
+            sockets.display()
         );
         self.start_with(port, opts)?;
         let port = self.port;
@@ -378,7 +388,7 @@ impl LocalPostgres {
     pub fn psql(&self, user: &str, sql: &str) -> Result<String, EmbeddedError> {
         let mut cmd = self.command("psql");
         cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.data_dir)
+            .arg(self.socket_dir())
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-U")
@@ -389,6 +399,11 @@ impl LocalPostgres {
             .arg(sql);
         let out = run(cmd, "psql")?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Where [`LocalPostgres::start`] puts the server's Unix-domain socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.data_dir.with_extension("sock")
     }
 
     /// The directory of the server binaries.

@@ -174,6 +174,13 @@ pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
             // Requests in flight on the old primary may never be answered (a frozen or
             // partitioned server): their sessions move now, like after a crash.
             let severed = coordinator.servers.sever_on(&from);
+            if ha.rejoin {
+                tokio::spawn(crate::topology::rejoin::repoint_standbys(
+                    topology.clone(),
+                    target,
+                    ha.clone(),
+                ));
+            }
             let to = topology.nodes[target].name().to_owned();
             tracing::warn!(
                 from,
@@ -275,6 +282,13 @@ pub async fn switchover(
         topology.set_primary(target);
         // What outlasted the drain would wait on a read-only node: it moves now.
         coordinator.servers.sever_on(&from);
+        if ha.rejoin {
+            tokio::spawn(crate::topology::rejoin::repoint_standbys(
+                topology.clone(),
+                target,
+                ha.clone(),
+            ));
+        }
         tracing::warn!(from, to, ms = report.duration_ms, "switchover done");
     }
     topology.end_switch();

@@ -5,6 +5,7 @@
 
 pub mod breaker;
 pub mod fence;
+pub mod rejoin;
 pub mod switch;
 pub mod tracker;
 
@@ -84,6 +85,8 @@ pub struct Node {
     pub configured: NodeRole,
     /// Tags from config.
     pub tags: Vec<String>,
+    /// Data directory from config, when the proxy may manage the server (`[ha] rejoin`).
+    pub data_dir: Option<std::path::PathBuf>,
     /// Circuit breaker.
     pub breaker: Breaker,
     role: AtomicU8,
@@ -222,6 +225,7 @@ impl Topology {
                 }),
                 configured: n.role,
                 tags: n.tags.clone(),
+                data_dir: n.data_dir.clone(),
                 breaker: Breaker::new(breaker),
                 role: AtomicU8::new(
                     match n.role {

@@ -227,6 +227,7 @@ pub async fn watch_node(
     let mut client = None;
     let mut failing = false;
     let mut fenced = false;
+    let mut rejoining = false;
     loop {
         match check_node(&topology, node, &ha, &mut client).await {
             Ok(facts) => {
@@ -243,6 +244,25 @@ pub async fn watch_node(
                     && topology.nodes[node].role() == Role::Fenced;
                 if !replaced {
                     fenced = false;
+                    rejoining = false;
+                } else if fenced
+                    && !rejoining
+                    && ha.rejoin
+                    && topology.nodes[node].data_dir.is_some()
+                {
+                    rejoining = true;
+                    let (topology, ha) = (topology.clone(), ha.clone());
+                    tokio::spawn(async move {
+                        let name = topology.nodes[node].name().to_owned();
+                        match super::rejoin::rewind(topology, node, ha).await {
+                            Ok(()) => {
+                                tracing::warn!(node = %name, "the old primary was rewound and follows the new one")
+                            }
+                            Err(e) => {
+                                tracing::error!(node = %name, "rewinding the old primary failed: {e}")
+                            }
+                        }
+                    });
                 } else if !fenced && let Some(c) = client.as_ref() {
                     // A replaced primary that answers again (it froze, or was cut off):
                     // nothing more may commit there.
