@@ -79,4 +79,6 @@ done
 echo "$status" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-print(f"replay: {s[\"statements\"]} statements in {s[\"sessions\"]} sessions, {s[\"statements_replayed\"]} replayed in {s[\"elapsed_ms\"]} ms = {s[\"statements_per_s\"]:.0f} statements/s; errors {s[\"errors\"]}, diff_count {s[\"diff_count\"]}")'
+print("replay: %d statements in %d sessions, %d replayed in %d ms = %.0f statements/s; errors %d, diff_count %d"
+      % (s["statements"], s["sessions"], s["statements_replayed"], s["elapsed_ms"],
+         s["statements_per_s"], s["errors"], s["diff_count"]))'

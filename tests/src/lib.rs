@@ -15,7 +15,9 @@ use heliosproxy::config::{
 use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
 use heliosproxy::server::{Proxy, ProxyHandle};
 
+pub mod admin_api;
 pub mod pg17;
+pub mod pgbench;
 pub mod raw;
 pub mod redis;
 pub mod signals;

@@ -337,12 +337,7 @@ async fn planned_switchover_under_pgbench_fails_no_transaction() {
     let (ok, out, err) = bench.await.unwrap();
     println!("switchover: {report}\n{out}");
     assert!(ok, "pgbench failed:\n{out}\n{err}");
-    let processed: i64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-        .and_then(|v| v.split('/').next())
-        .and_then(|v| v.trim().parse().ok())
-        .expect("pgbench summary");
+    let processed: i64 = pgbench::processed(&out);
     assert!(
         out.contains("number of failed transactions: 0 "),
         "no failed transactions:\n{out}"

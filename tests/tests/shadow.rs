@@ -18,9 +18,7 @@ async fn api(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let (code, text) = admin_http(proxy.admin_addr, method, path, Some(KEY), body).await;
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (code, value)
+    admin_api::admin_json(proxy, KEY, method, path, body).await
 }
 
 /// Waits until the run has compared or skipped `n` statements in all.

@@ -21,11 +21,7 @@ async fn api(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let (code, text) = admin_http(proxy.admin_addr, method, path, Some(KEY), body).await;
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    admin_api::admin_json(proxy, KEY, method, path, body).await
 }
 
 /// Waits for `phase`; on failure shows the servers' logs' tails.
@@ -190,12 +186,7 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
     assert!(ok, "pgbench failed:\n{out}\n{err}");
     assert!(out.contains("number of failed transactions: 0 "), "{out}");
     assert!(reader_errors.is_empty(), "{reader_errors:?}");
-    let processed: i64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-        .and_then(|v| v.split('/').next())
-        .and_then(|v| v.trim().parse().ok())
-        .expect("pgbench summary");
+    let processed: i64 = pgbench::processed(&out);
 
     // What the orchestrator reports: a passed window with reads compared and no diff, the
     // stage's runs on PostgreSQL 17, the pause at the cut.

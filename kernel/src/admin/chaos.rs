@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AdminState, authorized};
+use super::{AdminState, authorized, authorized_json, not_found};
 use crate::ops::chaos::{ChaosError, FaultRequest};
 
 pub(super) async fn start(
@@ -16,12 +16,9 @@ pub(super) async fn start(
     headers: HeaderMap,
     body: Result<Json<FaultRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorized(&shared, &headers) {
-        return r.into_response();
-    }
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    let req = match authorized_json(&shared, &headers, body) {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     match shared.chaos.start(req) {
         Ok(f) => (StatusCode::CREATED, Json(f)).into_response(),
@@ -55,6 +52,6 @@ pub(super) async fn stop(
     if shared.chaos.stop(id) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        (StatusCode::NOT_FOUND, format!("no active fault {id}")).into_response()
+        not_found("active fault", id)
     }
 }

@@ -174,6 +174,23 @@ pub(crate) fn authorized(
     key_matches(expected, headers)
 }
 
+/// Checks the key and unwraps a JSON request body; the response to send instead when the
+/// key is wrong (401/403) or the body malformed (400, with serde's reason).
+pub(crate) fn authorized_json<T>(
+    shared: &AdminState,
+    headers: &HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, Box<Response>> {
+    authorized(shared, headers).map_err(|r| Box::new(r.into_response()))?;
+    body.map(|Json(b)| b)
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, e.body_text()).into_response()))
+}
+
+/// The response for something the request named by id that does not exist.
+pub(crate) fn not_found(what: &str, id: u64) -> Response {
+    (StatusCode::NOT_FOUND, format!("no {what} {id}")).into_response()
+}
+
 /// Checks the journal's own key: reading every client's SQL is a permission of its own.
 pub(crate) fn authorized_for_journal(
     shared: &AdminState,

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AdminState, authorized};
+use super::{AdminState, authorized, authorized_json, not_found};
 use crate::ops::replay::{ReplayError, ReplayRequest};
 use crate::ops::target::TargetError;
 
@@ -18,12 +18,9 @@ pub(super) async fn start(
     headers: HeaderMap,
     body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorized(&shared, &headers) {
-        return r.into_response();
-    }
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    let req = match authorized_json(&shared, &headers, body) {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     match shared.replays.start(req).await {
         Ok(job) => (
@@ -65,7 +62,7 @@ pub(super) async fn show(
     }
     match shared.replays.get(id) {
         Some(job) => Json(job.status()).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no replay {id}")).into_response(),
+        None => not_found("replay", id),
     }
 }
 
@@ -80,6 +77,6 @@ pub(super) async fn cancel(
     if shared.replays.cancel(id) {
         StatusCode::ACCEPTED.into_response()
     } else {
-        (StatusCode::NOT_FOUND, format!("no replay {id}")).into_response()
+        not_found("replay", id)
     }
 }

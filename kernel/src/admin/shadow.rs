@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AdminState, authorized};
+use super::{AdminState, authorized, authorized_json, not_found};
 use crate::ops::shadow::{ShadowError, ShadowRequest};
 use crate::ops::target::TargetError;
 
@@ -17,12 +17,9 @@ pub(super) async fn start(
     headers: HeaderMap,
     body: Result<Json<ShadowRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorized(&shared, &headers) {
-        return r.into_response();
-    }
-    let req = match body {
-        Ok(Json(r)) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    let req = match authorized_json(&shared, &headers, body) {
+        Ok(r) => r,
+        Err(r) => return *r,
     };
     match shared.shadows.start(req) {
         Ok(run) => (StatusCode::CREATED, Json(run.status())).into_response(),
@@ -56,7 +53,7 @@ pub(super) async fn show(
     }
     match shared.shadows.get(id) {
         Some(run) => Json(run.status()).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no shadow run {id}")).into_response(),
+        None => not_found("shadow run", id),
     }
 }
 
@@ -76,7 +73,7 @@ pub(super) async fn diff(
             "divergent": run.divergences(),
         }))
         .into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no shadow run {id}")).into_response(),
+        None => not_found("shadow run", id),
     }
 }
 
@@ -90,6 +87,6 @@ pub(super) async fn stop(
     }
     match shared.shadows.stop(id) {
         true => Json(shared.shadows.get(id).map(|r| r.status())).into_response(),
-        false => (StatusCode::NOT_FOUND, format!("no shadow run {id}")).into_response(),
+        false => not_found("shadow run", id),
     }
 }
