@@ -363,7 +363,8 @@ start_shadow_cluster() {
     "$PGBIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$SHADOW_PORT" -U postgres postgres \
         >"$TMP/shadow-init.log" 2>&1 || die "pgbench -i (shadow) failed"
     extra_admin="[admin]
-api_key = \"bench\""
+api_key = \"bench\"
+journal_api_key = \"bench\""
 }
 # shadow_start ADMIN_PORT: starts a shadow run for the whole benchmark.
 shadow_start() {

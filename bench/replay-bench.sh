@@ -48,6 +48,7 @@ server_connections = $CLIENTS
 method = "trust"
 [admin]
 api_key = "bench"
+journal_api_key = "bench"               # a DSN target receives every statement: the journal's key
 [journal]
 dir = "$TMP/journal"
 [[nodes]]

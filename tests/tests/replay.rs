@@ -12,16 +12,45 @@ use helios_tests::*;
 use serde_json::Value;
 
 const KEY: &str = "replay-key";
+/// Replaying to a server outside `[[nodes]]` sends it every client's statements: the
+/// journal's own key.
+const JOURNAL_KEY: &str = "replay-journal-key";
 
 async fn post(proxy: &heliosproxy::ProxyHandle, body: &str) -> (u16, String) {
     admin_http(
         proxy.admin_addr,
         "POST",
         "/api/replay",
-        Some(KEY),
+        Some(JOURNAL_KEY),
         Some(body),
     )
     .await
+}
+
+/// A server that asks for a clear-text password and reports whether it was sent one.
+async fn password_trap() -> (u16, tokio::task::JoinHandle<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let trap = tokio::spawn(async move {
+        let Ok(Ok((mut s, _))) =
+            tokio::time::timeout(Duration::from_secs(20), listener.accept()).await
+        else {
+            return false;
+        };
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut startup = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+        s.read_exact(&mut startup).await.unwrap();
+        // AuthenticationCleartextPassword.
+        s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).await.unwrap();
+        let mut tag = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut tag)).await,
+            Ok(Ok(_)) if tag[0] == b'p'
+        )
+    });
+    (port, trap)
 }
 
 /// Starts a replay and waits for it to finish; returns its final status.
@@ -78,6 +107,9 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     }
     let mut config = proxy_config(pg, PoolMode::Transaction, 4);
     config.admin.api_key = Some(KEY.into());
+    config.admin.journal_api_key = Some(JOURNAL_KEY.into());
+    // A password the proxy knows for every user: it must never reach a DSN target.
+    config.auth.server_password = Some("s3cret-server-pw".into());
     config.journal = Some(JournalConfig {
         dir: temp_dir("replay-journal"),
         ..Default::default()
@@ -176,6 +208,36 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     }
     let (code, _) = admin_http(proxy.admin_addr, "POST", "/api/replay", None, Some("{}")).await;
     assert_eq!(code, 401);
+    let reads_body = format!(r#"{{"from":{reads_from},"to":{reads_to},"target":"{dsn}"}}"#);
+    let (code, text) = admin_http(
+        proxy.admin_addr,
+        "POST",
+        "/api/replay",
+        Some(KEY),
+        Some(&reads_body),
+    )
+    .await;
+    assert_eq!(
+        code, 403,
+        "the admin key alone cannot send statements to a DSN: {text}"
+    );
+    assert!(text.contains("journal_api_key"), "{text}");
+    // A DSN server that asks for a clear-text password gets none: the proxy's credentials
+    // stay with its own nodes.
+    let (trap_port, trap) = password_trap().await;
+    let status = replay(
+        &proxy,
+        &format!(
+            r#"{{"from":{reads_from},"to":{reads_to},"target":"postgres://127.0.0.1:{trap_port}/replayed","max_connections":1}}"#
+        ),
+    )
+    .await;
+    assert!(!trap.await.unwrap(), "a password was sent to a DSN target");
+    assert_eq!(status["statements_replayed"], 0, "{status}");
+    assert!(
+        status["failures"][0].as_str().unwrap().contains("password"),
+        "{status}"
+    );
 
     // The reads replay with one divergence: the renamed row, found by its checksum (the
     // binary-format rows of the other two executions match byte for byte).
@@ -297,6 +359,6 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
             .as_array()
             .unwrap()
             .len(),
-        6
+        7
     );
 }

@@ -11,6 +11,9 @@ use helios_tests::*;
 use serde_json::Value;
 
 const KEY: &str = "shadow-key";
+/// Mirroring to a server outside `[[nodes]]` sends it every client's statements: the
+/// journal's own key.
+const JOURNAL_KEY: &str = "shadow-journal-key";
 
 async fn api(
     proxy: &heliosproxy::ProxyHandle,
@@ -18,7 +21,12 @@ async fn api(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    admin_api::admin_json(proxy, KEY, method, path, body).await
+    let key = if path == "/api/shadow/start" {
+        JOURNAL_KEY
+    } else {
+        KEY
+    };
+    admin_api::admin_json(proxy, key, method, path, body).await
 }
 
 /// Waits until the run has compared or skipped `n` statements in all.
@@ -61,8 +69,21 @@ async fn live_reads_are_compared_with_a_shadow_and_the_difference_is_reported() 
     .unwrap();
     let mut config = proxy_config(pg, PoolMode::Transaction, 4);
     config.admin.api_key = Some(KEY.into());
+    config.admin.journal_api_key = Some(JOURNAL_KEY.into());
     let proxy = start_proxy(config).await;
     let dsn = format!("postgres://postgres@127.0.0.1:{}/shadowed", candidate.port);
+    let (code, text) = admin_api::admin_json(
+        &proxy,
+        KEY,
+        "POST",
+        "/api/shadow/start",
+        Some(&format!(r#"{{"target":"{dsn}"}}"#)),
+    )
+    .await;
+    assert_eq!(
+        code, 403,
+        "the admin key alone cannot mirror to a DSN: {text}"
+    );
 
     for (body, want) in [
         (r#"{"target":"primary"}"#.to_owned(), 409),

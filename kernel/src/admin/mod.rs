@@ -186,6 +186,36 @@ pub(crate) fn authorized_json<T>(
         .map_err(|e| Box::new((StatusCode::BAD_REQUEST, e.body_text()).into_response()))
 }
 
+/// Like [`authorized_json`], for a request that sends clients' statements to its `target`:
+/// a server outside `[[nodes]]` (a DSN) receives every statement with its parameters, which
+/// is reading them, so it needs the journal key; a node needs the API key (or the journal
+/// key).
+pub(crate) fn authorized_json_to<T>(
+    shared: &AdminState,
+    headers: &HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    target: impl FnOnce(&T) -> &str,
+) -> Result<T, Box<Response>> {
+    let journal_key = authorized_for_journal(shared, headers).is_ok();
+    if !journal_key {
+        authorized(shared, headers).map_err(|r| Box::new(r.into_response()))?;
+    }
+    let req = body
+        .map(|Json(b)| b)
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, e.body_text()).into_response()))?;
+    if crate::ops::target::is_dsn(target(&req)) && !journal_key {
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "a target outside [[nodes]] (a DSN) receives every client's statements and \
+                 parameters: it needs the journal key ([admin] journal_api_key)",
+            )
+                .into_response(),
+        ));
+    }
+    Ok(req)
+}
+
 /// The response for something the request named by id that does not exist.
 pub(crate) fn not_found(what: &str, id: u64) -> Response {
     (StatusCode::NOT_FOUND, format!("no {what} {id}")).into_response()

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{AdminState, authorized, authorized_json, not_found};
+use super::{AdminState, authorized, authorized_json_to, not_found};
 use crate::ops::shadow::{ShadowError, ShadowRequest};
 use crate::ops::target::TargetError;
 
@@ -17,7 +17,7 @@ pub(super) async fn start(
     headers: HeaderMap,
     body: Result<Json<ShadowRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let req = match authorized_json(&shared, &headers, body) {
+    let req = match authorized_json_to(&shared, &headers, body, |r| &r.target) {
         Ok(r) => r,
         Err(r) => return *r,
     };

@@ -41,6 +41,11 @@ pub enum TargetError {
     BadDsn(String),
 }
 
+/// Whether `spec` names a server by DSN rather than a node.
+pub fn is_dsn(spec: &str) -> bool {
+    spec.starts_with("postgres://") || spec.starts_with("postgresql://")
+}
+
 impl Target {
     /// Resolves `spec`: a `postgres://` or `postgresql://` DSN, else a node name.
     pub fn resolve(env: &SessionEnv, spec: &str) -> Result<Target, TargetError> {
@@ -84,8 +89,9 @@ impl Target {
     }
 
     /// Logs in on `database` (a DSN's database wins) as `as_user`, else the DSN's user,
-    /// else `recorded_user`, with the DSN's password for the DSN's user and otherwise the
-    /// password the proxy knows for that user.
+    /// else `recorded_user`. A node gets the password the proxy knows for that user; a DSN
+    /// only its own password, for its own user: the proxy's credentials never go to a server
+    /// outside `[[nodes]]` (it could ask for them in clear text).
     pub async fn connect(
         &self,
         env: &SessionEnv,
@@ -93,13 +99,25 @@ impl Target {
         recorded_user: &str,
         database: &str,
     ) -> Result<ServerConn, ServerError> {
-        let dsn = self.dsn_login.clone().unwrap_or_default();
-        let database = dsn.database.as_deref().unwrap_or(database);
-        let user = as_user.or(dsn.user.as_deref()).unwrap_or(recorded_user);
-        let password = dsn
-            .password
-            .filter(|_| dsn.user.as_deref() == Some(user))
-            .or_else(|| password_for(env, database, user));
+        let password = match &self.dsn_login {
+            Some(dsn) => {
+                let database = dsn.database.as_deref().unwrap_or(database);
+                let user = as_user.or(dsn.user.as_deref()).unwrap_or(recorded_user);
+                let password = dsn
+                    .password
+                    .clone()
+                    .filter(|_| dsn.user.as_deref() == Some(user));
+                return ServerConn::connect(
+                    self.connect.clone(),
+                    user,
+                    database,
+                    password.as_deref(),
+                )
+                .await;
+            }
+            None => password_for(env, database, as_user.unwrap_or(recorded_user)),
+        };
+        let user = as_user.unwrap_or(recorded_user);
         ServerConn::connect(self.connect.clone(), user, database, password.as_deref()).await
     }
 
