@@ -64,6 +64,13 @@ async fn wait_phase(
     }
 }
 
+async fn server_version(c: &tokio_postgres::Client) -> String {
+    c.query_one("show server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn count(pg: &Pg, sql: &str) -> i64 {
     let c = connect(&pg.direct("shop")).await.unwrap();
     c.query_one(sql, &[]).await.unwrap().get(0)
@@ -229,11 +236,7 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
     let c17 = connect(&via_proxy(&proxy, "postgres", "shop"))
         .await
         .unwrap();
-    let version: String = c17
-        .query_one("show server_version_num", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version = server_version(&c17).await;
     assert!(
         version.starts_with("17"),
         "writes go to PostgreSQL 17: {version}"
@@ -267,11 +270,7 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
     assert_eq!(code, 202, "{body}");
     let status = wait_phase(&proxy, "rolled_back", 20, &[&old, &new]).await;
     println!("rollback: {}", status["rollback"]);
-    let version: String = c17
-        .query_one("show server_version_num", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let version = server_version(&c17).await;
     assert!(
         version.starts_with("15"),
         "writes are back on PostgreSQL 15: {version}"

@@ -25,7 +25,7 @@ pub(super) async fn start(
     match shared.replays.start(req).await {
         Ok(job) => (
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "replay_id": job.status().replay_id })),
+            Json(serde_json::json!({ "replay_id": job.id() })),
         )
             .into_response(),
         Err(e) => {

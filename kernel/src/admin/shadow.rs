@@ -43,18 +43,30 @@ pub(super) async fn list(State(shared): State<Arc<AdminState>>, headers: HeaderM
     Json(shared.shadows.list()).into_response()
 }
 
+/// `answer` for the run `id`, once the key checks out; 404 when there is no such run.
+fn with_run(
+    shared: &AdminState,
+    headers: &HeaderMap,
+    id: u64,
+    answer: impl FnOnce(Arc<crate::ops::shadow::Run>) -> Response,
+) -> Response {
+    if let Err(r) = authorized(shared, headers) {
+        return r.into_response();
+    }
+    match shared.shadows.get(id) {
+        Some(run) => answer(run),
+        None => not_found("shadow run", id),
+    }
+}
+
 pub(super) async fn show(
     State(shared): State<Arc<AdminState>>,
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
-    if let Err(r) = authorized(&shared, &headers) {
-        return r.into_response();
-    }
-    match shared.shadows.get(id) {
-        Some(run) => Json(run.status()).into_response(),
-        None => not_found("shadow run", id),
-    }
+    with_run(&shared, &headers, id, |run| {
+        Json(run.status()).into_response()
+    })
 }
 
 pub(super) async fn diff(
@@ -62,19 +74,15 @@ pub(super) async fn diff(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
-    if let Err(r) = authorized(&shared, &headers) {
-        return r.into_response();
-    }
-    match shared.shadows.get(id) {
-        Some(run) => Json(serde_json::json!({
+    with_run(&shared, &headers, id, |run| {
+        Json(serde_json::json!({
             "shadow_id": id,
             "compared": run.compared(),
             "diff_count": run.diff_count(),
             "divergent": run.divergences(),
         }))
-        .into_response(),
-        None => not_found("shadow run", id),
-    }
+        .into_response()
+    })
 }
 
 pub(super) async fn stop(
@@ -82,11 +90,8 @@ pub(super) async fn stop(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Response {
-    if let Err(r) = authorized(&shared, &headers) {
-        return r.into_response();
-    }
-    match shared.shadows.stop(id) {
-        true => Json(shared.shadows.get(id).map(|r| r.status())).into_response(),
-        false => not_found("shadow run", id),
-    }
+    with_run(&shared, &headers, id, |run| {
+        shared.shadows.stop(id);
+        Json(run.status()).into_response()
+    })
 }

@@ -99,25 +99,20 @@ impl Target {
         recorded_user: &str,
         database: &str,
     ) -> Result<ServerConn, ServerError> {
-        let password = match &self.dsn_login {
+        let (user, database, password) = match &self.dsn_login {
             Some(dsn) => {
-                let database = dsn.database.as_deref().unwrap_or(database);
                 let user = as_user.or(dsn.user.as_deref()).unwrap_or(recorded_user);
                 let password = dsn
                     .password
                     .clone()
                     .filter(|_| dsn.user.as_deref() == Some(user));
-                return ServerConn::connect(
-                    self.connect.clone(),
-                    user,
-                    database,
-                    password.as_deref(),
-                )
-                .await;
+                (user, dsn.database.as_deref().unwrap_or(database), password)
             }
-            None => password_for(env, database, as_user.unwrap_or(recorded_user)),
+            None => {
+                let user = as_user.unwrap_or(recorded_user);
+                (user, database, password_for(env, database, user))
+            }
         };
-        let user = as_user.unwrap_or(recorded_user);
         ServerConn::connect(self.connect.clone(), user, database, password.as_deref()).await
     }
 

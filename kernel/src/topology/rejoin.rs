@@ -96,32 +96,26 @@ fn quote(v: &str) -> String {
 }
 
 /// `conninfo` with its host and port replaced (and `hostaddr` dropped); every other
-/// setting kept as it was.
+/// setting kept as it was. Unchanged when it already points there.
 fn with_host_port(conninfo: &str, host: &str, port: u16) -> String {
-    let mut out: Vec<String> = Vec::new();
-    for (k, v) in pairs(conninfo) {
-        match k.as_str() {
-            "host" | "hostaddr" | "port" => {}
-            _ => out.push(format!("{k}={}", quote(&v))),
-        }
-    }
-    out.push(format!("host={}", quote(host)));
-    out.push(format!("port={port}"));
-    let next = out.join(" ");
-    // Nothing to change when it already points there.
-    let same = pairs(conninfo)
-        .into_iter()
-        .filter(|(k, _)| k == "host" || k == "port")
-        .collect::<Vec<_>>();
-    if same.len() == 2
-        && same.iter().any(|(k, v)| k == "host" && v == host)
-        && same
+    let current = pairs(conninfo);
+    let value = |key: &str| {
+        current
             .iter()
-            .any(|(k, v)| k == "port" && *v == port.to_string())
-    {
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    if value("host") == Some(host) && value("port") == Some(&port.to_string()) {
         return conninfo.to_owned();
     }
-    next
+    let mut out: Vec<String> = current
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "host" | "hostaddr" | "port"))
+        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .collect();
+    out.push(format!("host={}", quote(host)));
+    out.push(format!("port={port}"));
+    out.join(" ")
 }
 
 /// The `key=value` pairs of a libpq connection string (values bare or single-quoted with

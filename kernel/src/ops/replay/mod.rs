@@ -204,6 +204,11 @@ pub struct Status {
 }
 
 impl Job {
+    /// Its id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     fn cancelled(&self) -> bool {
         self.cancel.load(Relaxed)
     }

@@ -194,6 +194,16 @@ impl Run {
         }
     }
 
+    /// Its id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether it still mirrors.
+    pub fn running(&self) -> bool {
+        self.stopped.lock().expect("stopped lock").is_none()
+    }
+
     /// The divergences found so far (the first [`MAX_DIVERGENCES`]).
     pub fn divergences(&self) -> Vec<Divergence> {
         self.divergent.lock().expect("divergent lock").clone()
@@ -258,7 +268,7 @@ impl Shadows {
             return Err(ShadowError::LivePrimary(target.describe()));
         }
         let mut current = self.current.lock().expect("current lock");
-        if let Some(c) = current.as_ref().filter(|c| c.status().state == "running") {
+        if let Some(c) = current.as_ref().filter(|c| c.running()) {
             return Err(ShadowError::Running(c.id));
         }
         let (tx, rx) = mpsc::channel(queue);

@@ -457,9 +457,9 @@ impl Upgrade {
                 }
             }
         };
-        let id = run.status().shadow_id;
+        let id = run.id();
         self.set(|s| s.shadow_id = Some(id));
-        while run.status().state == "running" {
+        while run.running() {
             if self.cut_now.load(Relaxed) {
                 self.shadows.stop(id);
                 break;
