@@ -6,6 +6,7 @@ pub mod pause;
 pub mod server;
 pub mod servers;
 pub mod slots;
+pub mod statements;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -298,6 +299,8 @@ pub struct Pools {
     pub servers: Arc<servers::ServerList>,
     /// `PAUSE` / `RESUME`.
     pub pause: pause::PauseGate,
+    /// Schema changes seen, which make statements kept on servers stale.
+    pub statement_epoch: statements::StatementEpoch,
 }
 
 impl Pools {
@@ -308,6 +311,7 @@ impl Pools {
             config,
             servers: Default::default(),
             pause: Default::default(),
+            statement_epoch: Default::default(),
         }
     }
 

@@ -1,7 +1,6 @@
 //! One server connection: connecting, TLS, logging in to the backend, and the facts the
 //! kernel keeps about it (parameters, key data, prepared statements, applied session state).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,8 +102,8 @@ pub struct ServerConn {
     pub target: Arc<ConnectTarget>,
     /// `ParameterStatus` values reported at login.
     pub params: Vec<(String, String)>,
-    /// Hashes of the statements prepared on this connection under `hp_<hash>` names.
-    pub prepared: HashSet<u64>,
+    /// The statements prepared on this connection under `hp_<hash>` names.
+    pub prepared: super::statements::ServerStatements,
     /// Names of the SQL-level (`PREPARE`) statements it has.
     pub sql_prepared: Vec<String>,
     /// Hash of the client session state applied to this connection (0 = as logged in).
@@ -188,7 +187,7 @@ impl ServerConn {
             key: (0, 0),
             target: target.clone(),
             params: Vec::new(),
-            prepared: HashSet::new(),
+            prepared: Default::default(),
             sql_prepared: Vec::new(),
             state_hash: 0,
             created: Instant::now(),

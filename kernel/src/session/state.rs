@@ -44,7 +44,17 @@ pub struct SessionState {
     /// Settings the server reported (see [`SessionState::adopt_settings`]), by name.
     adopted: Vec<(String, String)>,
     hash: u64,
+    /// See [`SessionState::analysis_salt`].
+    salt: u64,
 }
+
+/// Settings that change how PostgreSQL analyses a statement's text.
+const ANALYSIS_SETTINGS: &[&str] = &[
+    "search_path",
+    "role",
+    "session_authorization",
+    "standard_conforming_strings",
+];
 
 /// How an adopted setting is replayed: `set_config` takes the value exactly as
 /// `current_setting` printed it (a list such as `search_path` stays a list).
@@ -350,12 +360,20 @@ impl SessionState {
         out
     }
 
+    /// A hash of the settings that change how PostgreSQL analyses a statement (which objects
+    /// its names resolve to, how its literals read): `search_path`, the role and
+    /// `standard_conforming_strings`, from startup and `SET`s; 0 when none is set.
+    pub fn analysis_salt(&self) -> u64 {
+        self.salt
+    }
+
     /// The tracked `SET` statements, in order (for inspection and tests).
     pub fn sets(&self) -> impl Iterator<Item = &str> {
         self.sets.iter().map(|(_, s)| &**s)
     }
 
     fn rehash(&mut self) {
+        self.salt = self.compute_salt();
         if self.startup.is_empty() && self.sets.is_empty() && self.prepares.is_empty() {
             self.hash = PRISTINE;
             return;
@@ -370,6 +388,26 @@ impl SessionState {
             PRISTINE | DIRTY => 2,
             x => x,
         };
+    }
+}
+
+impl SessionState {
+    fn compute_salt(&self) -> u64 {
+        let analysis = |name: &str| ANALYSIS_SETTINGS.contains(&name);
+        let startup = self.startup.iter().filter(|(n, _)| analysis(n));
+        let sets = self.sets.iter().filter(|(n, _)| analysis(n));
+        let adopted = self.adopted.iter().filter(|(n, _)| analysis(n));
+        let mut h = DefaultHasher::new();
+        let mut any = false;
+        for (n, v) in startup.chain(adopted) {
+            (n, v).hash(&mut h);
+            any = true;
+        }
+        for (n, sql) in sets {
+            (n, &**sql).hash(&mut h);
+            any = true;
+        }
+        if any { h.finish() | 1 } else { 0 }
     }
 }
 

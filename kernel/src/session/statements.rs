@@ -1,10 +1,13 @@
 //! A client's prepared statements in pooled modes.
 //!
 //! Every `Parse` (named or unnamed) is mapped to a server-side statement named after a hash of
-//! its text and parameter types (`hp_<hash>`). Server connections remember which hashes they
-//! have, so a statement is prepared once per server connection and shared by every client
-//! that uses the same SQL; a client landing on a connection that lacks it gets it re-prepared
-//! transparently before its `Bind` or `Describe`.
+//! its text, parameter types and the session settings that change how PostgreSQL analyses it
+//! (`search_path`, the role; see [`super::state::SessionState::analysis_salt`]), as
+//! `hp_<hash>`. Server connections remember which hashes they have and in which schema epoch
+//! (see [`crate::pool::statements`]), so a statement is prepared once per server connection
+//! and shared by every client that uses the same SQL until a schema change; a client landing
+//! on a connection that lacks it gets it re-prepared transparently before its `Bind` or
+//! `Describe`.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
@@ -20,8 +23,10 @@ use super::state::Effect;
 /// One client statement and its server-side identity.
 #[derive(Debug)]
 pub struct Prepared {
-    /// Hash of query text and parameter types.
+    /// Hash of query text, parameter types and the analysis settings.
     pub hash: u64,
+    /// The session's analysis settings when it was parsed (see [`ClientStatements::define`]).
+    salt: u64,
     /// `hp_<16 hex digits>`.
     pub server_name: [u8; 19],
     /// The `Parse` body after the name: query, NUL, parameter types.
@@ -42,14 +47,19 @@ pub struct Prepared {
     pub cache_ttl_ms: std::sync::atomic::AtomicU32,
     /// Its query analytics entry, found on first execution.
     pub stats_entry: std::sync::OnceLock<Arc<crate::observe::queries::Entry>>,
+    /// The schema epoch of the client's last `Parse` of it: a server copy analysed before
+    /// that is prepared again; one analysed since is what PostgreSQL would run (it checks a
+    /// kept statement against the schema itself, and says when its result type changed).
+    pub parsed_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Prepared {
-    fn new(parse: &ParseRef<'_>) -> Self {
+    fn new(parse: &ParseRef<'_>, salt: u64) -> Self {
         let mut h = DefaultHasher::new();
         h.write(parse.query);
         h.write_u8(0);
         h.write(parse.param_types);
+        h.write_u64(salt);
         let hash = h.finish();
         let mut server_name = *b"hp_0000000000000000";
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -73,6 +83,7 @@ impl Prepared {
         let needs_check = super::isolation::needs_check(&String::from_utf8_lossy(parse.query));
         Prepared {
             hash,
+            salt,
             server_name,
             body_after_name: body.into_boxed_slice(),
             effect,
@@ -82,6 +93,7 @@ impl Prepared {
             parses: std::sync::OnceLock::new(),
             cache_ttl_ms: Default::default(),
             stats_entry: Default::default(),
+            parsed_epoch: Default::default(),
         }
     }
 
@@ -139,6 +151,15 @@ impl Prepared {
         &self.body_after_name[end..]
     }
 
+    /// Appends a `Close` of this statement's server name.
+    pub fn encode_close(&self, out: &mut Vec<u8>) {
+        write_message(out, b'C', |b| {
+            b.push(b'S');
+            b.extend_from_slice(&self.server_name);
+            b.push(0);
+        });
+    }
+
     /// Appends a `Parse` that creates this statement under its server name.
     pub fn encode_parse(&self, out: &mut Vec<u8>) {
         write_message(out, b'P', |b| {
@@ -167,19 +188,22 @@ fn cost(name: &[u8], p: &Prepared) -> usize {
 }
 
 impl ClientStatements {
-    /// Records a `Parse`, replacing any statement of the same name.
-    pub fn define(&mut self, parse: &ParseRef<'_>) -> Arc<Prepared> {
+    /// Records a `Parse`, replacing any statement of the same name. `salt` is the session's
+    /// [`analysis_salt`](super::state::SessionState::analysis_salt): the same text parsed
+    /// under another `search_path` or role is another server statement.
+    pub fn define(&mut self, parse: &ParseRef<'_>, salt: u64) -> Arc<Prepared> {
         if !self.served.is_empty() {
             self.served.remove(parse.name);
         }
         if let Some(existing) = self.by_name.get(parse.name)
+            && existing.salt == salt
             && existing.body_after_name.len() == parse.query.len() + 1 + parse.param_types.len()
             && existing.body_after_name[..parse.query.len()] == *parse.query
             && existing.body_after_name[parse.query.len() + 1..] == *parse.param_types
         {
             return existing.clone();
         }
-        let p = Arc::new(Prepared::new(parse));
+        let p = Arc::new(Prepared::new(parse, salt));
         self.bytes += cost(parse.name, &p);
         if let Some(old) = self.by_name.insert(parse.name.into(), p.clone()) {
             self.bytes -= cost(parse.name, &old);
@@ -255,19 +279,28 @@ mod tests {
     fn same_sql_same_server_name_across_clients() {
         let mut a = ClientStatements::default();
         let mut b = ClientStatements::default();
-        let pa = a.define(&parse(b"s1", b"select 1"));
-        let pb = b.define(&parse(b"__asyncpg_1", b"select 1"));
+        let pa = a.define(&parse(b"s1", b"select 1"), 0);
+        let pb = b.define(&parse(b"__asyncpg_1", b"select 1"), 0);
         assert_eq!(pa.server_name, pb.server_name);
-        let pc = b.define(&parse(b"x", b"select 2"));
+        let pc = b.define(&parse(b"x", b"select 2"), 0);
         assert_ne!(pa.server_name, pc.server_name);
         assert!(pa.server_name.starts_with(b"hp_"));
     }
 
     #[test]
+    fn same_sql_under_another_search_path_is_another_server_statement() {
+        let mut a = ClientStatements::default();
+        let pa = a.define(&parse(b"s1", b"select * from t"), 0);
+        let pb = a.define(&parse(b"s1", b"select * from t"), 42);
+        assert_ne!(pa.server_name, pb.server_name);
+        assert_eq!(a.get(b"s1").unwrap().hash, pb.hash);
+    }
+
+    #[test]
     fn redefining_a_name_replaces_it() {
         let mut a = ClientStatements::default();
-        a.define(&parse(b"", b"select 1"));
-        let p2 = a.define(&parse(b"", b"select 2"));
+        a.define(&parse(b"", b"select 1"), 0);
+        let p2 = a.define(&parse(b"", b"select 2"), 0);
         assert_eq!(a.get(b"").unwrap().hash, p2.hash);
         assert_eq!(a.len(), 1);
     }
@@ -275,7 +308,7 @@ mod tests {
     #[test]
     fn encoded_parse_uses_the_server_name() {
         let mut a = ClientStatements::default();
-        let p = a.define(&parse(b"mine", b"select $1"));
+        let p = a.define(&parse(b"mine", b"select $1"), 0);
         let mut out = Vec::new();
         p.encode_parse(&mut out);
         let (_, body) = crate::wire::frame::split_message(&out, 1000)

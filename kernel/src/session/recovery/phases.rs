@@ -242,6 +242,7 @@ impl Relay {
 
     /// Prepares every statement the client has, before anything refers to it.
     async fn prepare_statements(&self, conn: &mut ServerConn) -> Result<(), String> {
+        let epoch = self.env.pools.statement_epoch.current();
         let mut parses = Vec::new();
         let mut hashes = Vec::new();
         for p in self.stmts.all() {
@@ -265,7 +266,7 @@ impl Relay {
         }
         for (hash, failed) in hashes.into_iter().zip(errors) {
             if !failed {
-                conn.prepared.insert(hash);
+                conn.prepared.prepared(hash, epoch);
             }
         }
         Ok(())
@@ -282,7 +283,7 @@ impl Relay {
         self.queue.requeue_for_resend();
         if tx.wants_xid() {
             tx.xid_pending = true;
-            let prepare = conn.prepared.insert(txlog::XID_HASH);
+            let prepare = conn.prepared.insert_fixed(txlog::XID_HASH);
             txlog::encode_xid_request(&mut bytes, prepare);
             self.queue.push(Expect::Xid);
         }

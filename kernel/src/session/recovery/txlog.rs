@@ -365,9 +365,9 @@ pub fn encode_xid_request(out: &mut Vec<u8>, prepare: bool) {
     messages::sync(out);
 }
 
-/// Removes what the proxy injected from a recorded batch: `Parse` messages of proxy-named
-/// statements (`hp_…`; on a new server connection every statement is prepared before the
-/// replay) and the hidden transaction-id request.
+/// Removes what the proxy injected from a recorded batch: `Parse` and `Close` messages of
+/// proxy-named statements (`hp_…`; on a new server connection every statement is prepared
+/// before the replay) and the hidden transaction-id request.
 pub fn strip_injected(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
@@ -376,7 +376,8 @@ pub fn strip_injected(bytes: &[u8]) -> Vec<u8> {
         let len = u32::from_be_bytes(bytes[at + 1..at + 5].try_into().expect("4")) as usize;
         let end = (at + 1 + len).min(bytes.len());
         let (tag, body) = (bytes[at], &bytes[(at + 5).min(end)..end]);
-        let is_proxy_parse = tag == b'P' && body.starts_with(b"hp_");
+        let is_proxy_parse =
+            (tag == b'P' && body.starts_with(b"hp_")) || (tag == b'C' && body.starts_with(b"Shp_"));
         if tag == b'B' && body.starts_with(XID_NAME) && body.get(XID_NAME.len()) == Some(&0) {
             in_xid_request = true;
         }

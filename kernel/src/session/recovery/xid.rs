@@ -14,7 +14,7 @@ impl Relay {
             && let Some(server) = self.server.as_mut()
         {
             tx.xid_pending = true;
-            let prepare = server.conn.prepared.insert(txlog::XID_HASH);
+            let prepare = server.conn.prepared.insert_fixed(txlog::XID_HASH);
             txlog::encode_xid_request(&mut self.sout, prepare);
             self.queue.push(Expect::Xid);
         }
@@ -31,7 +31,7 @@ impl Relay {
             }
             b'E' => {
                 if let Some(s) = self.server.as_mut() {
-                    s.conn.prepared.remove(&txlog::XID_HASH);
+                    s.conn.prepared.remove(txlog::XID_HASH);
                 }
             }
             b'Z' => {

@@ -43,6 +43,7 @@ impl Relay {
                     self.queue.push(Expect::Query {
                         effects: None,
                         post: None,
+                        channels: None,
                     });
                 }
                 Protocol::Extended => {

@@ -55,7 +55,13 @@ impl Relay {
                 _ => true,
             },
             b'2' => self.pop_if(|e| matches!(e, Expect::Bind)),
-            b'3' => self.pop_if(|e| matches!(e, Expect::Close)),
+            b'3' => match self.queue.front() {
+                Some(&Expect::Close { hidden }) => {
+                    self.queue.pop();
+                    !hidden
+                }
+                _ => true,
+            },
             b'T' => {
                 if matches!(self.queue.front(), Some(Expect::Describe { .. })) {
                     self.on_description(tag, body);
@@ -131,14 +137,26 @@ impl Relay {
         self.cursors.on_ready(status.byte());
         self.cache_on_ready(status.byte());
         self.hide_no_tx_warning = false;
+        if status == TxStatus::Idle && std::mem::take(&mut self.schema_changed) {
+            // Committed (or rolled back): statements prepared while it was uncommitted
+            // were analysed against the old schema.
+            self.env.pools.statement_epoch.advance();
+        }
         if matches!(
             self.queue.front(),
             Some(Expect::Sync | Expect::Query { .. } | Expect::FunctionCall)
-        ) && let Some(Expect::Query {
-            post: Some(ctx), ..
-        }) = self.queue.pop()
+        ) && let Some(Expect::Query { post, channels, .. }) = self.queue.pop()
         {
-            self.finish_statement(*ctx);
+            if let Some(splice) = channels {
+                self.channel_changes
+                    .message_ended(splice.into_commands(), status);
+            }
+            if let Some(ctx) = post {
+                self.finish_statement(*ctx);
+            }
+        }
+        if status == TxStatus::Idle {
+            self.channel_changes.transaction_ended();
         }
         self.in_copy = false;
         if let Some(hash) = self.state.on_ready(status.byte())
@@ -163,8 +181,18 @@ impl Relay {
             // The server failed the batch the proxy refused: the client sees the refusal.
             return false;
         }
+        if stale_statement_error(body) {
+            self.env.pools.statement_epoch.advance();
+        }
         // The statement's outcome is known now: observers hear of it before the client does
         // (a driver may send its next query as soon as it reads the error).
+        if let Some(Expect::Query {
+            channels: Some(splice),
+            ..
+        }) = self.queue.front_mut()
+        {
+            splice.failed();
+        }
         let failed_post = match self.queue.front_mut() {
             Some(Expect::Query { post, .. } | Expect::Execute { post, .. }) => {
                 post.take().map(|mut ctx| {
@@ -183,8 +211,10 @@ impl Relay {
         ) {
             let server = &mut self.server;
             self.queue.skip_to_sync(|hash| {
+                // The server may hold it or not (a stale copy was closed before it, or
+                // not): the next use closes it first, which is right either way.
                 if let Some(s) = server.as_mut() {
-                    s.conn.prepared.remove(&hash);
+                    s.conn.prepared.uncertain(hash);
                 }
             });
         }
@@ -196,8 +226,22 @@ impl Relay {
     fn on_command_complete(&mut self, body: &[u8]) -> bool {
         let tag_text = body.strip_suffix(&[0]).unwrap_or(body);
         self.cursors.on_tag(tag_text);
+        if changes_schema(tag_text) {
+            // Statements kept on servers were analysed before it: this session's next
+            // `Parse` on this connection must not reuse them, nor anyone's once it commits.
+            self.env.pools.statement_epoch.advance();
+            self.schema_changed = true;
+        }
         match tag_text {
             b"ROLLBACK" => {
+                self.channel_changes.rolled_back();
+                if let Some(Expect::Query {
+                    channels: Some(splice),
+                    ..
+                }) = self.queue.front_mut()
+                {
+                    splice.rolled_back();
+                }
                 self.cache_on_rollback();
                 self.state.saw_rollback();
                 self.cursors.on_rollback();
@@ -211,12 +255,19 @@ impl Relay {
         }
         self.in_copy = false;
         match self.queue.front_mut() {
-            Some(Expect::Query { effects, post }) => {
+            Some(Expect::Query {
+                effects,
+                post,
+                channels,
+            }) => {
                 if let Some(effect) = effects.as_mut().and_then(|e| e.pop_front()).flatten() {
                     record_effect(&mut self.state, &mut self.server, effect);
                 }
                 if let Some(ctx) = post {
                     ctx.note_tag(tag_text);
+                }
+                if let Some(splice) = channels {
+                    splice.completed_one(&mut self.spliced);
                 }
             }
             Some(Expect::Execute { effect, post }) => {
@@ -266,6 +317,39 @@ impl Relay {
 fn is_server_going_away(body: &[u8]) -> bool {
     messages::ErrorFields::parse(body).is_ok_and(|f| {
         f.severity == "FATAL" && matches!(f.code.as_str(), "57P01" | "57P02" | "57P03")
+    })
+}
+
+/// Whether a `CommandComplete` tag is one of a statement that may change how PostgreSQL
+/// analyses other statements' text: DDL, privileges, and opaque code (`DO`, `CALL`), which
+/// may run DDL the proxy cannot see. `DISCARD` drops temporary tables that shadowed others.
+fn changes_schema(tag: &[u8]) -> bool {
+    let word = tag.split(|&b| b == b' ').next().unwrap_or(tag);
+    matches!(
+        word,
+        b"CREATE"
+            | b"ALTER"
+            | b"DROP"
+            | b"GRANT"
+            | b"REVOKE"
+            | b"DO"
+            | b"CALL"
+            | b"IMPORT"
+            | b"DISCARD"
+    )
+}
+
+/// Whether an error says a statement the server kept no longer matches the schema (a schema
+/// change the proxy did not see: made directly on the server, or through another proxy), or
+/// that the server's statements are not what the proxy believed: `cached plan must not change
+/// result type` (0A000), `cache lookup failed` (XX000), a parameter of the old type (42804),
+/// a statement missing (26000) or already there (42P05).
+fn stale_statement_error(body: &[u8]) -> bool {
+    messages::ErrorFields::parse(body).is_ok_and(|f| {
+        matches!(
+            f.code.as_str(),
+            "0A000" | "XX000" | "42804" | "26000" | "42P05"
+        )
     })
 }
 

@@ -43,8 +43,11 @@ pub enum Expect {
         /// Observers of the statement (PostQuery, journal).
         post: Option<Box<PostCtx>>,
     },
-    /// `CloseComplete`.
-    Close,
+    /// `CloseComplete`; hidden from the client when the proxy closed a stale statement.
+    Close {
+        /// The proxy sent this `Close` on its own.
+        hidden: bool,
+    },
     /// `ReadyForQuery` after an extended-protocol batch.
     Sync,
     /// Everything up to `ReadyForQuery` for a simple query.
@@ -53,6 +56,8 @@ pub enum Expect {
         effects: Effects,
         /// Observers of the statement (PostQuery, journal).
         post: Option<Box<PostCtx>>,
+        /// The message's LISTEN/UNLISTEN statements, answered by the proxy in place.
+        channels: Option<Box<super::listen::ChannelSplice>>,
     },
     /// `FunctionCallResponse` then `ReadyForQuery`.
     FunctionCall,
@@ -234,7 +239,7 @@ impl Expected {
 
     /// After an `ErrorResponse` in the extended protocol the server skips everything up to
     /// the next `Sync`: those entries go, and `forget` is told the hash of every `Parse`
-    /// that never happened.
+    /// that failed or never happened.
     pub fn skip_to_sync(&mut self, mut forget: impl FnMut(u64)) {
         while let Some(front) = self.queue.front() {
             match front {
@@ -273,7 +278,7 @@ impl Expected {
     pub fn requeue_for_resend(&mut self) {
         for e in self.take() {
             match e {
-                Expect::Parse { hidden: true, .. } => {}
+                Expect::Parse { hidden: true, .. } | Expect::Close { hidden: true } => {}
                 Expect::Parse { hidden: false, .. } => {
                     self.push_synthetic(Synthetic::ParseComplete)
                 }
@@ -424,6 +429,7 @@ mod tests {
         q.push(Expect::Query {
             effects: None,
             post: None,
+            channels: None,
         });
         q.push(Expect::Bind);
         let open = q.fail_in_flight(&SqlError::new("40001", "retry"));

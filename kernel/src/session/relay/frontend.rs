@@ -4,6 +4,7 @@
 use super::Relay;
 use super::cached::CacheStep;
 use super::expect::{Expect, SqlError, Synthetic};
+use super::listen::ListenStep;
 use super::text::{names_proxy_statement, not_utf8, query_effects};
 use crate::session::SessionError;
 use crate::session::served::{Served, ServedPortal};
@@ -111,11 +112,15 @@ impl Relay {
             self.answer(Answer::Error(e), Protocol::Simple);
             return;
         }
-        if self.listen_simple(effective).await {
-            return;
-        }
+        let (stripped, channels) = match self.listen_simple(effective).await {
+            ListenStep::Answered => return,
+            ListenStep::Pass => (None, None),
+            ListenStep::Mixed { server_sql, splice } => (Some(server_sql), Some(splice)),
+        };
+        let effective = stripped.as_deref().unwrap_or(effective);
         let capture = match rewritten {
             Some(_) => None,
+            None if channels.is_some() => None,
             None => match self.cache_simple(effective, facts.as_ref()).await {
                 CacheStep::Answered => return,
                 CacheStep::Capture(c) => Some(c),
@@ -132,11 +137,24 @@ impl Relay {
             if let Some(tx) = self.tx.as_deref_mut() {
                 tx.note_statements(effective, in_tx);
             }
-            match &rewritten {
-                Some(new_sql) => messages::query(&mut self.sout, new_sql),
-                None => self.sout.extend_from_slice(msg),
+            match (&rewritten, &stripped) {
+                (_, Some(server_sql)) => messages::query(&mut self.sout, server_sql),
+                (Some(new_sql), None) => messages::query(&mut self.sout, new_sql),
+                (None, None) => self.sout.extend_from_slice(msg),
             }
-            self.queue.push(Expect::Query { effects, post });
+            let channels = channels.map(|mut splice| {
+                let mut leading = Vec::new();
+                splice.leading(&mut leading);
+                if !leading.is_empty() {
+                    self.queue.push_synthetic(Synthetic::Raw(leading));
+                }
+                splice
+            });
+            self.queue.push(Expect::Query {
+                effects,
+                post,
+                channels,
+            });
             self.capture_xid();
         }
     }
@@ -200,7 +218,7 @@ impl Relay {
             },
             None => parse,
         };
-        let prepared = self.stmts.define(&parse);
+        let prepared = self.stmts.define(&parse, self.state.analysis_salt());
         prepared.cache_ttl_ms.store(
             if rewritten.is_some() { 0 } else { cache_ttl_ms },
             std::sync::atomic::Ordering::Relaxed,
@@ -210,17 +228,16 @@ impl Relay {
         if self.server.is_none() && !prepared.parses() && !self.attach(Protocol::Extended).await {
             return;
         }
-        match self.server.as_mut() {
-            Some(checkout) if !checkout.conn.prepared.contains(&prepared.hash) => {
-                prepared.encode_parse(&mut self.sout);
-                self.batch_open = true;
-                checkout.conn.prepared.insert(prepared.hash);
-                self.queue.push(Expect::Parse {
-                    hidden: false,
-                    hash: prepared.hash,
-                });
-            }
-            _ => self.queue.push_synthetic(Synthetic::ParseComplete),
+        // A `Parse` is analysed afresh: server copies from before a schema change do not
+        // answer for it.
+        let epoch = self.env.pools.statement_epoch.current();
+        prepared
+            .parsed_epoch
+            .store(epoch, std::sync::atomic::Ordering::Relaxed);
+        if self.server.is_some() && self.prepare_on_server(&prepared, epoch, false) {
+            self.batch_open = true;
+        } else {
+            self.queue.push_synthetic(Synthetic::ParseComplete);
         }
     }
 
@@ -393,7 +410,7 @@ impl Relay {
         } else if self.attach(Protocol::Extended).await {
             self.sout.extend_from_slice(msg);
             self.batch_open = true;
-            self.queue.push(Expect::Close);
+            self.queue.push(Expect::Close { hidden: false });
         }
     }
 

@@ -110,17 +110,19 @@ impl Relay {
                 run_start = pos + header.total;
             }
             pos += header.total;
-            if self.queue.synthetic_next() || self.rollback_after_flush {
+            if self.queue.synthetic_next() || self.rollback_after_flush || !self.spliced.is_empty()
+            {
                 self.cout.extend_from_slice(&buf[run_start..pos]);
                 run_start = pos;
+                self.cout.append(&mut self.spliced);
                 self.emit_synthetics();
                 if self.rollback_after_flush {
                     self.replace_ready_in_statement_mode();
                 }
             }
         }
-        // Committed writes reach Redis and the other proxies before the client hears of
-        // the commit.
+        // Committed LISTENs and writes take effect before the client hears of the commit.
+        self.apply_due_channels().await;
         self.flush_invalidations().await;
         if self.cout.is_empty() {
             self.count_sent(pos - run_start);

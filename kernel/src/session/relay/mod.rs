@@ -28,7 +28,7 @@ pub mod frontend;
 pub mod io;
 mod isolate;
 pub mod lease;
-mod listen;
+pub mod listen;
 mod observers;
 pub mod portals;
 mod text;
@@ -120,8 +120,14 @@ pub struct Relay {
     pub(in crate::session) custom_names: Vec<String>,
     /// A `set_config` changed a setting whose name the proxy cannot know.
     pub(in crate::session) computed_setting: bool,
+    /// A schema change ran in the open transaction: others see it when it ends.
+    pub(in crate::session) schema_changed: bool,
     /// The channels this pooled session listens on, through the proxy's own connection.
     listening: Option<Box<listen::Listening>>,
+    /// LISTEN/UNLISTEN waiting for their transaction to commit.
+    channel_changes: listen::ChannelChanges,
+    /// The proxy's answers to go right after the server message being handled.
+    pub(in crate::session) spliced: Vec<u8>,
     /// The bytes this session last counted in the proxy's memory gauge.
     reported_bytes: usize,
     /// This client's row in `SHOW CLIENTS`; `KILL` ends the session through it.
@@ -198,7 +204,10 @@ impl Relay {
             pins: Pins::default(),
             custom_names: Vec::new(),
             computed_setting: false,
+            schema_changed: false,
             listening: None,
+            channel_changes: Default::default(),
+            spliced: Vec::new(),
             reported_bytes: 0,
         }
     }

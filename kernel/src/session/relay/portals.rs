@@ -122,11 +122,14 @@ mod tests {
     use crate::wire::messages::ParseRef;
 
     fn stmt(sql: &str) -> Arc<Prepared> {
-        ClientStatements::default().define(&ParseRef {
-            name: b"",
-            query: sql.as_bytes(),
-            param_types: &[0, 0],
-        })
+        ClientStatements::default().define(
+            &ParseRef {
+                name: b"",
+                query: sql.as_bytes(),
+                param_types: &[0, 0],
+            },
+            0,
+        )
     }
 
     #[test]
