@@ -2,7 +2,8 @@
 
 Usage: python3 stale_statements.py HOST PORT DBNAME USER [--no-transactions]
 
-With --no-transactions (statement pooling mode) the savepoint part is left out.
+With --no-transactions (statement pooling mode) the savepoint part is left out;
+with --only-savepoints only that part runs.
 
 PostgreSQL analyses an unnamed Parse afresh every time, and a named Parse when it is made. A
 proxy that shares server statements between clients must never answer a Parse with a
@@ -202,11 +203,14 @@ async def asyncpg_checks():
 
 def main():
     watchdog()
-    psycopg_checks()
+    only_savepoints = "--only-savepoints" in sys.argv[5:]
+    if not only_savepoints:
+        psycopg_checks()
     for threshold in () if NO_TRANSACTIONS else (None, 1):
         begin(f"psycopg prepare_threshold={threshold}: a pipeline after a failed pipeline in a savepoint")
         savepoint_pipelines(threshold)
-    asyncio.run(asyncpg_checks())
+    if not only_savepoints:
+        asyncio.run(asyncpg_checks())
     print("stale statements ok", flush=True)
 
 

@@ -545,17 +545,34 @@ pub async fn run_driver_script_args(
     db: &str,
     extra: &[&str],
 ) -> String {
+    run_driver_script_at(script, proxy.local_addr.port(), db, extra).await
+}
+
+/// Runs `tests/drivers/<script>` (python3, or node for `.js` with the drivers `scripts/setup.sh`
+/// installs under `target/node-drivers`) against `127.0.0.1:port` — the proxy, or PostgreSQL
+/// itself for the reference run.
+pub async fn run_driver_script_at(script: &str, port: u16, db: &str, extra: &[&str]) -> String {
     let path = format!("{}/drivers/{script}", env!("CARGO_MANIFEST_DIR"));
-    let port = proxy.local_addr.port().to_string();
-    let run = tokio::process::Command::new("python3")
+    let port = port.to_string();
+    let program = if script.ends_with(".js") {
+        "node"
+    } else {
+        "python3"
+    };
+    let node_path = format!(
+        "{}/../target/node-drivers/node_modules",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = tokio::process::Command::new(program)
         .args([&path, "127.0.0.1", &port, db, "postgres"])
         .args(extra)
+        .env("NODE_PATH", node_path)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .unwrap_or_else(|_| panic!("{script} did not finish within 120 s"))
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");

@@ -35,9 +35,12 @@ pub struct Raw {
 impl Raw {
     /// Connects and logs in (the test proxy trusts every user).
     pub async fn login(proxy: &ProxyHandle, db: &str) -> Raw {
-        let stream = within("connect", TcpStream::connect(proxy.local_addr))
-            .await
-            .unwrap();
+        Raw::login_at(proxy.local_addr, db).await
+    }
+
+    /// Connects to `addr` (the proxy, or a trust-auth PostgreSQL) and logs in as `postgres`.
+    pub async fn login_at(addr: std::net::SocketAddr, db: &str) -> Raw {
+        let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
         let mut raw = Raw {
             stream,
             buf: Vec::new(),

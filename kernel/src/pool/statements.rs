@@ -66,6 +66,12 @@ impl ServerStatements {
         }
     }
 
+    /// The epoch `hash` was analysed in, when held.
+    #[inline]
+    pub fn epoch_of(&self, hash: u64) -> Option<u64> {
+        self.epochs.get(&hash).copied()
+    }
+
     /// Records that a `Parse` of `hash` was sent in `epoch`.
     #[inline]
     pub fn prepared(&mut self, hash: u64, epoch: u64) {

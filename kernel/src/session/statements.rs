@@ -51,6 +51,8 @@ pub struct Prepared {
     /// that is prepared again; one analysed since is what PostgreSQL would run (it checks a
     /// kept statement against the schema itself, and says when its result type changed).
     pub parsed_epoch: std::sync::atomic::AtomicU64,
+    /// A hash of the description a server gave the client for it (0: never described).
+    pub described: std::sync::atomic::AtomicU64,
 }
 
 impl Prepared {
@@ -94,6 +96,7 @@ impl Prepared {
             cache_ttl_ms: Default::default(),
             stats_entry: Default::default(),
             parsed_epoch: Default::default(),
+            described: Default::default(),
         }
     }
 

@@ -65,6 +65,7 @@ impl Relay {
             b'T' => {
                 if matches!(self.queue.front(), Some(Expect::Describe { .. })) {
                     self.on_description(tag, body);
+                    self.on_statement_description(tag, body);
                 }
                 match self.queue.front_mut() {
                     Some(Expect::Query {
@@ -72,6 +73,7 @@ impl Relay {
                     }) => ctx.note_columns(body),
                     Some(Expect::Describe {
                         columns_of: Some(p),
+                        ..
                     }) => p.describe_columns(body),
                     _ => {}
                 }
@@ -80,12 +82,14 @@ impl Relay {
             b'n' => {
                 if matches!(self.queue.front(), Some(Expect::Describe { .. })) {
                     self.on_description(tag, body);
+                    self.on_statement_description(tag, body);
                 }
                 self.pop_if(|e| matches!(e, Expect::Describe { .. }))
             }
             b't' => {
                 if matches!(self.queue.front(), Some(Expect::Describe { .. })) {
                     self.on_description(tag, body);
+                    self.on_statement_description(tag, body);
                 }
                 true
             }
@@ -105,6 +109,17 @@ impl Relay {
                 true
             }
             _ => true,
+        }
+    }
+
+    /// A description of a client statement: remembered for [`Relay::prepared_as_described`].
+    fn on_statement_description(&mut self, tag: u8, body: &[u8]) {
+        if let Some(Expect::Describe {
+            statement: Some(p), ..
+        }) = self.queue.front()
+        {
+            let p = p.clone();
+            self.note_statement_description(&p, tag, body);
         }
     }
 

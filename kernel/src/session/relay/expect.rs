@@ -35,6 +35,8 @@ pub enum Expect {
     Describe {
         /// The statement described, when its column names are wanted (for result rows).
         columns_of: Option<Arc<Prepared>>,
+        /// The client statement described (`None` for a portal).
+        statement: Option<Arc<Prepared>>,
     },
     /// Rows then `CommandComplete`, `EmptyQueryResponse` or `PortalSuspended`.
     Execute {
@@ -94,6 +96,9 @@ pub struct SqlError {
     pub code: String,
     /// What the client reads.
     pub message: String,
+    /// The server routine PostgreSQL names for this error, where drivers read it (asyncpg
+    /// recognises a stale statement by `RevalidateCachedQuery`).
+    pub routine: Option<&'static str>,
 }
 
 impl SqlError {
@@ -102,6 +107,15 @@ impl SqlError {
         SqlError {
             code: code.into(),
             message: message.into(),
+            routine: None,
+        }
+    }
+
+    /// PostgreSQL's error for a kept statement whose result changed after a schema change.
+    pub fn stale_plan() -> Self {
+        SqlError {
+            routine: Some("RevalidateCachedQuery"),
+            ..SqlError::new("0A000", "cached plan must not change result type")
         }
     }
 
@@ -121,7 +135,23 @@ impl SqlError {
 
     /// Appends it as an `ErrorResponse` of severity ERROR.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        messages::error_response(out, "ERROR", &self.code, &self.message);
+        match self.routine {
+            None => messages::error_response(out, "ERROR", &self.code, &self.message),
+            Some(routine) => crate::wire::frame::write_message(out, b'E', |b| {
+                for (field, value) in [
+                    (b'S', "ERROR"),
+                    (b'V', "ERROR"),
+                    (b'C', &self.code),
+                    (b'M', &self.message),
+                    (b'R', routine),
+                ] {
+                    b.push(field);
+                    b.extend_from_slice(value.as_bytes());
+                    b.push(0);
+                }
+                b.push(0);
+            }),
+        }
     }
 }
 
@@ -361,7 +391,10 @@ mod tests {
             hidden: true,
             hash: 7,
         });
-        q.push(Expect::Describe { columns_of: None });
+        q.push(Expect::Describe {
+            columns_of: None,
+            statement: None,
+        });
         q.push(Expect::Sync);
         q.push(Expect::Bind);
         let mut forgotten = Vec::new();

@@ -273,6 +273,13 @@ impl Relay {
         if !self.attach(Protocol::Extended).await {
             return;
         }
+        if let Some(p) = &prepared
+            && !self.prepared_as_described(p).await
+        {
+            self.portals.close(bind.portal);
+            self.refuse(SqlError::stale_plan(), Protocol::Extended);
+            return;
+        }
         match prepared {
             Some(p) => {
                 self.note_cache_writes(p.sql());
@@ -347,23 +354,26 @@ impl Relay {
             return;
         }
         if self.attach(Protocol::Extended).await {
-            let columns_of = match prepared {
+            let (columns_of, statement) = match prepared {
                 Some(p) => {
                     self.note_describe(&p);
                     self.ensure_prepared(&p);
                     target.encode_renamed(&mut self.sout, b'D', &p.server_name);
-                    (self.pipeline.rows_limit() > 0).then_some(p)
+                    ((self.pipeline.rows_limit() > 0).then(|| p.clone()), Some(p))
                 }
                 None => {
                     if target.kind == b'P' {
                         self.note_portal_describe(target.name);
                     }
                     self.sout.extend_from_slice(msg);
-                    None
+                    (None, None)
                 }
             };
             self.batch_open = true;
-            self.queue.push(Expect::Describe { columns_of });
+            self.queue.push(Expect::Describe {
+                columns_of,
+                statement,
+            });
         }
     }
 

@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Relay;
-use super::expect::{Expect, SqlError};
+use super::expect::SqlError;
 use crate::config::PoolMode;
-use crate::pool::statements::Held;
 use crate::pool::{Checkout, CheckoutError, Pool, PoolKey};
 use crate::session::SessionError;
 use crate::session::state::PRISTINE;
-use crate::session::statements::Prepared;
 use crate::session::steps::Protocol;
 use crate::wire::messages::{TxStatus, sqlstate};
 
@@ -162,37 +160,6 @@ impl Relay {
             .get_or_create(key, target, self.server_password.clone());
         self.node_pools[node] = Some(pool.clone());
         pool
-    }
-
-    /// Makes sure the attached server has `p`, injecting a hidden `Parse` when it lacks it
-    /// or holds a copy analysed before the client's last `Parse` of it.
-    pub(super) fn ensure_prepared(&mut self, p: &Prepared) {
-        let since = p.parsed_epoch.load(std::sync::atomic::Ordering::Relaxed);
-        self.prepare_on_server(p, since, true);
-    }
-
-    /// Sends a `Parse` of `p` unless the attached server holds a copy analysed in epoch
-    /// `since` or later; an older copy is closed first (hidden), so PostgreSQL analyses the
-    /// text again as it would the client's own `Parse`. `false` when the server's copy
-    /// answers.
-    pub(super) fn prepare_on_server(&mut self, p: &Prepared, since: u64, hidden: bool) -> bool {
-        let epoch = self.env.pools.statement_epoch.current();
-        let conn = &mut self.server.as_mut().expect("attached").conn;
-        match conn.prepared.held(p.hash, since) {
-            Held::Current => return false,
-            Held::Stale => {
-                p.encode_close(&mut self.sout);
-                self.queue.push(Expect::Close { hidden: true });
-            }
-            Held::Absent => {}
-        }
-        conn.prepared.prepared(p.hash, epoch);
-        p.encode_parse(&mut self.sout);
-        self.queue.push(Expect::Parse {
-            hidden,
-            hash: p.hash,
-        });
-        true
     }
 
     /// Checks a connection out and brings it to this client's session state.

@@ -31,6 +31,7 @@ pub mod lease;
 pub mod listen;
 mod observers;
 pub mod portals;
+mod reprepare;
 mod text;
 
 use std::sync::Arc;
@@ -128,6 +129,8 @@ pub struct Relay {
     channel_changes: listen::ChannelChanges,
     /// The proxy's answers to go right after the server message being handled.
     pub(in crate::session) spliced: Vec<u8>,
+    /// The description of a client statement being received from the server.
+    describing: reprepare::Description,
     /// The bytes this session last counted in the proxy's memory gauge.
     reported_bytes: usize,
     /// This client's row in `SHOW CLIENTS`; `KILL` ends the session through it.
@@ -208,6 +211,7 @@ impl Relay {
             listening: None,
             channel_changes: Default::default(),
             spliced: Vec::new(),
+            describing: Default::default(),
             reported_bytes: 0,
         }
     }
