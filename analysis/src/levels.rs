@@ -6,7 +6,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{self, LockClauseStrength};
 
 use crate::model::{Limit, QueryBlock, TableName, WhereFacts};
-use crate::predicate::{limit, where_facts};
+use crate::predicate::{limit, one_row, where_facts};
 use crate::statement::{node, table};
 
 /// The query levels of a statement and their locking clauses.
@@ -108,6 +108,11 @@ impl Levels<'_> {
                 self.locking.push(name.into());
             }
         }
+        let limit = if limit == Limit::None && one_row(s) {
+            Limit::Count(1)
+        } else {
+            limit
+        };
         let mut tables = Vec::new();
         self.from(&s.from_clause, &mut tables);
         self.push(tables, where_facts(s.where_clause.as_deref()), limit);

@@ -132,7 +132,8 @@ pub enum Limit {
     None,
     /// `LIMIT ALL` or `LIMIT NULL` (no limit at all).
     All,
-    /// A constant row count.
+    /// A constant row count; 1 for a level that returns at most one row without a LIMIT
+    /// (only aggregates, no GROUP BY: `SELECT count(*) FROM events`).
     Count(i64),
     /// A parameter or expression.
     Expression,

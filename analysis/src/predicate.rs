@@ -192,3 +192,102 @@ pub fn limit(select: &protobuf::SelectStmt) -> Limit {
         _ => Limit::Expression,
     }
 }
+
+/// Aggregate functions: a level whose every output is one of these (not as a window
+/// function) and that has no GROUP BY returns at most one row.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "bool_and",
+    "bool_or",
+    "every",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+    "percentile_cont",
+    "percentile_disc",
+    "mode",
+    "array_agg",
+    "json_agg",
+    "jsonb_agg",
+    "string_agg",
+    "xmlagg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "range_agg",
+    "range_intersect_agg",
+];
+
+/// Whether a SELECT level returns at most one row whatever its tables hold: no GROUP BY, no
+/// window, and every output an aggregate call (`SELECT count(*) FROM events`). Anything else
+/// (a constant beside the aggregate, a window function, a set-returning call) is not
+/// recognised, which only makes the level look unbounded.
+pub fn one_row(select: &protobuf::SelectStmt) -> bool {
+    if !select.group_clause.is_empty()
+        || !select.window_clause.is_empty()
+        || select.target_list.is_empty()
+        || !select.values_lists.is_empty()
+    {
+        return false;
+    }
+    select.target_list.iter().all(|t| {
+        let Some(NodeEnum::ResTarget(r)) = t.node.as_ref() else {
+            return false;
+        };
+        let Some(NodeEnum::FuncCall(f)) = r.val.as_ref().and_then(|v| v.node.as_ref()) else {
+            return false;
+        };
+        let name = f.funcname.last().and_then(|n| match n.node.as_ref() {
+            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        });
+        let qualified_elsewhere = f.funcname.len() > 1
+            && !matches!(
+                f.funcname.first().and_then(|n| n.node.as_ref()),
+                Some(NodeEnum::String(s)) if s.sval == "pg_catalog"
+            );
+        f.over.is_none() && !qualified_elsewhere && name.is_some_and(|n| AGGREGATES.contains(&n))
+    })
+}
+
+/// Whether a MERGE source is restricted to rows a constant names: a VALUES list, a SELECT
+/// without FROM, or a subquery whose WHERE has a `column = constant or $n` conjunct or whose
+/// LIMIT is a number. A table, or a subquery over one without such a filter, is not: joined
+/// on its key it matches every target row.
+pub fn restricts_source(source: Option<&protobuf::Node>) -> bool {
+    let Some(NodeEnum::RangeSubselect(sub)) = source.and_then(|n| n.node.as_ref()) else {
+        return false;
+    };
+    let Some(NodeEnum::SelectStmt(s)) = sub.subquery.as_ref().and_then(|q| q.node.as_ref()) else {
+        return false;
+    };
+    if !s.values_lists.is_empty() || (s.from_clause.is_empty() && s.larg.is_none()) {
+        return true;
+    }
+    if matches!(limit(s), Limit::Count(_)) {
+        return true;
+    }
+    let facts = where_facts(s.where_clause.as_deref());
+    !facts.constant && !facts.equalities.is_empty()
+}

@@ -10,7 +10,7 @@ use crate::model::{
     Limit, Modification, ModificationKind, QueryBlock, StatementClass, StatementFacts, TableName,
     Via, WhereFacts,
 };
-use crate::predicate::where_facts;
+use crate::predicate::{restricts_source, where_facts};
 use crate::visit;
 
 /// Functions whose call changes state, so a SELECT calling them is not a plain read.
@@ -278,7 +278,12 @@ fn modifications(n: &NodeEnum, via: Via, out: &mut Vec<Modification>) {
         NodeEnum::MergeStmt(s) => {
             with_ctes(&s.with_clause, via, out);
             let Some(r) = &s.relation else { return };
-            let on = where_facts(s.join_condition.as_deref());
+            let mut on = where_facts(s.join_condition.as_deref());
+            // A join on the key with a source nothing restricts (the target itself, another
+            // table) matches every target row, like `WHERE true`.
+            if on.equalities.is_empty() && !restricts_source(s.source_relation.as_deref()) {
+                on.constant = true;
+            }
             for clause in &s.merge_when_clauses {
                 let Some(NodeEnum::MergeWhenClause(w)) = clause.node.as_ref() else {
                     continue;

@@ -115,9 +115,58 @@ fn merge_actions_carry_the_join_condition() {
     );
     assert!(f.modifications[0].filter.constant);
     assert_eq!(f.modifications[0].via, Via::Merge);
+    // A source nothing restricts, joined on the key, matches every target row.
     let f = one("MERGE INTO users u USING src s ON u.id = s.id WHEN MATCHED THEN UPDATE SET a = 1");
-    assert!(!f.modifications[0].filter.constant);
+    assert!(f.modifications[0].filter.constant);
     assert!(f.reads.contains(&t("src")));
+}
+
+#[test]
+fn a_merge_is_filtered_only_by_what_a_constant_restricts() {
+    let constant = |sql: &str| one(sql).modifications[0].filter.constant;
+    assert!(constant(
+        "MERGE INTO users u USING users s ON u.id = s.id WHEN MATCHED THEN UPDATE SET a = true"
+    ));
+    assert!(constant(
+        "MERGE INTO users u USING (SELECT * FROM users) s ON u.id = s.id WHEN MATCHED THEN DELETE"
+    ));
+    for restricted in [
+        "MERGE INTO users u USING (SELECT * FROM users WHERE id = 5) s ON u.id = s.id \
+         WHEN MATCHED THEN DELETE",
+        "MERGE INTO users u USING (VALUES (1)) v(id) ON u.id = v.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO users u USING (SELECT $1::int AS id) s ON u.id = s.id WHEN MATCHED THEN DELETE",
+        "MERGE INTO users u USING src s ON u.id = s.id AND u.tenant = $1 WHEN MATCHED THEN DELETE",
+        "MERGE INTO users u USING src s ON u.id = s.id WHEN MATCHED AND u.id = 3 THEN DELETE",
+        "MERGE INTO users u USING (SELECT * FROM src LIMIT 10) s ON u.id = s.id \
+         WHEN MATCHED THEN DELETE",
+    ] {
+        assert!(!constant(restricted), "{restricted}");
+    }
+}
+
+#[test]
+fn an_aggregate_level_without_group_by_returns_one_row() {
+    let limit = |sql: &str| one(sql).blocks[0].limit;
+    assert_eq!(limit("SELECT count(*) FROM events"), Limit::Count(1));
+    assert_eq!(
+        limit("SELECT max(id), pg_catalog.sum(id) FROM events"),
+        Limit::Count(1)
+    );
+    assert_eq!(limit("SELECT array_agg(id) FROM events"), Limit::Count(1));
+    assert_eq!(
+        limit("SELECT count(*) FROM events LIMIT 5"),
+        Limit::Count(5)
+    );
+    for unbounded in [
+        "SELECT count(*) OVER () FROM events",
+        "SELECT id, count(*) FROM events GROUP BY id",
+        "SELECT count(*), 1 FROM events",
+        "SELECT count(*), generate_series(1, 3) FROM events",
+        "SELECT myschema.count(id) FROM events",
+        "SELECT id FROM events",
+    ] {
+        assert_eq!(limit(unbounded), Limit::None, "{unbounded}");
+    }
 }
 
 #[test]

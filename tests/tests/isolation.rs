@@ -326,5 +326,7 @@ async fn listen_and_notify_work_in_transaction_mode() {
     // (tests/pool_resets.rs compares every answer with PostgreSQL's).
     let url = via_proxy(&proxy, "postgres", "iso_listen");
     let c = connect(&url).await.unwrap();
-    c.batch_execute("LISTEN x; SELECT 1; UNLISTEN x").await.unwrap();
+    c.batch_execute("LISTEN x; SELECT 1; UNLISTEN x")
+        .await
+        .unwrap();
 }

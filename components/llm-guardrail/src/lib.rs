@@ -8,14 +8,20 @@
 //!   of these `application_name`s (from the startup packet) or login roles (or a `role`
 //!   attribute from an Authenticate hook) are checked; both absent: every session;
 //! - `deny_destructive = true`: every DROP (tables, roles, databases, `DROP OWNED`), TRUNCATE,
-//!   `ALTER … DROP` and `ALTER COLUMN … TYPE` are refused;
+//!   `ALTER … DROP`, `ALTER COLUMN … TYPE`, RENAME (of tables, columns and anything else) and
+//!   `ALTER … SET SCHEMA` are refused: to an application a renamed or moved table is a
+//!   dropped one;
 //! - `require_where = true`: DELETE and UPDATE with no WHERE, or one that keeps every row
 //!   (`1=1`, `id = id`, `… OR true`), are refused;
 //! - `allow_opaque = false`: code the proxy cannot see into (`DO`, `CREATE FUNCTION/PROCEDURE`,
 //!   `CALL`, triggers, rules) is refused unless true;
 //! - `denied_functions = [...]`: functions never allowed (default: server file and process
 //!   functions, `dblink`);
-//! - `large_tables = ["events", …]`: a query returning rows from these needs a numeric LIMIT;
+//! - `large_tables = ["events", …]`: a query returning rows from these needs a numeric LIMIT,
+//!   unless it returns one row (aggregates without GROUP BY: `SELECT count(*) FROM events`;
+//!   full-scan cost is the cost governor's business); an aggregate that packs every value into
+//!   that row (`array_agg`, `json_agg`, `string_agg`, …) in a statement reading such a table
+//!   is refused whatever its LIMIT;
 //! - `tenant_tables = ["orders", …]` with `tenant_column = "tenant_id"`: every query level,
 //!   UPDATE and DELETE on these needs a top-level `tenant_id = constant or $n` conjunct.
 //!
@@ -196,6 +202,16 @@ fn judge(s: &Settings, a: &StatementAnalysis) -> Result<(), String> {
         if let Some(d) = a.drops.first() {
             return Err(format!("ALTER … DROP is not allowed ({d})"));
         }
+        if matches!(kind, "rename" | "alter-object-schema") {
+            return Err(format!(
+                "{} is not allowed: to an application a renamed or moved object is a dropped one",
+                if kind == "rename" {
+                    "RENAME"
+                } else {
+                    "ALTER … SET SCHEMA"
+                }
+            ));
+        }
         if let Some(m) = a
             .modifications
             .iter()
@@ -287,16 +303,38 @@ fn judge(s: &Settings, a: &StatementAnalysis) -> Result<(), String> {
         kind,
         "select" | "copy" | "declare-cursor" | "explain" | "create-table-as" | "view"
     ) {
+        let packs = a.functions.iter().find(|f| {
+            let bare = f.rsplit('.').next().unwrap_or(f);
+            PACKING_AGGREGATES.contains(&bare)
+        });
         for b in &a.blocks {
-            if let Some(t) = b.tables.iter().find(|t| is_listed(t, &s.large_tables))
-                && !matches!(b.limit, RowLimit::Count(_))
-            {
+            let Some(t) = b.tables.iter().find(|t| is_listed(t, &s.large_tables)) else {
+                continue;
+            };
+            if let Some(f) = packs {
+                return Err(format!(
+                    "{f} over large table {t} is not allowed: it returns every value in one row"
+                ));
+            }
+            if !matches!(b.limit, RowLimit::Count(_)) {
                 return Err(format!("SELECT on large table {t} needs a numeric LIMIT"));
             }
         }
     }
     Ok(())
 }
+
+/// Aggregates that return every input value in their one row.
+const PACKING_AGGREGATES: &[&str] = &[
+    "array_agg",
+    "json_agg",
+    "jsonb_agg",
+    "string_agg",
+    "xmlagg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "range_agg",
+];
 
 fn filters_tenant(s: &Settings, w: &WhereFacts) -> bool {
     w.present && !w.constant && w.equalities.iter().any(|e| e.column == s.tenant_column)

@@ -69,6 +69,20 @@ fn refuses_what_it_should_with_42501_and_the_reason() {
             "changing role",
         ),
         ("SELECT \"é", "cannot be analysed"),
+        (
+            "MERGE INTO users u USING users s ON u.id = s.id WHEN MATCHED THEN UPDATE SET a = true",
+            "MERGE",
+        ),
+        ("ALTER TABLE users RENAME TO users_old", "RENAME"),
+        ("ALTER TABLE users RENAME COLUMN email TO mail", "RENAME"),
+        ("ALTER TABLE users SET SCHEMA archive", "SET SCHEMA"),
+        ("SELECT array_agg(id) FROM events", "every value in one row"),
+        (
+            "SELECT string_agg(x, ',') FROM events LIMIT 1",
+            "every value in one row",
+        ),
+        ("SELECT id, count(*) FROM events GROUP BY id", "LIMIT"),
+        ("SELECT count(*) OVER () FROM events", "LIMIT"),
     ] {
         match check(sql) {
             Verdict::Deny(r) => {
@@ -92,6 +106,11 @@ fn allows_safe_statements_and_other_applications() {
         "select 'drop table x'",
         "select \"DROP\" from t",
         "EXPLAIN DELETE FROM users",
+        "SELECT count(*) FROM events",
+        "SELECT max(id), avg(id) FROM events WHERE id > 3",
+        "SELECT id % 3, count(*) FROM events GROUP BY 1 LIMIT 3",
+        "MERGE INTO users u USING (VALUES (2, 'b')) v(id, name) ON u.id = v.id \
+         WHEN MATCHED THEN UPDATE SET name = v.name",
         "",
         " ; -- nothing",
     ] {
