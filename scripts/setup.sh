@@ -15,6 +15,9 @@ command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # pgrep, to freeze a server's every process in the failover tests.
 command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
+# openssl and signify make the keys and sidecar signatures of the trust-format tests.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v signify-openbsd >/dev/null 2>&1 || need_apt+=(signify-openbsd)
 # pg_query (PostgreSQL's parser, built from C) generates its bindings with libclang.
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
@@ -56,9 +59,19 @@ fi
 
 # Python drivers used by the driver-compatibility tests, and Prometheus's own parser of
 # its text format (the metrics test reads /metrics with it).
-if ! python3 -c "import psycopg, asyncpg, prometheus_client" >/dev/null 2>&1; then
-    echo "setup: installing psycopg, asyncpg and prometheus_client from PyPI"
-    python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]" asyncpg prometheus_client
+if ! python3 -c "import psycopg, psycopg_pool, asyncpg, prometheus_client, sqlalchemy" >/dev/null 2>&1; then
+    echo "setup: installing psycopg, psycopg_pool, asyncpg, SQLAlchemy and prometheus_client from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]" psycopg_pool \
+        asyncpg prometheus_client "sqlalchemy==2.0.59"
+fi
+
+# node-postgres, for the driver-pool tests (tests find it through NODE_PATH).
+node_dir="$(cd "$(dirname "$0")/.." && pwd)/target/node-drivers"
+if [ ! -d "$node_dir/node_modules/pg" ]; then
+    command -v npm >/dev/null 2>&1 || { echo "setup: npm is needed for node-postgres" >&2; exit 1; }
+    echo "setup: installing node-postgres (npm pg@8)"
+    mkdir -p "$node_dir"
+    npm install --silent --no-save --no-audit --no-fund --prefix "$node_dir" pg@8 >/dev/null
 fi
 
 # Components are built for wasm32-wasip2.

@@ -124,10 +124,7 @@ async fn tampered_untrusted_and_unsigned_components_are_refused() {
             "does not verify",
         ),
         (artifact(&k, "unsigned", None, |_| {}), "not signed"),
-        (
-            component_wasm("helios-llm-guardrail"),
-            "bare .wasm files are unsigned",
-        ),
+        (component_wasm("helios-llm-guardrail"), "no signature file"),
     ];
     for (source, why) in cases {
         let err = load_error(config_with(&source, Some(&k.trusted))).await;
@@ -153,4 +150,127 @@ async fn without_a_trust_root_artefacts_and_bare_wasm_load_unverified() {
     let proxy = start_proxy(config_with(&unsigned, None)).await;
     let plugin = proxy.shared.pipeline.load().plugins()[0].clone();
     assert_eq!(plugin.provenance.lock().unwrap().signed_by, None);
+}
+
+/// Runs a key or signing tool; fails the test with its output when it fails.
+fn tool(program: &str, args: &[&str], dir: &Path) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs (scripts/setup.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The product page's trust format: a bare `x.wasm` loads with a trust root only when
+/// `x.wasm.sig` beside it verifies, signed with the tools operators have (openssl, signify).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_wasm_loads_with_a_sidecar_signature_made_by_openssl_or_signify() {
+    let dir = temp_dir("sidecar");
+    let trust = dir.join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    let wasm = std::fs::read(component_wasm("helios-llm-guardrail")).unwrap();
+    for name in [
+        "o.wasm",
+        "s.wasm",
+        "bare.wasm",
+        "tampered.wasm",
+        "other.wasm",
+        "junk.wasm",
+    ] {
+        std::fs::write(dir.join(name), &wasm).unwrap();
+    }
+    // openssl: a PEM key pair, a raw 64-byte signature.
+    tool(
+        "openssl",
+        &["genpkey", "-algorithm", "ed25519", "-out", "o.key"],
+        &dir,
+    );
+    tool(
+        "openssl",
+        &[
+            "pkey",
+            "-in",
+            "o.key",
+            "-pubout",
+            "-out",
+            "trust/openssl.pub",
+        ],
+        &dir,
+    );
+    let sign = ["pkeyutl", "-sign", "-rawin", "-inkey", "o.key", "-in"];
+    tool(
+        "openssl",
+        &[&sign[..], &["o.wasm", "-out", "o.wasm.sig"]].concat(),
+        &dir,
+    );
+    tool(
+        "openssl",
+        &[&sign[..], &["tampered.wasm", "-out", "tampered.wasm.sig"]].concat(),
+        &dir,
+    );
+    // signify: its own key and signature formats.
+    tool(
+        "signify-openbsd",
+        &["-G", "-n", "-p", "signify.pub", "-s", "signify.sec"],
+        &dir,
+    );
+    tool(
+        "signify-openbsd",
+        &["-S", "-s", "signify.sec", "-m", "s.wasm"],
+        &dir,
+    );
+    std::fs::copy(dir.join("signify.pub"), trust.join("signify.pub")).unwrap();
+    // A key outside the trust root.
+    tool(
+        "openssl",
+        &["genpkey", "-algorithm", "ed25519", "-out", "x.key"],
+        &dir,
+    );
+    tool(
+        "openssl",
+        &[
+            "pkeyutl",
+            "-sign",
+            "-rawin",
+            "-inkey",
+            "x.key",
+            "-in",
+            "other.wasm",
+            "-out",
+            "other.wasm.sig",
+        ],
+        &dir,
+    );
+    std::fs::write(
+        dir.join("junk.wasm.sig"),
+        "untrusted comment: nothing\nbm90IGEgc2lnbmF0dXJl\n",
+    )
+    .unwrap();
+    let mut tampered = wasm.clone();
+    tampered.extend_from_slice(b"\0");
+    std::fs::write(dir.join("tampered.wasm"), tampered).unwrap();
+
+    for (file, signer) in [("o.wasm", "openssl.pub"), ("s.wasm", "signify.pub")] {
+        let proxy = start_proxy(config_with(&dir.join(file), Some(&trust))).await;
+        let plugin = proxy.shared.pipeline.load().plugins()[0].clone();
+        let signed_by = plugin.provenance.lock().unwrap().signed_by.clone();
+        assert_eq!(signed_by.as_deref(), Some(signer), "{file}");
+    }
+    for (file, why) in [
+        ("bare.wasm", "no signature file"),
+        ("tampered.wasm", "does not verify"),
+        ("other.wasm", "does not verify"),
+        ("junk.wasm", "not an Ed25519 signature"),
+    ] {
+        let err = load_error(config_with(&dir.join(file), Some(&trust))).await;
+        assert!(
+            err.contains(why) && err.contains("guardrail"),
+            "{file}: {err}"
+        );
+    }
 }

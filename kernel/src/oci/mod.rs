@@ -3,8 +3,10 @@
 //! resolving a `source` from config into verified wasm bytes.
 //!
 //! Sources: `oci://host:port/repo:tag` or `oci://host:port/repo@sha256:…` (see [`registry`]),
-//! a path to an artefact (`x.tar.gz`, also as `file://…`), or a path to a bare `.wasm`
-//! (development only: refused when a trust root is configured).
+//! a path to an artefact (`x.tar.gz`, also as `file://…`), or a path to a bare `.wasm`. With a
+//! trust root configured, a bare `x.wasm` loads only when the file `x.wasm.sig` beside it is an
+//! Ed25519 signature over the wasm bytes by a trusted key, as `openssl pkeyutl -sign -rawin`
+//! (64 raw bytes) or `signify -S -m x.wasm` (its `.sig` text) writes it.
 
 pub mod artifact;
 pub mod registry;
@@ -43,11 +45,22 @@ pub enum SourceError {
     /// Verification failed.
     #[error(transparent)]
     Trust(#[from] TrustError),
-    /// A bare wasm file with a trust root configured.
+    /// A bare wasm file with a trust root configured and no signature beside it.
     #[error(
-        "bare .wasm files are unsigned and a trust root is configured; pack and sign the component with `helios-plugin pack` and `helios-plugin sign`"
+        "no signature file {path}.sig beside the wasm, and a trust root is configured; sign it (`openssl pkeyutl -sign -rawin -inkey KEY -in FILE.wasm -out FILE.wasm.sig`, or `signify -S -s KEY -m FILE.wasm`), or pack and sign an artefact with `helios-plugin pack` and `helios-plugin sign`"
     )]
-    BareWasm,
+    BareWasm {
+        /// The wasm file.
+        path: String,
+    },
+    /// A signature file that is not an Ed25519 signature in a known form.
+    #[error(
+        "{path}: not an Ed25519 signature (64 raw bytes as openssl writes them, or signify's .sig)"
+    )]
+    BadSignatureFile {
+        /// The signature file.
+        path: String,
+    },
     /// A scheme this build cannot fetch.
     #[error("unsupported source `{0}` (use oci://…, a path to a .tar.gz artefact or a .wasm file)")]
     Unsupported(String),
@@ -97,13 +110,14 @@ pub fn resolve(
         read_bounded(Path::new(path))?
     };
     if path.ends_with(".wasm") {
-        if trust.is_some() {
-            return Err(SourceError::BareWasm);
-        }
+        let signed_by = match trust {
+            Some(root) => Some(verify_sidecar(path, &bytes, root)?),
+            None => None,
+        };
         return Ok(Verified {
             wasm: bytes,
             manifest: None,
-            signed_by: None,
+            signed_by,
         });
     }
     let artifact = Artifact::unpack(&bytes)?;
@@ -137,6 +151,28 @@ pub fn resolve(
         manifest: Some(artifact.manifest),
         signed_by,
     })
+}
+
+/// Checks the signature file `<path>.sig` over a bare wasm's bytes; the verifying key's file.
+fn verify_sidecar(path: &str, wasm: &[u8], root: &TrustRoot) -> Result<String, SourceError> {
+    let sig_path = format!("{path}.sig");
+    let sig = match std::fs::read(&sig_path) {
+        Ok(sig) => sig,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SourceError::BareWasm {
+                path: path.to_owned(),
+            });
+        }
+        Err(source) => {
+            return Err(SourceError::Read {
+                path: sig_path,
+                source,
+            });
+        }
+    };
+    let sig =
+        trust::parse_signature(&sig).ok_or(SourceError::BadSignatureFile { path: sig_path })?;
+    Ok(root.verify(wasm, Some(&sig))?.to_owned())
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, SourceError> {

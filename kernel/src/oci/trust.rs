@@ -123,6 +123,27 @@ pub fn parse_public_key(text: &str) -> Option<VerifyingKey> {
     VerifyingKey::from_bytes(&key).ok()
 }
 
+/// Parses a detached signature: 64 raw bytes (`openssl pkeyutl -sign -rawin`), signify's
+/// `.sig` (an `untrusted comment:` line, then base64 of `Ed` + key id + signature), or the
+/// 64 bytes in base64.
+pub fn parse_signature(bytes: &[u8]) -> Option<[u8; 64]> {
+    if let Ok(raw) = <[u8; 64]>::try_from(bytes) {
+        return Some(raw);
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))?;
+    let raw = B64.decode(line).ok()?;
+    match raw.len() {
+        64 => raw.try_into().ok(),
+        // signify: "Ed" + 8-byte key id + 64-byte signature
+        74 if &raw[..2] == b"Ed" => raw[10..].try_into().ok(),
+        _ => None,
+    }
+}
+
 /// A new key pair as (private PKCS#8 PEM, public SPKI PEM).
 pub fn generate_key_pair() -> (String, String) {
     let mut seed = [0u8; 32];
