@@ -111,9 +111,10 @@ pub fn shape(sql: &str) -> Option<Key> {
     tokens_key(sql, false)
 }
 
-/// Like [`shape`], but constants keep their values: equal for two spellings of one
-/// statement (white space, comments, keyword case, `01` for `1`), different for any
-/// difference in what it asks. The key the result cache stores answers under.
+/// Like [`shape`], but constants keep their values and parameters their numbers: equal for
+/// two spellings of one statement (white space, comments, keyword case, `01` for `1`),
+/// different for any difference in what it asks (`$1`/`$2` swapped). The key the result
+/// cache stores answers under.
 pub fn spelling(sql: &str) -> Option<Key> {
     tokens_key(sql, true)
 }
@@ -155,6 +156,8 @@ fn tokens_key(sql: &str, with_values: bool) -> Option<Key> {
             | Token::Fconst
             | Token::Bconst
             | Token::Xconst => h.update(t.token.to_le_bytes()),
+            // Which parameter goes where changes the answer: spellings keep the number.
+            Token::Param if with_values => h.update(text.as_bytes()),
             Token::Param => h.update(b"$"),
             // Quoted identifiers keep their case; so do U&"…" ones.
             Token::Uident => h.update(text.as_bytes()),

@@ -503,4 +503,14 @@ fn spellings_share_a_key_and_values_do_not() {
         "numeric keeps its scale"
     );
     assert_ne!(spelling("select * from \"T\""), spelling("select * from t"));
+    assert_ne!(
+        spelling("select * from m where s = $1 and r = $2"),
+        spelling("select * from m where s = $2 and r = $1"),
+        "parameters keep their numbers"
+    );
+    assert_eq!(
+        crate::shape("select * from m where s = $1 and r = $2"),
+        crate::shape("select * from m where s = $2 and r = $1"),
+        "a shape does not"
+    );
 }

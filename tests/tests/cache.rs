@@ -354,3 +354,33 @@ async fn roles_and_search_paths_never_share_rows() {
     );
     assert!(l1_hits(&cache_stats(&proxy).await) >= 6);
 }
+
+/// Two statements that differ only in which parameter goes where, bound with the same values,
+/// answer differently in PostgreSQL: the cache must not hand one's rows to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_differing_only_in_parameter_order_never_share_an_answer() {
+    let pg = shared_pg();
+    create_database(pg, "cache_params").await;
+    let d = connect(&pg.direct("cache_params")).await.unwrap();
+    d.batch_execute(
+        "create table msgs (sender text, recipient text, body text);
+         insert into msgs values ('ann', 'bob', 'ann to bob'), ('bob', 'ann', 'bob to ann');",
+    )
+    .await
+    .unwrap();
+    let proxy = start_proxy(cached_config(pg, None)).await;
+    let c = connect(&via_proxy(&proxy, "postgres", "cache_params"))
+        .await
+        .unwrap();
+    let forward = "select body from msgs where sender = $1 and recipient = $2";
+    let backward = "select body from msgs where sender = $2 and recipient = $1";
+    for _ in 0..3 {
+        for (sql, want) in [(forward, "ann to bob"), (backward, "bob to ann")] {
+            let got: String = c.query_one(sql, &[&"ann", &"bob"]).await.unwrap().get(0);
+            assert_eq!(got, want, "{sql}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = cache_stats(&proxy).await;
+    assert!(l1_hits(&stats) > 0, "the cache answered some: {stats}");
+}
