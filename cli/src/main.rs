@@ -23,13 +23,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Scaffold a component crate on the SDK that builds and passes its own test.
+    /// Scaffold a component crate on the SDK that builds and passes its own test. The SDK
+    /// this CLI carries is written beside it (`NAME/helios-sdk/`), so the crate builds
+    /// wherever it is copied; `--sdk DIR` depends on another copy of the `sdk` crate instead.
     New {
         /// Crate name (also the directory created).
         name: String,
         /// Parent directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// An SDK crate directory to depend on instead of the copy this CLI carries.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// Write a new Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub.
     Keygen {
@@ -137,7 +142,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::New { name, dir } => scaffold(&name, &dir),
+        Command::New { name, dir, sdk } => scaffold(&name, &dir, sdk.as_deref()),
         Command::Keygen { name, out } => {
             let (private, public) = trust::generate_key_pair();
             std::fs::create_dir_all(&out)?;
@@ -287,7 +292,50 @@ fn inspect(path: &Path, trust_root: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn scaffold(name: &str, parent: &Path) -> Result<()> {
+/// The SDK's sources, embedded at build time (see `build.rs`).
+mod embedded_sdk {
+    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+}
+
+/// Writes the embedded SDK under `dir` with a workspace manifest of its own (the crates
+/// inherit versions and dependencies from it).
+fn write_sdk(dir: &Path) -> Result<()> {
+    for (relative, bytes) in embedded_sdk::SDK_FILES {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut manifest = String::from(
+        "# The HeliosProxy plugin SDK and the crates it builds on, written by `helios-plugin new`.\n\
+         [workspace]\nresolver = \"3\"\nmembers = [\"sdk\", \"sql\", \"analysis\"]\n",
+    );
+    for section in ["[workspace.package]", "[workspace.dependencies]"] {
+        manifest.push('\n');
+        manifest.push_str(&toml_section(embedded_sdk::WORKSPACE_MANIFEST, section));
+    }
+    std::fs::write(dir.join("Cargo.toml"), manifest)?;
+    Ok(())
+}
+
+/// The lines of `section` (its header to the next header) in a TOML text.
+fn toml_section(text: &str, section: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            inside = line.trim() == section;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn scaffold(name: &str, parent: &Path, sdk: Option<&Path>) -> Result<()> {
     if name.is_empty()
         || !name
             .bytes()
@@ -300,13 +348,20 @@ fn scaffold(name: &str, parent: &Path) -> Result<()> {
         bail!("{} already exists", dir.display());
     }
     std::fs::create_dir_all(dir.join("src"))?;
-    let sdk = std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"))
-        .context("locating the helios-sdk crate next to this CLI's sources")?;
+    let sdk_path = match sdk {
+        Some(sdk) => std::fs::canonicalize(sdk)
+            .with_context(|| format!("locating the SDK crate {}", sdk.display()))?
+            .display()
+            .to_string(),
+        None => {
+            write_sdk(&dir.join("helios-sdk"))?;
+            "helios-sdk/sdk".to_owned()
+        }
+    };
     std::fs::write(
         dir.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nhelios-sdk = {{ path = \"{}\" }}\n\n[profile.release]\nopt-level = \"s\"\nlto = true\nstrip = true\npanic = \"abort\"\n\n[workspace]\n",
-            sdk.display()
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nhelios-sdk = {{ path = {sdk_path:?} }}\n\n[profile.release]\nopt-level = \"s\"\nlto = true\nstrip = true\npanic = \"abort\"\n\n# Stand-alone: the SDK beside it is a workspace of its own.\n[workspace]\nexclude = [\"helios-sdk\"]\n",
         ),
     )?;
     std::fs::write(dir.join("src/lib.rs"), SCAFFOLD_LIB)?;

@@ -137,23 +137,113 @@ fn keygen_pack_sign_verify_inspect() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn new_scaffolds_a_crate_that_passes_its_own_test() {
-    let dir = temp("new");
-    let (code, _, err) = cli(&["new", "my-policy", "--dir", dir.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
+/// Runs cargo in `dir` with the scaffold's own target directory; fails with its output.
+fn cargo_in(dir: &Path, args: &[&str]) {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold");
     let out = Command::new(env!("CARGO"))
-        .current_dir(dir.join("my-policy"))
+        .current_dir(dir)
         .env("CARGO_TARGET_DIR", target)
-        .args(["test", "-q"])
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "cargo {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A plugin author's path with an installed CLI, outside this checkout: `new` in an empty
+/// directory (by a copy of the binary elsewhere), the crate moved to another directory, its
+/// own test, the wasm build, pack, sign, verify, and a proxy that loads it under a trust root.
+#[test]
+fn new_scaffolds_a_crate_that_builds_anywhere_and_loads_signed() {
+    let dir = temp("new");
+    let installed = dir.join("bin/helios-plugin");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_helios-plugin"), &installed).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&installed).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "helios-plugin {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let made = dir.join("made");
+    std::fs::create_dir_all(&made).unwrap();
+    run(&["new", "my-policy", "--dir", made.to_str().unwrap()]);
+    // Moved elsewhere, as a copy to another machine would be.
+    let krate = dir.join("elsewhere/my-policy");
+    std::fs::create_dir_all(krate.parent().unwrap()).unwrap();
+    std::fs::rename(made.join("my-policy"), &krate).unwrap();
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+    assert!(
+        !manifest.contains(&checkout.display().to_string()),
+        "{manifest}"
+    );
+    cargo_in(&krate, &["test", "-q"]);
+    cargo_in(
+        &krate,
+        &["build", "-q", "--release", "--target", "wasm32-wasip2"],
+    );
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/scaffold/wasm32-wasip2/release/my_policy.wasm");
+    let art = dir.join("my-policy.tar.gz");
+    let (trust, key) = (dir.join("trust"), dir.join("release.key"));
+    std::fs::create_dir_all(&trust).unwrap();
+    run(&[
+        "keygen",
+        "--name",
+        "release",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    std::fs::rename(dir.join("release.pub"), trust.join("release.pub")).unwrap();
+    let (w, a) = (wasm.to_str().unwrap(), art.to_str().unwrap());
+    run(&[
+        "pack",
+        "--wasm",
+        w,
+        "--name",
+        "my-policy",
+        "--hooks",
+        "validate",
+        "--out",
+        a,
+    ]);
+    run(&["sign", "--key", key.to_str().unwrap(), a]);
+    run(&["verify", "--trust-root", trust.to_str().unwrap(), a]);
+    let config = dir.join("heliosproxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen_address = \"127.0.0.1:0\"\nadmin_address = \"127.0.0.1:0\"\n\
+             [auth]\nmethod = \"trust\"\n\
+             [plugin_runtime]\ntrust_root = {:?}\n\
+             [[nodes]]\nname = \"primary\"\nhost = \"127.0.0.1\"\nport = 1\n\
+             [[plugins]]\nname = \"my-policy\"\nsource = {a:?}\n\
+             [plugins.config]\nprotected_table = \"accounts\"\n",
+            trust.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = heliosproxy::config::Config::load(&config).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let proxy = heliosproxy::server::Proxy::bind(config)
+            .await
+            .unwrap_or_else(|e| panic!("the signed scaffold loads: {e}"))
+            .start();
+        let plugins = proxy.shared.pipeline.load().plugins().to_vec();
+        assert_eq!(plugins.len(), 1);
+        let provenance = plugins[0].provenance.lock().unwrap().clone();
+        assert_eq!(provenance.signed_by.as_deref(), Some("release.pub"));
+    });
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
