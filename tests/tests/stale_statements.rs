@@ -170,3 +170,74 @@ async fn answers(
     raw.assert_silent("after the script").await;
     all
 }
+
+/// psycopg's pipeline as SQLAlchemy's suite drives it: the first statement of a batch and a
+/// Flush, the server's error, and only then the rest of the batch and its Sync. PostgreSQL
+/// skips that rest; the proxy must not wait for answers to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_of_a_batch_sent_after_its_error_gets_postgres_answers() {
+    let pg = shared_pg();
+    create_database(pg, "stale_late").await;
+    let setup = connect(&pg.direct("stale_late")).await.unwrap();
+    setup
+        .batch_execute("create table late(id int primary key, name text)")
+        .await
+        .unwrap();
+    let insert = "insert into late(name) values ($1)";
+    let addr = format!("127.0.0.1:{}", pg.port).parse().unwrap();
+    let want = late_batch(Raw::login_at(addr, "stale_late").await, insert).await;
+    assert!(want.iter().any(|a| a.contains("Error 23502")), "{want:?}");
+    for mode in [PoolMode::Session, PoolMode::Transaction] {
+        let proxy = start_proxy(proxy_config(pg, mode, 2)).await;
+        let got = late_batch(Raw::login(&proxy, "stale_late").await, insert).await;
+        assert_eq!(want, got, "{mode:?}");
+    }
+}
+
+/// Three rounds of: BEGIN, SAVEPOINT, the failing first row with a Flush, the error read,
+/// then the second row, Sync and Flush; ROLLBACK TO SAVEPOINT; a good pipeline; COMMIT.
+async fn late_batch(mut raw: Raw, insert: &str) -> Vec<String> {
+    use helios_tests::heliosproxy::wire::frame::write_message;
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let name = format!("_pg3_{round}");
+        seen.push(
+            raw.run("begin", &simple_query("BEGIN; SAVEPOINT sp"))
+                .await
+                .join(" "),
+        );
+        let mut first = pipeline(&name, insert, &[&[""]]);
+        // Drop its Sync and Flush: the first part ends with a Flush of its own.
+        first.truncate(first.len() - 10);
+        write_message(&mut first, b'H', |_| {});
+        raw.send(&first).await;
+        let mut part = Vec::new();
+        loop {
+            let (tag, body) = raw.next_message("first part").await;
+            part.push(helios_tests::raw::describe(tag, &body));
+            if tag == b'E' {
+                break;
+            }
+        }
+        let rest = pipeline(&name, insert, &[&["late"]]);
+        // Only its Bind/Describe/Execute, Sync and Flush (no Parse).
+        let parse_len = 1 + u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        raw.send(&rest[parse_len..]).await;
+        part.extend(raw.until_ready("rest").await);
+        seen.push(part.join(" "));
+        let rollback = simple_query("ROLLBACK TO SAVEPOINT sp");
+        seen.push(raw.run("rollback to", &rollback).await.join(" "));
+        let good = pipeline(&format!("_pg3_ok{round}"), insert, &[&["a"], &["b"]]);
+        raw.send(&good).await;
+        seen.push(raw.until_ready("good").await.join(" "));
+        seen.push(raw.run("commit", &simple_query("COMMIT")).await.join(" "));
+    }
+    let count = simple_query("SELECT count(*) FROM late");
+    seen.push(raw.run("count", &count).await.join(" "));
+    seen.push(
+        raw.run("clean", &simple_query("DELETE FROM late"))
+            .await
+            .join(" "),
+    );
+    seen
+}

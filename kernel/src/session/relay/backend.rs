@@ -225,13 +225,19 @@ impl Relay {
             Some(Expect::Query { .. } | Expect::FunctionCall)
         ) {
             let server = &mut self.server;
-            self.queue.skip_to_sync(|hash| {
+            let reached_sync = self.queue.skip_to_sync(|hash| {
                 // The server may hold it or not (a stale copy was closed before it, or
                 // not): the next use closes it first, which is right either way.
                 if let Some(s) = server.as_mut() {
                     s.conn.prepared.uncertain(hash);
                 }
             });
+            if !reached_sync && self.batch_open {
+                // The error came before the rest of the client's batch (a driver that
+                // flushes part of a pipeline): the server ignores that rest up to `Sync`,
+                // so the proxy must neither send it nor expect answers to it.
+                self.skip_until_sync = true;
+            }
         }
         true
     }

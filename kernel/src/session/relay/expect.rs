@@ -269,16 +269,18 @@ impl Expected {
 
     /// After an `ErrorResponse` in the extended protocol the server skips everything up to
     /// the next `Sync`: those entries go, and `forget` is told the hash of every `Parse`
-    /// that failed or never happened.
-    pub fn skip_to_sync(&mut self, mut forget: impl FnMut(u64)) {
+    /// that failed or never happened. Returns `false` when the client has not sent that
+    /// `Sync` yet: what it sends before it is skipped by the server too.
+    pub fn skip_to_sync(&mut self, mut forget: impl FnMut(u64)) -> bool {
         while let Some(front) = self.queue.front() {
             match front {
-                Expect::Sync | Expect::Query { .. } | Expect::FunctionCall => break,
+                Expect::Sync | Expect::Query { .. } | Expect::FunctionCall => return true,
                 Expect::Parse { hash, .. } => forget(*hash),
                 _ => {}
             }
             self.queue.pop_front();
         }
+        false
     }
 
     /// A server in COPY IN started by `Execute` ignores `Sync` until `CopyDone`/`CopyFail`
@@ -398,7 +400,7 @@ mod tests {
         q.push(Expect::Sync);
         q.push(Expect::Bind);
         let mut forgotten = Vec::new();
-        q.skip_to_sync(|h| forgotten.push(h));
+        assert!(q.skip_to_sync(|h| forgotten.push(h)));
         assert_eq!(forgotten, [7]);
         assert!(matches!(q.pop(), Some(Expect::Sync)));
         assert!(matches!(q.pop(), Some(Expect::Bind)));
