@@ -102,7 +102,11 @@ pub(crate) fn details(n: &NodeEnum, out: &mut StatementFacts) {
         }
         NodeEnum::VariableSetStmt(v) => setting(v, out),
         NodeEnum::ListenStmt(l) => out.channel = Some(l.conditionname.clone()),
-        NodeEnum::UnlistenStmt(u) if u.conditionname.is_empty() => out.channel = Some("*".into()),
+        // `UNLISTEN *` (every channel) is the empty name, which no channel has: a quoted
+        // `"*"` is a channel of its own.
+        NodeEnum::UnlistenStmt(u) if u.conditionname.is_empty() => {
+            out.channel = Some(String::new())
+        }
         NodeEnum::UnlistenStmt(u) => out.channel = Some(u.conditionname.clone()),
         // `ALTER ROLE/DATABASE … SET` changes the setting for every later session of that
         // role or database, including the proxy's own server connections.

@@ -206,7 +206,8 @@ pub struct StatementFacts {
     /// Every SQL-level prepared statement name the statement prepares, executes or
     /// deallocates, wherever it appears (`EXPLAIN EXECUTE`, `CREATE TABLE … AS EXECUTE`).
     pub statement_names: Vec<String>,
-    /// `LISTEN`/`UNLISTEN`: the channel as the server names it (`*` for `UNLISTEN *`).
+    /// `LISTEN`/`UNLISTEN`: the channel as the server names it (empty for `UNLISTEN *`, every
+    /// channel; a quoted `"*"` is a channel of its own).
     pub channel: Option<String>,
 }
 

@@ -67,6 +67,10 @@ const MIXED: &[&str] = &[
     "LISTEN mix_h; BEGIN; SELECT 4; ROLLBACK",
     "BEGIN; LISTEN mix_i; ROLLBACK; LISTEN mix_j; SELECT 5",
     "UNLISTEN mix_a; SELECT 6",
+    // A quoted "*" is a channel of its own, not every channel.
+    "LISTEN mix_k",
+    "UNLISTEN \"*\"",
+    "SELECT 1; UNLISTEN \"*\"",
 ];
 
 /// The answers to [`MIXED`] in order, then whether a notification on each channel reaches
@@ -88,6 +92,7 @@ async fn mixed_answers(addr: std::net::SocketAddr, notify_port: u16) -> Vec<Stri
     .unwrap();
     for channel in [
         "mix_a", "mix_b", "mix_c", "mix_d", "mix_e", "mix_f", "mix_g", "mix_h", "mix_i", "mix_j",
+        "mix_k",
     ] {
         within(
             "notify",
@@ -110,7 +115,7 @@ async fn mixed_listen_messages_get_postgres_own_answers_and_subscriptions() {
     let addr = format!("127.0.0.1:{}", pg.port).parse().unwrap();
     let want = mixed_answers(addr, pg.port).await;
     assert!(
-        ["mix_d", "mix_g", "mix_j"]
+        ["mix_d", "mix_g", "mix_j", "mix_k"]
             .iter()
             .all(|c| want.contains(&format!("{c} heard: true")))
             && want.iter().any(|l| l == "mix_e heard: false"),

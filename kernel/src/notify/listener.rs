@@ -51,13 +51,13 @@ impl Listener {
         }
     }
 
-    /// Removes session `id` from `channel` (every channel for `*`); returns the channels
-    /// nobody listens to any more.
+    /// Removes session `id` from `channel` (every channel for [`super::EVERY_CHANNEL`]);
+    /// returns the channels nobody listens to any more.
     pub fn unsubscribe(&self, channel: &str, id: u64) -> Vec<String> {
         let mut subs = self.subs.lock().expect("subscriptions");
         let mut emptied = Vec::new();
         subs.retain(|name, list| {
-            if channel == "*" || name == channel {
+            if channel == super::EVERY_CHANNEL || name == channel {
                 list.retain(|s| s.id != id);
             }
             if list.is_empty() {

@@ -69,7 +69,7 @@ impl Notifications {
             .await
     }
 
-    /// Unsubscribes from `channel`, or from every channel for `*`.
+    /// Unsubscribes from `channel`, or from every channel for [`EVERY_CHANNEL`].
     pub async fn unlisten(&self, who: &ListenAs, channel: &str, id: u64) -> Result<(), String> {
         let Some(listener) = self.existing(who) else {
             return Ok(());
@@ -86,7 +86,7 @@ impl Notifications {
     /// Forgets a session that ended.
     pub fn forget(&self, who: &ListenAs, id: u64) {
         if let Some(listener) = self.existing(who) {
-            let emptied = listener.unsubscribe("*", id);
+            let emptied = listener.unsubscribe(EVERY_CHANNEL, id);
             if !emptied.is_empty() {
                 let (reply, _) = oneshot::channel();
                 listener.send(Command::Unlisten(emptied, reply));
@@ -107,6 +107,10 @@ impl Notifications {
             .clone()
     }
 }
+
+/// The channel `UNLISTEN *` names: every channel. No channel is named by the empty string (a
+/// quoted `"*"` is a channel of its own).
+pub const EVERY_CHANNEL: &str = "";
 
 /// `"name"`: a channel exactly as the server names it.
 pub fn quote_ident(name: &str) -> String {
