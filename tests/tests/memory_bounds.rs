@@ -174,3 +174,54 @@ async fn huge_bind_parameters_kept_for_the_journal_are_cut_off_at_the_budget() {
         8
     );
 }
+
+/// A listener that stays inside a transaction while notifications pour in: they wait for the
+/// transaction to end, counted against its budget; past it the listener gets 54000 and is
+/// disconnected, and other clients are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_held_for_a_listener_in_a_transaction_are_cut_off_at_the_budget() {
+    let db = "budget_notify";
+    let proxy = proxy(db, false).await;
+    let url = via_proxy(&proxy, "postgres", db);
+    let (listener, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let ended = tokio::spawn(connection);
+    listener.batch_execute("LISTEN flood").await.unwrap();
+    listener.batch_execute("BEGIN").await.unwrap();
+    let before = rss();
+    let notifier = connect(&shared_pg().direct(db)).await.unwrap();
+    let payload = "x".repeat(7000);
+    // 40 MB of notifications (distinct payloads: PostgreSQL folds identical ones), five
+    // times the budget.
+    for _ in 0..600 {
+        notifier
+            .batch_execute(&format!(
+                "select pg_notify('flood', '{payload}' || g) from generate_series(1, 10) g"
+            ))
+            .await
+            .unwrap();
+        if ended.is_finished() {
+            break;
+        }
+    }
+    let end = tokio::time::timeout(Duration::from_secs(20), ended)
+        .await
+        .expect("the listener was disconnected")
+        .unwrap();
+    let err = end.expect_err("the connection ended with an error");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().code()),
+        Some("54000"),
+        "{err}"
+    );
+    assert!(
+        rss() < before + 64 * (1 << 20),
+        "the proxy held the notifications"
+    );
+    let other = connect(&url).await.unwrap();
+    assert_eq!(
+        rows(&other.simple_query("select 1").await.unwrap())[0][0].as_deref(),
+        Some("1")
+    );
+}

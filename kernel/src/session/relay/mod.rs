@@ -284,6 +284,9 @@ impl Relay {
                     if let Some(l) = self.listening.as_mut() {
                         l.waiting.extend_from_slice(&n);
                     }
+                    // Held until the client is out of its transaction: counted against its
+                    // memory budget, past which it is told (54000) and disconnected.
+                    self.within_budget().await?;
                 }
             }
             self.deliver_notifications().await?;
