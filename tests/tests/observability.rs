@@ -524,3 +524,33 @@ async fn query_stats_after_pgbench_and_the_slow_query_log() {
     );
     assert!(!text.contains("'fast'"), "fast statements are not logged");
 }
+
+/// Another client's statement text in `heliosproxy_query_stats`, read by a client whose
+/// encoding has multi-byte characters ending in a `\` byte (SJIS): `Á\'` written by one client
+/// must stay inside the literal the proxy splices for the other (before, the server read
+/// `Á\` as one SJIS character plus a backslash quoting the `'`, and refused the statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_stats_read_in_sjis_keeps_other_clients_text_inside_its_literal() {
+    let pg = shared_pg();
+    create_database(pg, "obs_sjis").await;
+    let proxy = start_proxy(proxy_config(pg, PoolMode::Transaction, 2)).await;
+    let url = via_proxy(&proxy, "postgres", "obs_sjis");
+    let writer = connect(&url).await.unwrap();
+    writer
+        .simple_query("SELECT 1 AS \"Á\\'), (E'injected\"")
+        .await
+        .unwrap();
+    let reader = connect(&url).await.unwrap();
+    reader
+        .batch_execute("SET client_encoding = 'SJIS'")
+        .await
+        .unwrap();
+    let counted = reader
+        .simple_query(
+            "SELECT count(*) FROM heliosproxy_query_stats \
+             WHERE query_pattern LIKE '%injected%'",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the SJIS client's read failed: {}", db_message(&e)));
+    assert_eq!(rows(&counted), vec![vec![Some("1".to_owned())]]);
+}

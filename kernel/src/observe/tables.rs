@@ -52,14 +52,24 @@ pub fn rewrite(sql: &str, stats: Option<&QueryStats>, cache: &[CacheTier]) -> Op
     Some(out)
 }
 
-/// A string constant that means the same whatever `standard_conforming_strings` is.
+/// A string constant that means the same whatever `standard_conforming_strings` is, and
+/// whatever the client's encoding: every byte it adds is printable ASCII (other characters
+/// are `\u`/`\U` escapes), so an encoding whose multi-byte characters end in `\` or `'`
+/// bytes (SJIS, BIG5, GBK) cannot read it as closing early. Statement texts are other
+/// clients' words: they must stay inside the literal.
 fn literal(out: &mut String, s: &str) {
     out.push_str("E'");
     for c in s.chars() {
         match c {
             '\'' => out.push_str("''"),
             '\\' => out.push_str("\\\\"),
-            c => out.push(c),
+            ' '..='~' => out.push(c),
+            c if u32::from(c) <= 0xFFFF => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\U{:08X}", u32::from(c));
+            }
         }
     }
     out.push('\'');
@@ -135,6 +145,14 @@ fn cache_stats_select(out: &mut String, tiers: &[CacheTier]) {
 mod tests {
     use super::*;
     use crate::config::AnalyticsConfig;
+
+    #[test]
+    fn literals_are_printable_ascii_whatever_they_hold() {
+        let mut out = String::new();
+        literal(&mut out, "Á\\' ü 𝄞\nx");
+        assert_eq!(out, "E'\\u00C1\\\\'' \\u00FC \\U0001D11E\\u000Ax'");
+        assert!(out.bytes().all(|b| (b' '..=b'~').contains(&b)), "{out}");
+    }
 
     #[test]
     fn the_cheap_scan_finds_any_case() {
