@@ -99,6 +99,12 @@ run_suite() { # label driver port tests...
     (cd "$src" && timeout 7200 python3 -m pytest -q -p no:cacheprovider \
         --dburi "postgresql+$driver://postgres@127.0.0.1:$port/test" \
         --junitxml "$results/$label-$driver.xml" "$@" >"$results/$label-$driver.log" 2>&1) || true
+    rm -f "$results/$label-$driver.failed"
+    # A run that did not finish (no report, or pytest's own INTERNALERROR) counts as failed.
+    if grep -q INTERNALERROR "$results/$label-$driver.log" || [ ! -s "$results/$label-$driver.xml" ]; then
+        echo "sqlalchemy-compat: the $label ($driver) run did not complete; see $results/$label-$driver.log" >&2
+        return 1
+    fi
     python3 - "$results/$label-$driver.xml" >"$results/$label-$driver.failed" <<'PY'
 import sys, xml.etree.ElementTree as ET
 for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
@@ -111,10 +117,13 @@ PY
 extra=0
 for driver in psycopg asyncpg; do
     if [ "$driver" = psycopg ]; then tests=("${psycopg_tests[@]}"); else tests=("${asyncpg_tests[@]}"); fi
-    run_suite direct "$driver" "$pg_port" "${tests[@]}"
+    run_suite direct "$driver" "$pg_port" "${tests[@]}" || exit 2
     for mode in session transaction; do
         port_var="${mode}_port"
-        run_suite "$mode" "$driver" "${!port_var}" "${tests[@]}"
+        if ! run_suite "$mode" "$driver" "${!port_var}" "${tests[@]}"; then
+            extra=$((extra + 1))
+            continue
+        fi
         only=$(comm -13 <(sort -u "$results/direct-$driver.failed") <(sort -u "$results/$mode-$driver.failed"))
         n=$(printf '%s' "$only" | grep -c . || true)
         echo "== $driver, $mode mode: $n tests fail through the proxy that pass directly"

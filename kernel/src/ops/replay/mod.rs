@@ -392,6 +392,7 @@ impl Replays {
             target,
             as_user: req.as_user,
             shadow: req.shadow,
+            allow_writes: req.allow_writes,
             diff_mode: req.diff_mode,
             speed: req.speed,
             max_connections,

@@ -141,6 +141,15 @@ fn classify(sql: &str) -> (bool, ShadowForm) {
     (writes, form)
 }
 
+/// Whether `text` starts or ends a transaction block or a savepoint.
+pub fn is_transaction_control(text: &str) -> bool {
+    let words = helios_sql::leading_words(text, 1);
+    matches!(
+        words.first().map(String::as_str),
+        Some("begin" | "start" | "savepoint" | "release" | "rollback" | "abort" | "commit" | "end")
+    )
+}
+
 /// Transaction control that keeps nothing runs as is; anything that would end a
 /// transaction by keeping its work becomes `ROLLBACK`.
 fn transaction_form(text: &str) -> ShadowForm {

@@ -24,6 +24,8 @@ pub struct Run {
     pub as_user: Option<String>,
     /// Run writes rolled back.
     pub shadow: bool,
+    /// Writes may be kept: otherwise every transaction on the target is read-only.
+    pub allow_writes: bool,
     /// What to compare.
     pub diff_mode: DiffMode,
     /// 1.0 = recorded pacing, 0 = as fast as possible.
@@ -74,7 +76,21 @@ impl Run {
                 return;
             }
         };
+        // A statement the parser calls a read may call a function that writes: without
+        // `allow_writes` (and outside shadow mode, whose writes run and are rolled back) every
+        // transaction on the target is read-only.
+        if !self.allow_writes
+            && !self.shadow
+            && let Err(e) = conn
+                .run_internal("SET default_transaction_read_only = on")
+                .await
+        {
+            job.errors.fetch_add(steps.len() as u64, Relaxed);
+            job.note_error(format!("session {}: {e}", first.session_id));
+            return;
+        }
         let mut bytes = Vec::new();
+        let mut idle = true;
         for step in &steps {
             if job.cancelled() {
                 return;
@@ -86,7 +102,21 @@ impl Run {
             }
             bytes.clear();
             let rolled_back = self.encode(step, &mut bytes);
-            if rolled_back && let Err(e) = conn.run_internal("BEGIN").await {
+            // In shadow mode a read outside a transaction block runs read-only, rolled back.
+            let read_only = self.shadow
+                && idle
+                && step.shadow == ShadowForm::AsIs
+                && !super::plan::is_transaction_control(&step.record.sql);
+            let begin = if rolled_back {
+                Some("BEGIN READ WRITE")
+            } else if read_only {
+                Some("BEGIN READ ONLY")
+            } else {
+                None
+            };
+            if let Some(begin) = begin
+                && let Err(e) = conn.run_internal(begin).await
+            {
                 job.errors.fetch_add(1, Relaxed);
                 job.note_error(format!("session {}: {e}", first.session_id));
                 return;
@@ -99,8 +129,10 @@ impl Run {
                     return;
                 }
             };
-            if rolled_back {
+            if begin.is_some() {
                 let _ = conn.run_internal("ROLLBACK").await;
+            } else {
+                idle = answer.status == b'I';
             }
             job.replayed.fetch_add(1, Relaxed);
             if answer.error.is_some() {

@@ -21,7 +21,8 @@ const KNOWN: usize = 10_000;
 /// What the shadow does with a statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Plan {
-    /// Run it; `ordered` when its rows come in a defined order.
+    /// Run it in a read-only transaction, rolled back; `ordered` when its rows come in a
+    /// defined order.
     Read { ordered: bool },
     /// Run it inside `BEGIN` … `ROLLBACK`.
     RolledBack { ordered: bool },
@@ -66,15 +67,16 @@ pub async fn work(env: Arc<SessionEnv>, run: Arc<Run>, rx: Arc<Mutex<mpsc::Recei
         let conn = conns.get_mut(&key).expect("inserted");
         bytes.clear();
         m.statement.encode(&mut bytes);
-        let wrapped = matches!(plan, Plan::RolledBack { .. });
+        // Every mirrored statement runs in a transaction that is rolled back, reads in a
+        // read-only one: what the parser calls a read may call a function that writes.
+        let begin = match plan {
+            Plan::RolledBack { .. } => "BEGIN READ WRITE",
+            _ => "BEGIN READ ONLY",
+        };
         let result = async {
-            if wrapped {
-                conn.run_internal("BEGIN").await?;
-            }
+            conn.run_internal(begin).await?;
             let answer = statement::run(conn, &bytes).await?;
-            if wrapped || answer.status != b'I' {
-                conn.run_internal("ROLLBACK").await?;
-            }
+            conn.run_internal("ROLLBACK").await?;
             Ok::<_, crate::pool::server::ServerError>(answer)
         }
         .await;
