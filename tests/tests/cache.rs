@@ -384,3 +384,52 @@ async fn statements_differing_only_in_parameter_order_never_share_an_answer() {
     let stats = cache_stats(&proxy).await;
     assert!(l1_hits(&stats) > 0, "the cache answered some: {stats}");
 }
+
+/// A privilege change through the proxy takes effect at once: a role whose SELECT was revoked
+/// must not keep reading cached rows, and a row-level security policy created must filter
+/// the next read (neither statement names the table as one it writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_privileges_and_new_policies_are_not_answered_from_the_cache() {
+    let pg = shared_pg();
+    items(pg, "cache_grants").await;
+    let d = connect(&pg.direct("cache_grants")).await.unwrap();
+    d.batch_execute(
+        "do $$ begin create role cache_reader login; exception when duplicate_object then null; end $$;
+         grant select on items to cache_reader;
+         create table notes (id int, body text);
+         insert into notes values (1, 'one'), (2, 'two');
+         grant select on notes to cache_reader;
+         alter table notes enable row level security;
+         create policy everyone on notes for select using (true);",
+    )
+    .await
+    .unwrap();
+    let proxy = start_proxy(cached_config(pg, None)).await;
+    let admin = connect(&via_proxy(&proxy, "postgres", "cache_grants"))
+        .await
+        .unwrap();
+    let reader = connect(&via_proxy(&proxy, "cache_reader", "cache_grants"))
+        .await
+        .unwrap();
+    let notes = "select body from notes order by id";
+    assert_eq!(warm(&reader, notes).await.len(), 2);
+    let items_sql = "select name from items where id <= 3 order by id";
+    assert_eq!(warm(&reader, items_sql).await.len(), 3);
+    assert!(l1_hits(&cache_stats(&proxy).await) >= 2, "warmed");
+    // A restrictive policy: the next read sees one row.
+    admin
+        .batch_execute("create policy only_two on notes as restrictive for select using (id = 2)")
+        .await
+        .unwrap();
+    let after_policy = rows(&reader.simple_query(notes).await.unwrap());
+    assert_eq!(after_policy, vec![vec![Some("two".to_owned())]]);
+    admin
+        .batch_execute("revoke select on items from cache_reader")
+        .await
+        .unwrap();
+    let e = reader
+        .simple_query(items_sql)
+        .await
+        .expect_err("SELECT was revoked");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e}");
+}

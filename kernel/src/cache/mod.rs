@@ -23,6 +23,10 @@ use crate::config::CacheConfig;
 pub use entry::CachedResult;
 pub use key::{Key, SessionKey};
 
+/// The invalidation tag that drops every stored result (a statement changed what answers
+/// may be without the proxy knowing which relations: privileges, policies, opaque code).
+pub const EVERYTHING: &str = "*";
+
 /// One tier of the result cache as `heliosproxy_cache_stats` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CacheTier {
@@ -139,13 +143,13 @@ impl ResultCache {
         })
     }
 
-    /// Starts listening for other proxies' invalidations (with L2).
+    /// Starts listening for other proxies' invalidations (with L2); [`EVERYTHING`] clears all.
     pub fn start(self: &Arc<Self>) {
         if let Some(l2) = &self.l2 {
             let weak = Arc::downgrade(self);
             l2.listen(move |table| {
                 if let Some(cache) = weak.upgrade() {
-                    if table == "*" {
+                    if table == EVERYTHING {
                         cache.clear_local();
                     } else {
                         cache.invalidate_local(&[table.to_owned()]);
@@ -254,6 +258,10 @@ impl ResultCache {
 
     /// Drops this proxy's entries that read `tables` (`database\0schema.name`).
     pub fn invalidate_local(&self, tables: &[String]) {
+        if tables.iter().any(|t| t == EVERYTHING) {
+            self.clear_local();
+            return;
+        }
         let mut dropped = 0;
         {
             let mut gens = self.generations.lock().expect("cache lock");
@@ -278,6 +286,9 @@ impl ResultCache {
     /// Drops `tables` here, in Redis and in every other proxy; returns when Redis has it (or
     /// gave up within its timeout).
     pub async fn invalidate(&self, tables: &[String]) {
+        if tables.iter().any(|t| t == EVERYTHING) {
+            return self.invalidate_all().await;
+        }
         self.invalidate_local(tables);
         if let Some(l2) = &self.l2 {
             l2.invalidate(tables).await;

@@ -331,6 +331,12 @@ impl Relay {
         let path = self.search_path();
         let database = &self.pool.key.database;
         for s in &analysis.statements {
+            if changes_unnamed_relations(s) {
+                let everything = crate::cache::EVERYTHING.to_owned();
+                if !self.cached.writes.contains(&everything) {
+                    self.cached.writes.push(everything);
+                }
+            }
             for t in s
                 .writes
                 .iter()
@@ -386,5 +392,17 @@ impl Relay {
         if let Some(cache) = &self.env.cache {
             cache.invalidate(&tables).await;
         }
+    }
+}
+
+/// Whether a statement may change cached answers of relations the analysis does not name:
+/// DDL that names no table (`GRANT`, `REVOKE`, `CREATE POLICY`, `ALTER … OWNER`, `DROP
+/// POLICY`, function and view changes, …) and opaque code (`DO`, `CALL`).
+fn changes_unnamed_relations(s: &helios_analysis::StatementFacts) -> bool {
+    use helios_analysis::StatementClass;
+    match s.class {
+        StatementClass::Ddl => s.writes.is_empty() || s.kind == "drop" || s.kind == "grant",
+        StatementClass::Other => matches!(s.kind.as_str(), "do" | "call"),
+        _ => !s.opaque.is_empty(),
     }
 }
