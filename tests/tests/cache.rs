@@ -433,3 +433,77 @@ async fn revoked_privileges_and_new_policies_are_not_answered_from_the_cache() {
         .expect_err("SELECT was revoked");
     assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{e}");
 }
+
+/// Settings the statement text does not show: `set_config('search_path', …)` per tenant, a
+/// setting an RLS policy reads, and a temporary table named like a cached one. Each session
+/// must read its own rows, never another's from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_made_with_set_config_and_temp_tables_never_share_rows() {
+    let pg = shared_pg();
+    create_database(pg, "cache_settings").await;
+    let d = connect(&pg.direct("cache_settings")).await.unwrap();
+    d.batch_execute(
+        "create schema tenant_a; create schema tenant_b;
+         create table tenant_a.accounts (owner text); insert into tenant_a.accounts values ('a');
+         create table tenant_b.accounts (owner text); insert into tenant_b.accounts values ('b');
+         create table shared (tenant text, secret text);
+         insert into shared values ('a', 'secret of a'), ('b', 'secret of b');
+         do $$ begin create role cache_tenant login; exception when duplicate_object then null; end $$;
+         grant usage on schema tenant_a, tenant_b to cache_tenant;
+         grant select on tenant_a.accounts, tenant_b.accounts, shared to cache_tenant;
+         alter table shared enable row level security;
+         create policy by_tenant on shared for select
+             using (tenant = current_setting('app.tenant', true));",
+    )
+    .await
+    .unwrap();
+    let proxy = start_proxy(cached_config(pg, None)).await;
+    let url = via_proxy(&proxy, "cache_tenant", "cache_settings");
+    let (a, b) = (connect(&url).await.unwrap(), connect(&url).await.unwrap());
+    for (c, t) in [(&a, "a"), (&b, "b")] {
+        c.simple_query(&format!(
+            "select set_config('search_path', 'tenant_{t}', false), \
+             set_config('app.tenant', '{t}', false)"
+        ))
+        .await
+        .unwrap();
+    }
+    for _ in 0..3 {
+        for (c, t) in [(&a, "a"), (&b, "b")] {
+            let got = rows(&c.simple_query("select owner from accounts").await.unwrap());
+            assert_eq!(got, vec![vec![Some(t.to_owned())]], "search_path of {t}");
+            let got = rows(&c.simple_query("select secret from public.shared").await.unwrap());
+            assert_eq!(
+                got,
+                vec![vec![Some(format!("secret of {t}"))]],
+                "app.tenant of {t}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A temporary table shadowing a cached one.
+    let plain = connect(&url).await.unwrap();
+    plain
+        .simple_query("set search_path = tenant_a")
+        .await
+        .unwrap();
+    assert_eq!(
+        warm(&plain, "select owner from accounts").await[0][0].as_deref(),
+        Some("a")
+    );
+    let shadow = connect(&url).await.unwrap();
+    shadow
+        .batch_execute(
+            "set search_path = tenant_a; create temp table accounts (owner text); \
+             insert into accounts values ('temp')",
+        )
+        .await
+        .unwrap();
+    let got = rows(
+        &shadow
+            .simple_query("select owner from accounts")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got, vec![vec![Some("temp".to_owned())]]);
+}
