@@ -78,7 +78,7 @@ fn statement_text<'a>(sql: &'a str, raw: &pg_query::protobuf::RawStmt) -> &'a st
 /// rejects the text.
 pub fn normalize(sql: &str) -> Option<String> {
     let normalized = pg_query::normalize(sql).ok()?;
-    let tokens = pg_query::scan_tokens(&normalized).ok()?;
+    let tokens = scan_tokens(&normalized)?;
     let mut out = String::with_capacity(normalized.len());
     let mut at = 0;
     for t in &tokens {
@@ -121,11 +121,7 @@ pub fn spelling(sql: &str) -> Option<Key> {
 
 fn tokens_key(sql: &str, with_values: bool) -> Option<Key> {
     let mut h = Sha256::new();
-    // `scan_tokens` (no protobuf round trip) cannot be given text without tokens.
-    if sql.bytes().all(|b| b" \t\n\r\x0b\x0c".contains(&b)) {
-        return Some(h.finalize().into());
-    }
-    let tokens = pg_query::scan_tokens(sql).ok()?;
+    let tokens = scan_tokens(sql)?;
     let mut folded = Vec::with_capacity(64);
     for t in &tokens {
         let token = Token::try_from(t.token).unwrap_or(Token::Nul);
@@ -171,6 +167,18 @@ fn tokens_key(sql: &str, with_values: bool) -> Option<Key> {
         h.update(b" ");
     }
     Some(h.finalize().into())
+}
+
+/// PostgreSQL's tokens for `sql`; `None` when its scanner rejects the text.
+/// `pg_query::scan_tokens` (no protobuf round trip) must not be given text without tokens:
+/// it builds a slice from the scanner's null pointer, which aborts the process in a build
+/// with debug assertions (and is undefined behaviour in any other) — an empty query from a
+/// client took the proxy down.
+pub(crate) fn scan_tokens(sql: &str) -> Option<Vec<pg_query::protobuf::ScanToken>> {
+    if sql.bytes().all(|b| b" \t\n\r\x0b\x0c".contains(&b)) {
+        return Some(Vec::new());
+    }
+    pg_query::scan_tokens(sql).ok()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -18,7 +18,7 @@ pub fn redact(sql: &str, is_secret: impl Fn(&str) -> bool) -> Option<String> {
     if !might_hold_secret(sql, &is_secret) {
         return None;
     }
-    let Ok(all) = pg_query::scan_tokens(sql) else {
+    let Some(all) = crate::scan_tokens(sql) else {
         return Some(UNREADABLE.to_owned());
     };
     let tokens: Vec<&ScanToken> = all

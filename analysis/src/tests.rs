@@ -514,3 +514,13 @@ fn spellings_share_a_key_and_values_do_not() {
         "a shape does not"
     );
 }
+
+#[test]
+fn text_without_tokens_is_no_crash() {
+    for text in ["", " ", "\n\t ", "\x0b\x0c"] {
+        assert_eq!(crate::normalize(text).as_deref(), Some(""), "{text:?}");
+        assert!(crate::shape(text).is_some(), "{text:?}");
+        assert!(crate::spelling(text).is_some(), "{text:?}");
+        let _ = crate::fingerprint(text);
+    }
+}

@@ -131,3 +131,33 @@ async fn a_client_that_never_finishes_startup_is_dropped() {
         .unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+/// Empty and blank queries in both protocols, with the journal, analytics and the guardrail
+/// on (each looks at the text): answered as PostgreSQL answers them, and the proxy keeps
+/// serving (an empty query once aborted the whole process in PostgreSQL's scanner bindings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_and_blank_queries_are_answered_and_crash_nothing() {
+    let pg = shared_pg();
+    create_database(pg, "bad_empty").await;
+    let mut config = proxy_config(pg, PoolMode::Transaction, 2);
+    config.journal = Some(helios_tests::heliosproxy::config::JournalConfig {
+        dir: temp_dir("empty-journal"),
+        ..Default::default()
+    });
+    config
+        .plugins
+        .push(plugin("guardrail", "helios-llm-guardrail", &[], ""));
+    let proxy = start_proxy(config).await;
+    let c = connect(&via_proxy(&proxy, "postgres", "bad_empty"))
+        .await
+        .unwrap();
+    for text in ["", " ", "\n\t", ";", "-- nothing", "/* nothing */"] {
+        c.simple_query(text)
+            .await
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        c.query(text, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{text:?} (extended): {e}"));
+    }
+    still_serves(&proxy, "bad_empty").await;
+}

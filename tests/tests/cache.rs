@@ -472,7 +472,11 @@ async fn settings_made_with_set_config_and_temp_tables_never_share_rows() {
         for (c, t) in [(&a, "a"), (&b, "b")] {
             let got = rows(&c.simple_query("select owner from accounts").await.unwrap());
             assert_eq!(got, vec![vec![Some(t.to_owned())]], "search_path of {t}");
-            let got = rows(&c.simple_query("select secret from public.shared").await.unwrap());
+            let got = rows(
+                &c.simple_query("select secret from public.shared")
+                    .await
+                    .unwrap(),
+            );
             assert_eq!(
                 got,
                 vec![vec![Some(format!("secret of {t}"))]],
