@@ -55,6 +55,7 @@ cleanup() {
     run_pg "$bindir/pg_ctl -D $data -m immediate stop" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 psql -h 127.0.0.1 -p "$pg_port" -U postgres -q -c "create database test" postgres
 psql -h 127.0.0.1 -p "$pg_port" -U postgres -q test <<'SQL'
 create schema test_schema;

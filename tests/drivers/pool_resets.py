@@ -16,11 +16,9 @@ PostgreSQL's own. Exits non-zero on the first mismatch, and after a hard timeout
 """
 
 import asyncio
-import faulthandler
-import os
 import sys
-import threading
-import time
+
+from steps import begin, check, watchdog
 
 import asyncpg
 import psycopg
@@ -32,30 +30,6 @@ HOST, PORT, DB, USER = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 DSN = f"host={HOST} port={PORT} dbname={DB} user={USER} connect_timeout=10"
 TOTAL_TIMEOUT = 90
 STEP_TIMEOUT = 10
-step = "start"
-
-
-def watchdog():
-    def fire():
-        print(f"FAILED: no answer after {TOTAL_TIMEOUT} s during {step!r}", file=sys.stderr, flush=True)
-        faulthandler.dump_traceback(all_threads=True)
-        os._exit(3)
-
-    timer = threading.Timer(TOTAL_TIMEOUT, fire)
-    timer.daemon = True
-    timer.start()
-
-
-def begin(what):
-    global step
-    step = what
-    print(f"-- {what}", flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAILED during {step!r}: {what}", file=sys.stderr, flush=True)
-        os._exit(1)
 
 
 async def asyncpg_pool():
@@ -163,7 +137,7 @@ def sqlalchemy_checks():
 
 
 def main():
-    watchdog()
+    watchdog(TOTAL_TIMEOUT)
     asyncio.run(asyncpg_pool())
     psycopg_pool_checks()
     if "--no-sqlalchemy" not in sys.argv[5:]:

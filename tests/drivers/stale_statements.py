@@ -18,10 +18,9 @@ something hangs.
 """
 
 import asyncio
-import faulthandler
-import os
 import sys
-import threading
+
+from steps import begin, check, watchdog
 
 import asyncpg
 import psycopg
@@ -30,30 +29,6 @@ HOST, PORT, DB, USER = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 NO_TRANSACTIONS = "--no-transactions" in sys.argv[5:]
 DSN = f"host={HOST} port={PORT} dbname={DB} user={USER} connect_timeout=10"
 TOTAL_TIMEOUT = 90
-step = "start"
-
-
-def watchdog():
-    def fire():
-        print(f"FAILED: no answer after {TOTAL_TIMEOUT} s during {step!r}", file=sys.stderr, flush=True)
-        faulthandler.dump_traceback(all_threads=True)
-        os._exit(3)
-
-    timer = threading.Timer(TOTAL_TIMEOUT, fire)
-    timer.daemon = True
-    timer.start()
-
-
-def begin(what):
-    global step
-    step = what
-    print(f"-- {what}", flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAILED during {step!r}: {what}", file=sys.stderr, flush=True)
-        os._exit(1)
 
 
 def recreated_column_type(conn, tag):
@@ -202,7 +177,7 @@ async def asyncpg_checks():
 
 
 def main():
-    watchdog()
+    watchdog(TOTAL_TIMEOUT)
     only_savepoints = "--only-savepoints" in sys.argv[5:]
     if not only_savepoints:
         psycopg_checks()
