@@ -38,6 +38,12 @@ const TRANSACTION: &[(&str, &str)] = &[
         "a SQL-level prepared statement whose table was dropped cannot be prepared again \
          on another connection: EXECUTE reports it missing",
     ),
+    (
+        "prepare",
+        "pg_prepared_statements on a shared server connection also lists the proxy's hp_… \
+         statements (psql's \\gdesc in an earlier test prepares one); which connection the test \
+         gets decides whether it sees them",
+    ),
 ];
 
 fn suite() -> PathBuf {
@@ -108,6 +114,14 @@ async fn run_suite(label: &str, port: u16) -> BTreeSet<String> {
         .unwrap_or_default()
         .trim();
     println!("{label}: {summary} {failed:?}");
+    // The temp dir goes with the test process: the diffs are kept under target/ for a reader.
+    let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/regress-diffs");
+    if std::fs::create_dir_all(&kept).is_ok() {
+        let _ = std::fs::copy(
+            out.join("regression.diffs"),
+            kept.join(format!("{label}.diffs")),
+        );
+    }
     failed
 }
 
@@ -159,8 +173,7 @@ async fn the_regression_suite_sees_the_proxy_as_postgresql() {
         assert!(
             unexplained.is_empty(),
             "{label} mode: tests that pass directly fail through the proxy: {unexplained:?} \
-             (their regression.diffs is in a regress-out-{label} directory under {})",
-            std::env::temp_dir().display()
+             (their regression.diffs is kept as target/regress-diffs/{label}.diffs)"
         );
     }
 }
