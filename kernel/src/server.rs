@@ -103,6 +103,12 @@ impl Shared {
                 .journal_api_key
                 .clone()
                 .filter(|k| !k.is_empty()),
+            write_api_key: self
+                .config
+                .admin
+                .write_api_key
+                .clone()
+                .filter(|k| !k.is_empty()),
             ha: self.config.ha.clone(),
             topology: self.topology.clone(),
             pipeline: self.pipeline.clone(),
@@ -298,6 +304,7 @@ impl Proxy {
             notifications: Arc::new(crate::notify::Notifications::new(topology.clone())),
             analytics: analytics.clone(),
             sql_tables: config.analytics.sql_tables,
+            table_admins: config.admin.users.clone().into(),
             clients: Default::default(),
             cache: cache.clone(),
             shadow: Default::default(),

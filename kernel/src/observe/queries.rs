@@ -2,9 +2,11 @@
 //! (mean, p50, p99, max), first and last seen and cache hits, bounded in memory, plus the
 //! slow-query log.
 //!
-//! The hot path hashes the text ([`text_key`](super::text_key)) and finds its entry under a
-//! read lock; PostgreSQL's fingerprint and normalised text are computed once per new key,
-//! so two spellings of one statement share an entry through the fingerprint.
+//! Entries are per database and login user (like `pg_stat_statements`), so a reader can be
+//! shown only its own. The hot path hashes the text ([`text_key`](super::text_key)) with
+//! the owner and finds its entry under a read lock; PostgreSQL's fingerprint and normalised
+//! text are computed once per new key, so two spellings of one statement share an entry
+//! through the fingerprint.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -24,6 +26,10 @@ const MAX_PATTERN: usize = 4096;
 /// One fingerprint's counters.
 #[derive(Debug)]
 pub struct Entry {
+    /// The database the statements ran in.
+    pub database: Arc<str>,
+    /// The login user that sent them.
+    pub user: Arc<str>,
     /// PostgreSQL's fingerprint of the statement (first 16 hex digits of its shape hash).
     pub fingerprint: String,
     /// The statement with its constants replaced by `$n`.
@@ -42,6 +48,10 @@ pub struct Entry {
 /// A copy of one entry's counters.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EntryView {
+    /// The database the statements ran in.
+    pub database: String,
+    /// The login user that sent them.
+    pub username: String,
     /// Fingerprint.
     pub fingerprint: String,
     /// Normalised text.
@@ -73,9 +83,11 @@ pub struct EntryView {
 }
 
 impl Entry {
-    fn new(fingerprint: String, pattern: String) -> Entry {
+    fn new(owner: &Owner<'_>, fingerprint: String, pattern: String) -> Entry {
         let now = unix_us();
         Entry {
+            database: owner.database.into(),
+            user: owner.user.into(),
             fingerprint,
             pattern,
             calls: AtomicU64::new(0),
@@ -99,6 +111,8 @@ impl Entry {
         let ms = |us: u64| us as f64 / 1000.0;
         let sampled = self.durations.count();
         EntryView {
+            database: self.database.to_string(),
+            username: self.user.to_string(),
             fingerprint: self.fingerprint.clone(),
             query_pattern: self.pattern.clone(),
             call_count: self.calls(),
@@ -137,6 +151,29 @@ pub struct Outcome<'a> {
     pub database: &'a str,
 }
 
+/// Whose statements an entry counts: a database and a login user.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    /// The database.
+    pub database: &'a str,
+    /// The login user.
+    pub user: &'a str,
+}
+
+impl Owner<'_> {
+    /// Mixed into a text key so two owners' equal texts get their own entries.
+    #[inline]
+    fn key(&self) -> u64 {
+        let mut k = text_key(self.database.as_bytes());
+        k = k.rotate_left(29) ^ text_key(self.user.as_bytes());
+        k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn owns(&self, e: &Entry) -> bool {
+        *e.database == *self.database && *e.user == *self.user
+    }
+}
+
 /// The statistics of every fingerprint seen, bounded by `max_entries`.
 pub struct QueryStats {
     max_entries: usize,
@@ -144,7 +181,7 @@ pub struct QueryStats {
     weight: u64,
     slow: Option<Duration>,
     by_key: RwLock<HashMap<u64, Arc<Entry>>>,
-    by_fingerprint: RwLock<HashMap<String, Arc<Entry>>>,
+    by_fingerprint: RwLock<HashMap<(u64, String), Arc<Entry>>>,
     evictions: AtomicU64,
 }
 
@@ -162,17 +199,20 @@ impl QueryStats {
         })
     }
 
-    /// The entry `sql` counts under, or `None` when this call is not sampled.
+    /// The entry `sql` from `owner` counts under, or `None` when this call is not sampled.
     #[inline]
-    pub fn entry(&self, sql: &str) -> Option<Arc<Entry>> {
+    pub fn entry(&self, owner: Owner<'_>, sql: &str) -> Option<Arc<Entry>> {
         if self.sample_rate < 1.0 && rand::random::<f64>() >= self.sample_rate {
             return None;
         }
-        let key = text_key(sql.as_bytes());
-        if let Some(e) = self.by_key.read().expect("stats lock").get(&key) {
+        let owner_key = owner.key();
+        let key = text_key(sql.as_bytes()) ^ owner_key;
+        if let Some(e) = self.by_key.read().expect("stats lock").get(&key)
+            && owner.owns(e)
+        {
             return Some(e.clone());
         }
-        Some(self.insert(key, sql))
+        Some(self.insert(owner, owner_key, key, sql))
     }
 
     /// Like [`QueryStats::entry`], remembering the entry in `memo` (a prepared statement's),
@@ -180,6 +220,7 @@ impl QueryStats {
     #[inline]
     pub fn entry_memo(
         &self,
+        owner: Owner<'_>,
         sql: &str,
         memo: &std::sync::OnceLock<Arc<Entry>>,
     ) -> Option<Arc<Entry>> {
@@ -191,13 +232,13 @@ impl QueryStats {
             }
             return Some(e.clone());
         }
-        let e = self.entry(sql)?;
+        let e = self.entry(owner, sql)?;
         let _ = memo.set(e.clone());
         Some(e)
     }
 
     #[cold]
-    fn insert(&self, key: u64, sql: &str) -> Arc<Entry> {
+    fn insert(&self, owner: Owner<'_>, owner_key: u64, key: u64, sql: &str) -> Arc<Entry> {
         let shape = helios_analysis::fingerprint(sql);
         let (fingerprint, pattern) = if shape.is_empty() {
             (format!("text:{key:016x}"), UNREADABLE.to_owned())
@@ -217,15 +258,17 @@ impl QueryStats {
         };
         let entry = {
             let mut by_fp = self.by_fingerprint.write().expect("stats lock");
-            if let Some(e) = by_fp.get(&fingerprint) {
-                e.clone()
-            } else {
-                if by_fp.len() >= self.max_entries {
-                    self.evict(&mut by_fp);
+            let fp_key = (owner_key, fingerprint);
+            match by_fp.get(&fp_key) {
+                Some(e) if owner.owns(e) => e.clone(),
+                _ => {
+                    if by_fp.len() >= self.max_entries {
+                        self.evict(&mut by_fp);
+                    }
+                    let e = Arc::new(Entry::new(&owner, fp_key.1.clone(), pattern));
+                    by_fp.insert(fp_key, e.clone());
+                    e
                 }
-                let e = Arc::new(Entry::new(fingerprint.clone(), pattern));
-                by_fp.insert(fingerprint, e.clone());
-                e
             }
         };
         let mut by_key = self.by_key.write().expect("stats lock");
@@ -238,7 +281,7 @@ impl QueryStats {
     }
 
     /// Drops the least-called tenth of the fingerprints to make room.
-    fn evict(&self, by_fp: &mut HashMap<String, Arc<Entry>>) {
+    fn evict(&self, by_fp: &mut HashMap<(u64, String), Arc<Entry>>) {
         let mut calls: Vec<u64> = by_fp.values().map(|e| e.calls()).collect();
         let drop_n = (by_fp.len() / 10).max(1);
         calls.select_nth_unstable(drop_n - 1);
@@ -286,9 +329,9 @@ impl QueryStats {
         }
     }
 
-    /// Counts a result-cache hit (or miss) for `sql`.
-    pub fn note_cache(&self, sql: &str, hit: bool) {
-        if let Some(e) = self.entry(sql) {
+    /// Counts a result-cache hit (or miss) for `sql` from `owner`.
+    pub fn note_cache(&self, owner: Owner<'_>, sql: &str, hit: bool) {
+        if let Some(e) = self.entry(owner, sql) {
             let c = if hit { &e.cache_hits } else { &e.cache_misses };
             c.fetch_add(self.weight, Relaxed);
         }
@@ -296,17 +339,24 @@ impl QueryStats {
 
     /// Every entry, most called first.
     pub fn snapshot(&self) -> Vec<EntryView> {
+        self.snapshot_of(None)
+    }
+
+    /// The entries of `owner` (every owner's when `None`), most called first.
+    pub fn snapshot_of(&self, owner: Option<Owner<'_>>) -> Vec<EntryView> {
         let mut out: Vec<EntryView> = self
             .by_fingerprint
             .read()
             .expect("stats lock")
             .values()
+            .filter(|e| owner.is_none_or(|o| o.owns(e)))
             .map(|e| e.view())
             .collect();
         out.sort_by(|a, b| {
             b.call_count
                 .cmp(&a.call_count)
                 .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+                .then_with(|| (&a.database, &a.username).cmp(&(&b.database, &b.username)))
         });
         out
     }
@@ -346,8 +396,13 @@ mod tests {
         .unwrap()
     }
 
+    const OWNER: Owner<'static> = Owner {
+        database: "d",
+        user: "u",
+    };
+
     fn run(s: &QueryStats, sql: &str, ms: u64) {
-        let e = s.entry(sql).unwrap();
+        let e = s.entry(OWNER, sql).unwrap();
         s.finish(
             &e,
             Outcome {
@@ -410,5 +465,39 @@ mod tests {
                 .iter()
                 .all(|e| !e.query_pattern.contains("unterminated"))
         );
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn owners_count_apart_and_see_their_own() {
+        let s = QueryStats::new(&AnalyticsConfig::default()).unwrap();
+        let a = Owner {
+            database: "db1",
+            user: "alice",
+        };
+        let b = Owner {
+            database: "db1",
+            user: "bob",
+        };
+        s.entry(a, "select 1 from t")
+            .unwrap()
+            .calls
+            .fetch_add(1, Relaxed);
+        s.entry(b, "select 2 from t")
+            .unwrap()
+            .calls
+            .fetch_add(1, Relaxed);
+        s.entry(b, "select 3 from t")
+            .unwrap()
+            .calls
+            .fetch_add(1, Relaxed);
+        assert_eq!(s.snapshot().len(), 2);
+        let mine = s.snapshot_of(Some(b));
+        assert_eq!(mine.len(), 1);
+        assert_eq!((mine[0].username.as_str(), mine[0].call_count), ("bob", 2));
     }
 }

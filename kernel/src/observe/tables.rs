@@ -2,11 +2,40 @@
 //! a statement that names them (unqualified, in a read) has each reference replaced by the
 //! proxy's current rows as a typed `VALUES` list, so every SQL feature works on them
 //! (filters, ordering, aggregates, casts, joins) and the server never sees a table.
+//!
+//! A reader sees the statements of its own database and login user unless it is an admin;
+//! the text a statement expands to is bounded before it is built, since each reference
+//! copies the whole table.
 
 use std::fmt::Write;
 
-use super::queries::{EntryView, QueryStats};
+use super::queries::{EntryView, Owner, QueryStats};
 use crate::cache::CacheTier;
+
+/// A statement whose expansion would pass the reader's bound.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this statement names heliosproxy_query_stats or heliosproxy_cache_stats {references} \
+     times, which expands to {bytes} bytes; the limit is {limit} ([limits] \
+     max_client_memory_bytes)"
+)]
+pub struct TooLarge {
+    /// References to the proxy's tables.
+    pub references: usize,
+    /// What the expansion would take.
+    pub bytes: usize,
+    /// The bound.
+    pub limit: usize,
+}
+
+/// Who reads the tables, and how large the statement may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    /// The reader's own statements, or every owner's (`None`: an admin).
+    pub scope: Option<Owner<'a>>,
+    /// The most bytes the rewritten statement may take.
+    pub max_bytes: usize,
+}
 
 /// The query analytics table.
 pub const QUERY_STATS: &str = "heliosproxy_query_stats";
@@ -25,23 +54,53 @@ pub fn may_name_tables(sql: &str) -> bool {
             .any(|(i, &c)| c | 0x20 == b'h' && b[i..i + NEEDLE.len()].eq_ignore_ascii_case(NEEDLE))
 }
 
-/// `sql` with the tables replaced by rows, or `None` when it does not read them.
-pub fn rewrite(sql: &str, stats: Option<&QueryStats>, cache: &[CacheTier]) -> Option<String> {
-    let spans = helios_analysis::relation_spans(sql, &[QUERY_STATS, CACHE_STATS])?;
+/// `sql` with the tables replaced by the rows `reader` may see, `Ok(None)` when it does not
+/// read them.
+pub fn rewrite(
+    sql: &str,
+    stats: Option<&QueryStats>,
+    cache: &[CacheTier],
+    reader: Reader<'_>,
+) -> Result<Option<String>, TooLarge> {
+    let Some(spans) = helios_analysis::relation_spans(sql, &[QUERY_STATS, CACHE_STATS]) else {
+        return Ok(None);
+    };
     if spans.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let query_rows = stats.map(QueryStats::snapshot).unwrap_or_default();
-    let mut out = String::with_capacity(sql.len() + 256 * query_rows.len());
+    // Each table's rows are written once, then copied per reference after the size check.
+    let names_query = spans.iter().filter(|s| s.name == QUERY_STATS).count();
+    let mut query_text = String::new();
+    if names_query > 0 {
+        let rows = stats
+            .map(|s| s.snapshot_of(reader.scope))
+            .unwrap_or_default();
+        query_stats_select(&mut query_text, &rows);
+    }
+    let mut cache_text = String::new();
+    if names_query < spans.len() {
+        cache_stats_select(&mut cache_text, cache);
+    }
+    let bytes = sql.len()
+        + names_query * (query_text.len() + 64)
+        + (spans.len() - names_query) * (cache_text.len() + 64);
+    if bytes > reader.max_bytes {
+        return Err(TooLarge {
+            references: spans.len(),
+            bytes,
+            limit: reader.max_bytes,
+        });
+    }
+    let mut out = String::with_capacity(bytes);
     let mut at = 0;
     for s in &spans {
         out.push_str(&sql[at..s.start]);
         out.push('(');
-        if s.name == QUERY_STATS {
-            query_stats_select(&mut out, &query_rows);
+        out.push_str(if s.name == QUERY_STATS {
+            &query_text
         } else {
-            cache_stats_select(&mut out, cache);
-        }
+            &cache_text
+        });
         out.push(')');
         if !s.aliased {
             let _ = write!(out, " AS {}", s.name);
@@ -49,7 +108,7 @@ pub fn rewrite(sql: &str, stats: Option<&QueryStats>, cache: &[CacheTier]) -> Op
         at = s.end;
     }
     out.push_str(&sql[at..]);
-    Some(out)
+    Ok(Some(out))
 }
 
 /// A string constant that means the same whatever `standard_conforming_strings` is, and
@@ -88,7 +147,8 @@ fn query_stats_select(out: &mut String, rows: &[EntryView]) {
          NULL::float8 AS p50_duration, NULL::float8 AS p99_duration, \
          NULL::float8 AS max_duration, NULL::timestamptz AS first_seen, \
          NULL::timestamptz AS last_seen, NULL::bigint AS cache_hits, \
-         NULL::bigint AS cache_misses, NULL::float8 AS cache_hit_rate WHERE false",
+         NULL::bigint AS cache_misses, NULL::float8 AS cache_hit_rate, \
+         NULL::text AS database, NULL::text AS username WHERE false",
     );
     for (i, r) in rows.iter().enumerate() {
         out.push_str(if i == 0 { " UNION ALL VALUES (" } else { ", (" });
@@ -118,9 +178,13 @@ fn query_stats_select(out: &mut String, rows: &[EntryView]) {
         timestamp(out, r.last_seen_us);
         let _ = write!(
             out,
-            ", {}, {}, {:?}::float8)",
+            ", {}, {}, {:?}::float8, ",
             r.cache_hits, r.cache_misses, hit_rate
         );
+        literal(out, &r.database);
+        out.push_str(", ");
+        literal(out, &r.username);
+        out.push(')');
     }
 }
 
@@ -166,13 +230,23 @@ mod tests {
     #[test]
     fn references_become_typed_rows() {
         let stats = QueryStats::new(&AnalyticsConfig::default()).unwrap();
-        let e = stats.entry("select 'it''s', 1 from t").unwrap();
+        let owner = Owner {
+            database: "d",
+            user: "u",
+        };
+        let e = stats.entry(owner, "select 'it''s', 1 from t").unwrap();
         let _ = e;
+        let reader = Reader {
+            scope: Some(owner),
+            max_bytes: 1 << 20,
+        };
         let sql = rewrite(
             "select query_pattern, call_count from heliosproxy_query_stats s order by 2",
             Some(&stats),
             &[],
+            reader,
         )
+        .unwrap()
         .unwrap();
         assert!(
             sql.starts_with(
@@ -191,12 +265,25 @@ mod tests {
             "select sum(cache_hits) from heliosproxy_cache_stats",
             None,
             &[],
+            reader,
         )
+        .unwrap()
         .unwrap();
         assert!(
             plain.ends_with("WHERE false) AS heliosproxy_cache_stats"),
             "{plain}"
         );
-        assert!(rewrite("select 1", Some(&stats), &[]).is_none());
+        assert!(
+            rewrite("select 1", Some(&stats), &[], reader)
+                .unwrap()
+                .is_none()
+        );
+        let tight = Reader {
+            max_bytes: 1200,
+            ..reader
+        };
+        let twice = "select 1 from heliosproxy_query_stats, heliosproxy_query_stats b";
+        let err = rewrite(twice, Some(&stats), &[], tight).unwrap_err();
+        assert_eq!(err.references, 2);
     }
 }

@@ -44,6 +44,8 @@ pub struct SessionEnv {
     pub analytics: Option<Arc<crate::observe::queries::QueryStats>>,
     /// Whether clients may read the proxy's own tables (`heliosproxy_query_stats`).
     pub sql_tables: bool,
+    /// Login users who read every owner's rows in those tables (`[admin] users`).
+    pub table_admins: Arc<[String]>,
     /// Every logged-in client (`SHOW CLIENTS`, `KILL`).
     pub clients: Arc<crate::observe::clients::Clients>,
     /// The result cache, when `[cache]` is configured.
@@ -63,6 +65,8 @@ impl SessionEnv {
         self.sql_tables.then(|| super::steps::tables::TableSources {
             stats: self.analytics.clone(),
             cache: self.cache.clone(),
+            admins: self.table_admins.clone(),
+            max_bytes: self.limits.max_client_memory_bytes,
         })
     }
 }

@@ -160,7 +160,11 @@ impl Relay {
 
     fn note_analytics(&self, sql: &str, hit: bool) {
         if let Some(a) = &self.env.analytics {
-            a.note_cache(sql, hit);
+            let owner = crate::observe::queries::Owner {
+                database: &self.info.database,
+                user: &self.info.user,
+            };
+            a.note_cache(owner, sql, hit);
         }
     }
 

@@ -25,9 +25,13 @@ impl Relay {
     ) -> Option<Box<PostCtx>> {
         let post_query = self.pipeline.has_post_query();
         let journal = self.env.journal.is_some();
+        let owner = crate::observe::queries::Owner {
+            database: &self.info.database,
+            user: &self.info.user,
+        };
         let stats = self.env.analytics.as_ref().and_then(|a| match memo {
-            Some(m) => a.entry_memo(sql, m),
-            None => a.entry(sql),
+            Some(m) => a.entry_memo(owner, sql, m),
+            None => a.entry(owner, sql),
         });
         let shadow = if self.status.in_transaction() {
             None
