@@ -511,3 +511,43 @@ async fn settings_made_with_set_config_and_temp_tables_never_share_rows() {
     );
     assert_eq!(got, vec![vec![Some("temp".to_owned())]]);
 }
+
+/// A statement whose catalog lookup fails (a schema that does not exist) neither costs a
+/// server connection per statement nor asks the catalog again each time: the lookup's
+/// connection goes back to the pool and the failure is remembered as "not cacheable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_catalog_lookups_keep_their_connection_and_are_asked_once() {
+    let pg = shared_pg();
+    create_database(pg, "cache_lookup_fail").await;
+    let d = connect(&pg.direct("cache_lookup_fail")).await.unwrap();
+    d.batch_execute("create table t (a text); insert into t values ('x')")
+        .await
+        .unwrap();
+    let proxy = start_proxy(cached_config(pg, None)).await;
+    let c = connect(&via_proxy(&proxy, "postgres", "cache_lookup_fail"))
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        let err = c
+            .simple_query("select nosuchschema.lower(a) from t")
+            .await
+            .expect_err("the schema does not exist");
+        assert_eq!(err.code().map(|c| c.code()), Some("3F000"), "{err:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        rows(&c.simple_query("select a from t").await.unwrap()),
+        vec![vec![Some("x".into())]]
+    );
+    let created: u64 = proxy
+        .shared
+        .pools
+        .all()
+        .iter()
+        .map(|p| p.metrics().created)
+        .sum();
+    assert!(
+        created <= 4,
+        "30 failing statements opened {created} server connections (pool of 4)"
+    );
+}

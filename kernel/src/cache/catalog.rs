@@ -2,9 +2,13 @@
 //! tables (`r`, `p`) are cached — a view's rows change with its base tables, which a write
 //! to the view's name would not invalidate — and only immutable functions. Verdicts are
 //! looked up in the background on first sight (the statement is not cached that time) and
-//! kept for a minute, or until DDL names the relation.
+//! kept for a minute, or until DDL names the relation. A name the catalog cannot answer for
+//! (a lookup that fails: a schema that does not exist) is "not cacheable" for that minute,
+//! and a name already being looked up is not looked up again, so a failing statement sent
+//! in a loop costs one lookup, not one per statement.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::pool::Pool;
@@ -12,6 +16,8 @@ use crate::pool::Pool;
 /// Catalog verdicts per database.
 pub struct Catalog {
     verdicts: moka::sync::Cache<String, bool>,
+    /// Keys a background lookup is answering now.
+    pending: Mutex<HashSet<String>>,
 }
 
 impl Default for Catalog {
@@ -21,6 +27,7 @@ impl Default for Catalog {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            pending: Mutex::default(),
         }
     }
 }
@@ -75,66 +82,103 @@ impl Catalog {
         functions: Vec<String>,
     ) {
         let database = pool.key.database.clone();
-        let relations: Vec<String> = relations
-            .into_iter()
-            .filter(|r| self.verdicts.get(&relation_key(&database, r)).is_none())
-            .collect();
-        let functions: Vec<String> = functions
-            .into_iter()
-            .filter(|f| self.verdicts.get(&function_key(&database, f)).is_none())
-            .collect();
-        if relations.is_empty() && functions.is_empty() {
+        let mut lookups: Vec<(String, String)> = Vec::new();
+        {
+            let mut pending = self.pending.lock().expect("catalog lock");
+            let asked = relations
+                .into_iter()
+                .map(|r| (relation_key(&database, &r), relation_query(&r)))
+                .chain(
+                    functions
+                        .into_iter()
+                        .map(|f| (function_key(&database, &f), function_query(&f))),
+                );
+            for (key, sql) in asked {
+                if self.verdicts.get(&key).is_none() && pending.insert(key.clone()) {
+                    lookups.push((key, sql));
+                }
+            }
+        }
+        if lookups.is_empty() {
             return;
         }
         let catalog = self.clone();
         tokio::spawn(async move {
+            let _done = Pending {
+                catalog: &catalog,
+                keys: &lookups,
+            };
             let Ok(mut checkout) = pool.checkout().await else {
                 return;
             };
-            let mut ok = true;
-            for r in &relations {
-                let sql = format!(
-                    "SELECT c.relkind IN ('r', 'p') FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass({})",
-                    literal(r)
-                );
-                match checkout.conn.query_rows(&sql).await {
-                    Ok(a) if a.error.is_none() && a.status == b'I' => {
-                        let table = a.rows.first().and_then(|r| r.first().cloned().flatten());
-                        catalog
-                            .verdicts
-                            .insert(relation_key(&database, r), table.as_deref() == Some("t"));
+            let mut usable = true;
+            for (key, sql) in &lookups {
+                match checkout.conn.query_rows(sql).await {
+                    Ok(a) if a.status == b'I' => {
+                        // An error (the name cannot be resolved) is remembered as "no":
+                        // asking again would fail again.
+                        let yes = a.error.is_none()
+                            && a.rows.first().and_then(|r| r.first().cloned().flatten())
+                                == Some("t".to_owned());
+                        catalog.verdicts.insert(key.clone(), yes);
                     }
-                    _ => ok = false,
+                    _ => {
+                        usable = false;
+                        break;
+                    }
                 }
             }
-            for f in &functions {
-                let (schema, name) = match f.rsplit_once('.') {
-                    Some((s, n)) => (Some(s), n),
-                    None => (None, f.as_str()),
-                };
-                let schema_filter = schema
-                    .map(|s| format!(" AND p.pronamespace = {}::regnamespace", literal(s)))
-                    .unwrap_or_default();
-                let sql = format!(
-                    "SELECT coalesce(bool_and(p.provolatile = 'i'), false) FROM pg_catalog.pg_proc p WHERE p.proname = {}{schema_filter}",
-                    literal(name)
-                );
-                match checkout.conn.query_rows(&sql).await {
-                    Ok(a) if a.error.is_none() && a.status == b'I' => {
-                        let immutable = a.rows.first().and_then(|r| r.first().cloned().flatten());
-                        catalog.verdicts.insert(
-                            function_key(&database, f),
-                            immutable.as_deref() == Some("t"),
-                        );
-                    }
-                    _ => ok = false,
-                }
-            }
-            if ok {
+            if usable {
                 pool.release(checkout);
             } else {
                 pool.discard(checkout);
             }
         });
     }
+}
+
+/// Takes a lookup's keys off the pending set when it ends, however it ends.
+struct Pending<'a> {
+    catalog: &'a Catalog,
+    keys: &'a [(String, String)],
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.catalog.pending.lock().expect("catalog lock");
+        for (k, _) in self.keys {
+            pending.remove(k);
+        }
+    }
+}
+
+/// Whether `relation` is a table (`t`), a row with NULL when it does not resolve.
+fn relation_query(relation: &str) -> String {
+    format!(
+        "SELECT c.relkind IN ('r', 'p') FROM pg_catalog.pg_class c \
+         WHERE c.oid = pg_catalog.to_regclass({})",
+        literal(relation)
+    )
+}
+
+/// Whether every function named `function` is immutable (`t`); `to_regnamespace` keeps a
+/// schema that does not exist from failing the lookup.
+fn function_query(function: &str) -> String {
+    let (schema, name) = match function.rsplit_once('.') {
+        Some((s, n)) => (Some(s), n),
+        None => (None, function),
+    };
+    let schema_filter = schema
+        .map(|s| {
+            format!(
+                " AND p.pronamespace = pg_catalog.to_regnamespace({})",
+                literal(s)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "SELECT coalesce(bool_and(p.provolatile = 'i'), false) FROM pg_catalog.pg_proc p \
+         WHERE p.proname = {}{schema_filter}",
+        literal(name)
+    )
 }
