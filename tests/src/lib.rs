@@ -501,11 +501,24 @@ pub async fn admin_http(
     key: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("X-API-Key", k)).into_iter().collect();
+    admin_http_with(addr, method, path, &headers, body).await
+}
+
+/// Like [`admin_http`], with any request `headers`.
+pub async fn admin_http_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = key
-        .map(|k| format!("X-API-Key: {k}\r\n"))
-        .unwrap_or_default();
+    let auth: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let body = body.unwrap_or("");
     let content_type = if body.is_empty() {
         ""

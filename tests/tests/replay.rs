@@ -16,12 +16,19 @@ const KEY: &str = "replay-key";
 /// journal's own key.
 const JOURNAL_KEY: &str = "replay-journal-key";
 
+/// Replays that keep their writes or act as another user: the write key, besides the other.
+const WRITE_KEY: &str = "replay-write-key";
+
 async fn post(proxy: &heliosproxy::ProxyHandle, body: &str) -> (u16, String) {
-    admin_http(
+    let mut headers = vec![("X-API-Key", JOURNAL_KEY)];
+    if body.contains("as_user") || body.contains("allow_writes") {
+        headers.push(("X-Write-Key", WRITE_KEY));
+    }
+    admin_http_with(
         proxy.admin_addr,
         "POST",
         "/api/replay",
-        Some(JOURNAL_KEY),
+        &headers,
         Some(body),
     )
     .await
@@ -108,6 +115,7 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     let mut config = proxy_config(pg, PoolMode::Transaction, 4);
     config.admin.api_key = Some(KEY.into());
     config.admin.journal_api_key = Some(JOURNAL_KEY.into());
+    config.admin.write_api_key = Some(WRITE_KEY.into());
     // A password the proxy knows for every user: it must never reach a DSN target.
     config.auth.server_password = Some("s3cret-server-pw".into());
     config.journal = Some(JournalConfig {
@@ -271,6 +279,37 @@ async fn a_recorded_window_replays_against_a_candidate_and_differences_are_found
     )
     .await;
     assert_eq!(status["diff_count"], 0, "{status}");
+
+    // Acting as another user and keeping writes are powers of their own: neither the
+    // journal key nor the API key gives them.
+    for body in [
+        format!(r#"{{{reads_window},"target":"{dsn}","as_user":"alice"}}"#),
+        format!(r#"{{{writes_window},"target":"{dsn}","allow_writes":true}}"#),
+    ] {
+        for key in [JOURNAL_KEY, KEY] {
+            let (code, text) = admin_http(
+                proxy.admin_addr,
+                "POST",
+                "/api/replay",
+                Some(key),
+                Some(&body),
+            )
+            .await;
+            assert_eq!(code, 403, "{body} with {key}: {text}");
+            if key == JOURNAL_KEY {
+                assert!(text.contains("write_api_key"), "{text}");
+            }
+        }
+        let (code, text) = admin_http_with(
+            proxy.admin_addr,
+            "POST",
+            "/api/replay",
+            &[("X-API-Key", JOURNAL_KEY), ("X-Write-Key", JOURNAL_KEY)],
+            Some(&body),
+        )
+        .await;
+        assert_eq!(code, 403, "the journal key is not the write key: {text}");
+    }
 
     // As another user: `current_user` answers differently.
     let status = replay(

@@ -40,6 +40,8 @@ pub struct AdminState {
     pub api_key: Option<String>,
     /// `[admin] journal_api_key`; `None` closes `GET /api/journal`.
     pub journal_api_key: Option<String>,
+    /// `[admin] write_api_key`; `None` refuses writing replays and `as_user`.
+    pub write_api_key: Option<String>,
     /// `[ha]`, when configured.
     pub ha: Option<crate::config::HaConfig>,
     /// The backend nodes.
@@ -233,6 +235,29 @@ pub(crate) fn authorized_for_journal(
         ));
     };
     key_matches(expected, headers)
+}
+
+/// Checks the write key in `X-Write-Key` (on top of the request's own key): writing on a
+/// target, or acting as another user, is a power of its own.
+pub(crate) fn authorized_to_write(
+    shared: &AdminState,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(), Box<Response>> {
+    let refuse = |code: StatusCode, why: String| Err(Box::new((code, why).into_response()));
+    let Some(expected) = shared.write_api_key.as_deref() else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs the write key ([admin] write_api_key), which is not set"),
+        );
+    };
+    match headers.get("x-write-key").and_then(|v| v.to_str().ok()) {
+        Some(p) if constant_time_eq(p.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => refuse(
+            StatusCode::FORBIDDEN,
+            format!("{what} needs the write key in X-Write-Key ([admin] write_api_key)"),
+        ),
+    }
 }
 
 fn key_matches(expected: &str, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {

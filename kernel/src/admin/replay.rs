@@ -22,6 +22,16 @@ pub(super) async fn start(
         Ok(r) => r,
         Err(r) => return *r,
     };
+    let power = match (req.allow_writes, req.as_user.is_some()) {
+        (true, _) => Some("a replay that keeps its writes (allow_writes)"),
+        (false, true) => Some("a replay as another user (as_user)"),
+        (false, false) => None,
+    };
+    if let Some(what) = power
+        && let Err(r) = super::authorized_to_write(&shared, &headers, what)
+    {
+        return *r;
+    }
     match shared.replays.start(req).await {
         Ok(job) => (
             StatusCode::ACCEPTED,

@@ -13,6 +13,10 @@ pub struct AdminConfig {
     /// Key required (instead of `api_key`) to read the statement journal through
     /// `GET /api/journal`, which holds every client's SQL; unset = the endpoint is closed.
     pub journal_api_key: Option<String>,
+    /// Key required in `X-Write-Key`, besides the key the request needs anyway, by the
+    /// operations that write on their target or act as another user: a replay with
+    /// `allow_writes` or `as_user`. Unset = those are refused.
+    pub write_api_key: Option<String>,
     /// Login users allowed into the SQL admin console (`psql … <database>`); they
     /// authenticate like any client. Empty = the console is closed.
     pub users: Vec<String>,
@@ -28,6 +32,7 @@ impl Default for AdminConfig {
         AdminConfig {
             api_key: None,
             journal_api_key: None,
+            write_api_key: None,
             users: Vec::new(),
             database: "heliosproxy".into(),
             metrics_open: false,

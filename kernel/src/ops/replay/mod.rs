@@ -8,6 +8,7 @@
 //! `allow_writes` (or `shadow`, which rolls every write back), and the live primary is
 //! refused as a target unless `allow_writes`.
 
+mod bounds;
 mod plan;
 mod run;
 
@@ -33,6 +34,12 @@ const MAX_RUNNING: usize = 4;
 
 /// Statements one replay may hold.
 const MAX_STATEMENTS: usize = 2_000_000;
+
+/// Bytes of statements (text, parameters, names) one replay may hold in memory.
+const MAX_PLAN_BYTES: usize = 256 << 20;
+
+/// Finished replays kept for `GET /api/replay` (the oldest go first).
+const KEEP_FINISHED: usize = 50;
 
 /// What to compare.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -232,6 +239,35 @@ impl Job {
         *self.elapsed.lock().expect("elapsed lock") = Some(elapsed);
     }
 
+    fn new(
+        id: u64,
+        target: String,
+        (diff_mode, shadow): (DiffMode, bool),
+        sessions: usize,
+        statements: usize,
+        started_ms: u64,
+    ) -> Job {
+        Job {
+            id,
+            target,
+            diff_mode,
+            shadow,
+            sessions,
+            statements,
+            started_ms,
+            cancel: AtomicBool::new(false),
+            sessions_done: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            diff_count: AtomicU64::new(0),
+            divergent: Mutex::new(Vec::new()),
+            failures: Mutex::new(Vec::new()),
+            started: std::time::Instant::now(),
+            elapsed: Mutex::new(None),
+        }
+    }
+
     fn running(&self) -> bool {
         self.elapsed.lock().expect("elapsed lock").is_none()
     }
@@ -329,21 +365,11 @@ impl Replays {
         let plan = tokio::task::spawn_blocking(move || {
             journal.barrier();
             let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
-            let mut records = Vec::new();
-            for r in journal
+            let read = journal
                 .read(at(from), at(to_ms))
                 .map_err(|e| e.to_string())?
-            {
-                let r = r.map_err(|e| e.to_string())?;
-                if filter.admits(&r) {
-                    if records.len() == MAX_STATEMENTS {
-                        return Err(format!(
-                            "the window holds more than {MAX_STATEMENTS} statements; narrow it"
-                        ));
-                    }
-                    records.push(r);
-                }
-            }
+                .map(|r| r.map_err(|e| e.to_string()));
+            let records = bounds::collect(read, &filter, MAX_STATEMENTS, MAX_PLAN_BYTES)?;
             Ok(plan::build(records))
         })
         .await
@@ -359,26 +385,19 @@ impl Replays {
             });
         }
         let id = self.next.fetch_add(1, Relaxed);
-        let job = Arc::new(Job {
+        let job = Arc::new(Job::new(
             id,
-            target: target.describe(),
-            diff_mode: req.diff_mode,
-            shadow: req.shadow,
-            sessions: plan.sessions.len(),
-            statements: plan.statements,
-            started_ms: now_ms,
-            cancel: AtomicBool::new(false),
-            sessions_done: AtomicU64::new(0),
-            replayed: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            diff_count: AtomicU64::new(0),
-            divergent: Mutex::new(Vec::new()),
-            failures: Mutex::new(Vec::new()),
-            started: std::time::Instant::now(),
-            elapsed: Mutex::new(None),
-        });
-        self.jobs.lock().expect("jobs lock").insert(id, job.clone());
+            target.describe(),
+            (req.diff_mode, req.shadow),
+            plan.sessions.len(),
+            plan.statements,
+            now_ms,
+        ));
+        {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            bounds::forget_oldest_finished(&mut jobs, KEEP_FINISHED);
+            jobs.insert(id, job.clone());
+        }
         tracing::info!(
             replay_id = id,
             target = %job.target,
