@@ -121,6 +121,17 @@ fn discovered_roles_need_the_ha_section_and_its_values_are_checked() {
             .iter()
             .any(|p| p.starts_with("journal.segment_bytes"))
     );
+    let upgrade = "[upgrade]\nfrom_backend = \"a\"\nto_backend = \"b\"\n\
+                   [[nodes]]\nname = \"b\"\nhost = \"h\"\nrole = \"replica\"\n";
+    let problems = Config::parse(&format!("{with_ha}{upgrade}"))
+        .unwrap()
+        .validate();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("upgrade: cannot run with [ha]")),
+        "{problems:?}"
+    );
     let typo = Config::parse("[ha]\nfailover = \"sometimes\"\n").unwrap_err();
     assert!(typo.contains("ha.failover"), "{typo}");
 }

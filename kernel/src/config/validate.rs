@@ -65,6 +65,16 @@ impl Config {
         if let Some(u) = &self.upgrade {
             let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
             problems.extend(u.problems(&names));
+            // The upgrade target is a writable server listed as a replica: the failover
+            // tracker would take it for a standby that lost its way and fence it.
+            if self.ha.is_some() && u.enabled {
+                problems.push(
+                    "upgrade: cannot run with [ha]: the upgrade target is a writable server \
+                     configured as a replica, which failover would fence; remove [ha] (or set \
+                     upgrade.enabled = false) for the upgrade"
+                        .into(),
+                );
+            }
         }
         if self.pool.max_connections == 0 {
             problems.push("pool.max_connections: must be at least 1".into());
