@@ -95,9 +95,10 @@ impl Capture {
         });
     }
 
-    /// Stores the result when it is whole and came outside a transaction block.
-    pub fn finish(self, failed: bool, in_transaction: bool) {
-        if failed || in_transaction || self.overflow || self.complete.is_empty() {
+    /// Stores the result when it is whole, came outside a transaction block, and is not to be
+    /// `discard`ed (it failed, or a node other than the primary answered it).
+    pub fn finish(self, discard: bool, in_transaction: bool) {
+        if discard || in_transaction || self.overflow || self.complete.is_empty() {
             return;
         }
         let row_description =

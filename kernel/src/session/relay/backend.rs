@@ -309,12 +309,16 @@ impl Relay {
 
     /// Hands a completed statement to its observers.
     pub(in crate::session) fn finish_statement(&mut self, ctx: PostCtx) {
+        let topology = &self.env.topology;
+        let from_primary = ctx.capture.is_some()
+            && topology.nodes[topology.primary()].name() == self.pool.key.node;
         ctx.finish(Sinks {
             pipeline: &self.pipeline,
             journal: self.env.journal.as_deref(),
             info: &self.info,
             in_transaction: self.status.in_transaction(),
             node: &self.pool.key.node,
+            from_primary,
             analytics: self.env.analytics.as_deref(),
             db: &self.presence.db,
         });

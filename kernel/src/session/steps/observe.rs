@@ -95,6 +95,9 @@ pub struct Sinks<'a> {
     pub in_transaction: bool,
     /// The node that ran it.
     pub node: &'a str,
+    /// That node is the primary: only its results may be stored in the result cache (a
+    /// replica may not have applied the commits whose invalidations the cache has seen).
+    pub from_primary: bool,
     /// The query analytics, when on.
     pub analytics: Option<&'a QueryStats>,
     /// The database's traffic counters (`SHOW STATS`).
@@ -170,7 +173,10 @@ impl PostCtx {
     pub fn finish(mut self, sinks: Sinks<'_>) {
         let elapsed = self.started.elapsed();
         if let Some(c) = self.capture.take() {
-            c.finish(self.error.is_some(), sinks.in_transaction);
+            c.finish(
+                self.error.is_some() || !sinks.from_primary,
+                sinks.in_transaction,
+            );
         }
         if let Some(s) = self.shadow.take() {
             let code = self.error.as_ref().map(|(c, _)| c.clone());
