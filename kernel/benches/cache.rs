@@ -39,11 +39,14 @@ fn ten_rows() -> CachedResult {
 fn hit(c: &mut Criterion) {
     let cache = Arc::new(ResultCache::new(&CacheConfig::default()).unwrap());
     let key = [7u8; 32];
-    let pending = cache.pending(
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pending = runtime.block_on(cache.pending(
         key,
         Duration::from_secs(600),
         vec!["app\0public.items".into()],
-    );
+    ));
     cache.store(pending, ten_rows());
     let mut out = Vec::with_capacity(4096);
     c.bench_function("cache/l1_hit_10_rows_to_frames", |b| {

@@ -16,6 +16,8 @@ use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
 use heliosproxy::server::{Proxy, ProxyHandle};
 
 pub mod admin_api;
+pub mod cache;
+pub mod link;
 pub mod pg17;
 pub mod pgbench;
 pub mod raw;

@@ -5,31 +5,11 @@
 
 use std::time::Duration;
 
-use helios_tests::heliosproxy::config::{CacheConfig, Config, Grant, L2Config, PoolMode};
+use helios_tests::cache::{cached_config, warm};
 use helios_tests::heliosproxy::embedded::HostAuth;
 use helios_tests::heliosproxy::server::ProxyHandle;
 use helios_tests::redis::Redis;
 use helios_tests::*;
-
-fn cached_config(pg: &Pg, redis: Option<&Redis>) -> Config {
-    let mut c = proxy_config(pg, PoolMode::Transaction, 4);
-    c.admin.api_key = Some("k".into());
-    c.plugins.push(plugin(
-        "cache-policy",
-        "helios-cache-policy",
-        &[],
-        "default_ttl_s = 60\nexclude_tables = [\"public.uncached\"]\n",
-    ));
-    c.cache = Some(CacheConfig {
-        l2: redis.map(|r| L2Config {
-            url: r.url(),
-            timeout_ms: 200,
-            ..L2Config::default()
-        }),
-        ..CacheConfig::default()
-    });
-    c
-}
 
 async fn cache_stats(proxy: &ProxyHandle) -> serde_json::Value {
     let (code, body) = admin_http(proxy.admin_addr, "GET", "/api/cache", Some("k"), None).await;
@@ -39,17 +19,6 @@ async fn cache_stats(proxy: &ProxyHandle) -> serde_json::Value {
 
 fn l1_hits(v: &serde_json::Value) -> u64 {
     v["tiers"][0]["cache_hits"].as_u64().unwrap()
-}
-
-/// Runs `sql` three times: the catalog is asked the first time, the result stored the
-/// second, answered from the cache the third.
-async fn warm(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let mut last = Vec::new();
-    for _ in 0..3 {
-        last = rows(&c.simple_query(sql).await.unwrap());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    last
 }
 
 async fn items(pg: &Pg, db: &str) {
@@ -155,8 +124,8 @@ async fn writes_through_one_proxy_invalidate_the_other_and_rollbacks_do_not() {
     let redis = Redis::start();
     let pg = shared_pg();
     items(pg, "cache_shared").await;
-    let a = start_proxy(cached_config(pg, Some(&redis))).await;
-    let b = start_proxy(cached_config(pg, Some(&redis))).await;
+    let a = start_proxy(cached_config(pg, Some(redis.url()))).await;
+    let b = start_proxy(cached_config(pg, Some(redis.url()))).await;
     let ca = connect(&via_proxy(&a, "postgres", "cache_shared"))
         .await
         .unwrap();
@@ -549,64 +518,5 @@ async fn failing_catalog_lookups_keep_their_connection_and_are_asked_once() {
     assert!(
         created <= 4,
         "30 failing statements opened {created} server connections (pool of 4)"
-    );
-}
-
-/// A read a lagging replica answers after a commit's invalidation is not stored: once the
-/// replica has caught up, the next read sees the committed row, not the replica's old one
-/// kept for the TTL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_from_a_lagging_replica_are_not_stored() {
-    let (primary, replica) = start_primary_and_replica().await;
-    let direct = connect(&primary.direct("postgres")).await.unwrap();
-    direct
-        .batch_execute(
-            "create table lag_items (id int primary key, name text);
-             insert into lag_items values (1, 'old')",
-        )
-        .await
-        .unwrap();
-    wait_for_replay(&primary, &replica).await;
-    let mut config = cached_config(&primary, None);
-    add_replica(&mut config, &replica, "replica1", &[]);
-    config.plugins.push(plugin(
-        "router",
-        "helios-router",
-        &[Grant::Topology, Grant::Clock],
-        "",
-    ));
-    let proxy = start_proxy(config).await;
-    let c = connect(&via_proxy(&proxy, "postgres", "postgres"))
-        .await
-        .unwrap();
-    assert_eq!(
-        rows(
-            &c.simple_query("select pg_is_in_recovery()::text")
-                .await
-                .unwrap()
-        ),
-        vec![vec![Some("true".into())]],
-        "reads go to the replica"
-    );
-    let read = "select name from lag_items where id = 1";
-    let on_replica = connect(&replica.direct("postgres")).await.unwrap();
-    on_replica
-        .batch_execute("select pg_wal_replay_pause()")
-        .await
-        .unwrap();
-    c.batch_execute("update lag_items set name = 'new' where id = 1")
-        .await
-        .unwrap();
-    // The replica still answers `old`: it is behind the invalidation.
-    assert_eq!(warm(&c, read).await[0][0].as_deref(), Some("old"));
-    on_replica
-        .batch_execute("select pg_wal_replay_resume()")
-        .await
-        .unwrap();
-    wait_for_replay(&primary, &replica).await;
-    assert_eq!(
-        rows(&c.simple_query(read).await.unwrap())[0][0].as_deref(),
-        Some("new"),
-        "the lagging replica's answer was not kept"
     );
 }

@@ -1,8 +1,19 @@
-//! The shared tier: results in Redis (tagged by the tables they read) and invalidations
-//! published to every proxy. Redis is optional at every step: a call that fails or takes
-//! longer than `timeout_ms` is a miss (or a skipped store), never an error or a stall; an
-//! outage is logged once when it starts and once when it ends.
+//! The shared tier: results in Redis and invalidations published to every proxy.
+//!
+//! Ordering does not decide what is fresh; versions do. Every table has a version in Redis
+//! (`INCR`ed by each committed write's invalidation, plus one version for "everything"). A
+//! miss reads the versions of its tables *before* the statement runs; its result is stored
+//! only if they are unchanged when the store lands (checked and written in one script), and
+//! a reader gets a stored result only if they are still unchanged (checked in the same
+//! script as the read). So a store that arrives after a write's invalidation, or a value a
+//! proxy copies to its own memory, can never be older than the last acknowledged write. An
+//! invalidation Redis did not acknowledge is retried until it is.
+//!
+//! Redis is optional at every step: a call that fails or takes longer than `timeout_ms` is a
+//! miss (or a skipped store), never an error or a stall; an outage is logged once when it
+//! starts and once when it ends.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -25,6 +36,49 @@ pub struct L2Stats {
     pub remote_invalidations: AtomicU64,
 }
 
+/// Reads a result and checks its tables' versions, in one step on the server: the stored
+/// hash holds the value (`d`), its version keys (`k`) and the versions it was read at (`g`).
+/// A result whose versions moved is deleted and not returned.
+const GET_SCRIPT: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'd', 'k', 'g')
+if not h[1] then return false end
+local gens = {}
+for g in string.gmatch(h[3], '[^\n]+') do gens[#gens + 1] = g end
+local i = 0
+for k in string.gmatch(h[2], '[^\n]+') do
+  i = i + 1
+  if (redis.call('GET', k) or '0') ~= gens[i] then
+    redis.call('DEL', KEYS[1])
+    return false
+  end
+end
+return h[1]
+";
+
+/// Stores a result only if its tables' versions are still those read before it ran.
+const SET_SCRIPT: &str = r"
+local keys = {}
+for k in string.gmatch(ARGV[3], '[^\n]+') do keys[#keys + 1] = k end
+local i = 0
+for g in string.gmatch(ARGV[4], '[^\n]+') do
+  i = i + 1
+  if (redis.call('GET', keys[i]) or '0') ~= g then return 0 end
+end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'k', ARGV[3], 'g', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Tables whose invalidation is waiting for Redis, beyond which everything is invalidated.
+const MAX_UNACKED: usize = 10_000;
+
+/// The versions a miss read before its statement ran, in the order of its version keys.
+#[derive(Debug, Clone)]
+pub struct Versions {
+    keys: Vec<String>,
+    values: Vec<String>,
+}
+
 /// The Redis tier.
 pub struct L2 {
     client: redis::Client,
@@ -37,6 +91,8 @@ pub struct L2 {
     pub stats: L2Stats,
     /// This proxy's id in published invalidations (its own are ignored when they come back).
     id: u64,
+    /// Invalidations Redis has not acknowledged (tables, or `*`), retried until it does.
+    unacked: std::sync::Mutex<HashSet<String>>,
 }
 
 impl L2 {
@@ -51,6 +107,7 @@ impl L2 {
             down: AtomicBool::new(false),
             stats: L2Stats::default(),
             id: rand::random(),
+            unacked: std::sync::Mutex::default(),
         })
     }
 
@@ -59,11 +116,16 @@ impl L2 {
     }
 
     fn result_key(&self, key: &[u8; 32]) -> String {
-        format!("{}:r:{}", self.config.prefix, hex::encode(key))
+        format!("{}:r2:{}", self.config.prefix, hex::encode(key))
     }
 
-    fn tag_key(&self, table: &str) -> String {
-        format!("{}:t:{}", self.config.prefix, table.replace('\0', "/"))
+    /// The version key of `table` (`database\0schema.name`), or of everything for `*`.
+    fn version_key(&self, table: &str) -> String {
+        if table == super::EVERYTHING {
+            format!("{}:v:*", self.config.prefix)
+        } else {
+            format!("{}:v:{}", self.config.prefix, hex::encode(table))
+        }
     }
 
     fn channel(&self) -> String {
@@ -143,10 +205,28 @@ impl L2 {
         }
     }
 
-    /// The stored value of `key`.
+    /// The versions of `tables` (and of everything) now; `None` when Redis cannot say.
+    pub async fn versions(&self, tables: &[String]) -> Option<Versions> {
+        let keys: Vec<String> = std::iter::once(self.version_key(super::EVERYTHING))
+            .chain(tables.iter().map(|t| self.version_key(t)))
+            .collect();
+        let mut p = redis::pipe();
+        p.cmd("MGET").arg(&keys);
+        let (values,): (Vec<Option<String>>,) = self.run("versions", &p).await?;
+        let values = values
+            .into_iter()
+            .map(|v| v.unwrap_or_else(|| "0".into()))
+            .collect();
+        Some(Versions { keys, values })
+    }
+
+    /// The stored value of `key`, when its tables' versions are those it was stored at.
     pub async fn get(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
         let mut p = redis::pipe();
-        p.cmd("GET").arg(self.result_key(key));
+        p.cmd("EVAL")
+            .arg(GET_SCRIPT)
+            .arg(1)
+            .arg(self.result_key(key));
         let got: Option<(Option<Vec<u8>>,)> = self.run("get", &p).await;
         match got.and_then(|(v,)| v) {
             Some(v) => {
@@ -160,58 +240,87 @@ impl L2 {
         }
     }
 
-    /// Stores `value` under `key` for `ttl`, tagged with `tables`.
-    pub async fn set(&self, key: &[u8; 32], value: Vec<u8>, ttl: Duration, tables: &[String]) {
+    /// Stores `value` under `key` for `ttl`, unless a write changed `versions` since they
+    /// were read.
+    pub async fn set(&self, key: &[u8; 32], value: Vec<u8>, ttl: Duration, versions: &Versions) {
         let ttl = ttl
             .min(Duration::from_secs(self.config.ttl_s))
             .as_millis()
             .max(1) as u64;
-        let k = self.result_key(key);
         let mut p = redis::pipe();
-        p.cmd("SET").arg(&k).arg(value).arg("PX").arg(ttl).ignore();
-        for t in tables {
-            let tag = self.tag_key(t);
-            p.cmd("SADD").arg(&tag).arg(&k).ignore();
-            p.cmd("PEXPIRE")
-                .arg(&tag)
-                .arg(ttl.max(self.config.ttl_s * 1000))
-                .ignore();
-        }
+        p.cmd("EVAL")
+            .arg(SET_SCRIPT)
+            .arg(1)
+            .arg(self.result_key(key))
+            .arg(value)
+            .arg(ttl)
+            .arg(versions.keys.join("\n"))
+            .arg(versions.values.join("\n"))
+            .ignore();
         let _: Option<()> = self.run("set", &p).await;
     }
 
-    /// Drops every stored result that read one of `tables` and tells the other proxies.
+    /// Moves the versions of `tables` (`*`: everything) and tells the other proxies; when
+    /// Redis does not acknowledge it, it is kept and retried (see [`L2::retry_unacked`]).
     pub async fn invalidate(&self, tables: &[String]) {
+        if !self.try_invalidate(tables).await {
+            let mut unacked = self.unacked.lock().expect("l2 lock");
+            unacked.extend(tables.iter().cloned());
+            if unacked.len() > MAX_UNACKED {
+                unacked.clear();
+                unacked.insert(super::EVERYTHING.to_owned());
+            }
+        }
+    }
+
+    /// Drops every stored result (of this prefix) and tells the other proxies.
+    pub async fn invalidate_all(&self) {
+        self.invalidate(&[super::EVERYTHING.to_owned()]).await;
+    }
+
+    async fn try_invalidate(&self, tables: &[String]) -> bool {
         let mut p = redis::pipe();
         for t in tables {
-            let tag = self.tag_key(t);
-            // DEL of each member, then of the tag, atomically on the server side.
-            p.cmd("EVAL")
-                .arg("local m = redis.call('SMEMBERS', KEYS[1]) for _, k in ipairs(m) do redis.call('DEL', k) end redis.call('DEL', KEYS[1]) return #m")
-                .arg(1)
-                .arg(&tag)
-                .ignore();
+            p.cmd("INCR").arg(self.version_key(t)).ignore();
             p.cmd("PUBLISH")
                 .arg(self.channel())
                 .arg(format!("{}|{}", self.id, t))
                 .ignore();
         }
-        let _: Option<()> = self.run("invalidate", &p).await;
+        self.run::<()>("invalidate", &p).await.is_some()
     }
 
-    /// Drops every stored result (of this prefix) and tells the other proxies.
-    pub async fn invalidate_all(&self) {
-        let mut p = redis::pipe();
-        p.cmd("EVAL")
-            .arg("local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n")
-            .arg(0)
-            .arg(format!("{}:*", self.config.prefix))
-            .ignore();
-        p.cmd("PUBLISH")
-            .arg(self.channel())
-            .arg(format!("{}|*", self.id))
-            .ignore();
-        let _: Option<()> = self.run("invalidate", &p).await;
+    /// Retries unacknowledged invalidations every 200 ms for as long as the proxy runs.
+    pub fn retry_unacked(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let Some(l2) = weak.upgrade() else {
+                    return;
+                };
+                let tables: Vec<String> = {
+                    let unacked = l2.unacked.lock().expect("l2 lock");
+                    unacked.iter().cloned().collect()
+                };
+                if tables.is_empty() || !l2.try_invalidate(&tables).await {
+                    continue;
+                }
+                let mut unacked = l2.unacked.lock().expect("l2 lock");
+                for t in &tables {
+                    unacked.remove(t);
+                }
+                tracing::info!(
+                    tables = tables.len(),
+                    "result cache: invalidations Redis missed were delivered"
+                );
+            }
+        });
+    }
+
+    /// Invalidations waiting for Redis.
+    pub fn unacked(&self) -> usize {
+        self.unacked.lock().expect("l2 lock").len()
     }
 
     /// Listens for other proxies' invalidations for as long as the proxy runs, calling

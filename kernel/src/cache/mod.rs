@@ -92,6 +92,9 @@ pub struct ResultCache {
     /// Bumped by each invalidation of a table: a result whose run began before it is not
     /// stored (it may hold rows the write changed).
     generations: Mutex<HashMap<String, u64>>,
+    /// Bumped by every local invalidation: a value read from Redis while one happened is
+    /// answered but not copied into L1.
+    epoch: AtomicU64,
     /// The shared tier, when configured.
     pub l2: Option<Arc<l2::L2>>,
     /// Catalog verdicts (tables only, immutable functions only).
@@ -114,6 +117,9 @@ pub struct Pending {
     pub tables: Vec<String>,
     /// The tables' generations when it started.
     pub generations: Vec<u64>,
+    /// The tables' versions in Redis when it started; `None` (Redis could not say, or no
+    /// Redis): the result is kept in this proxy only.
+    pub versions: Option<l2::Versions>,
 }
 
 impl ResultCache {
@@ -133,6 +139,7 @@ impl ResultCache {
             l1,
             tags: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
             l2,
             catalog: Arc::default(),
             descriptions: moka::sync::Cache::builder()
@@ -146,6 +153,7 @@ impl ResultCache {
     /// Starts listening for other proxies' invalidations (with L2); [`EVERYTHING`] clears all.
     pub fn start(self: &Arc<Self>) {
         if let Some(l2) = &self.l2 {
+            l2.retry_unacked();
             let weak = Arc::downgrade(self);
             l2.listen(move |table| {
                 if let Some(cache) = weak.upgrade() {
@@ -190,24 +198,37 @@ impl ResultCache {
             return Some(r);
         }
         let l2 = self.l2.as_ref()?;
+        let epoch = self.epoch.load(Relaxed);
         let bytes = l2.get(key).await?;
         let result = Arc::new(CachedResult::decode(&bytes)?);
-        self.insert_local(*key, result.clone(), ttl);
+        // Redis vouched for it when it answered; an invalidation that reached this proxy
+        // since may be newer, so the copy is not kept.
+        if self.epoch.load(Relaxed) == epoch {
+            self.insert_local(*key, result.clone(), ttl);
+        }
         Some(result)
     }
 
-    /// What a miss records to be stored later.
-    pub fn pending(&self, key: Key, ttl: Duration, tables: Vec<String>) -> Pending {
-        let gens = self.generations.lock().expect("cache lock");
-        let generations = tables
-            .iter()
-            .map(|t| gens.get(t).copied().unwrap_or(0))
-            .collect();
+    /// What a miss records to be stored later: read before the statement runs, so a write
+    /// that commits while it runs is seen at the store.
+    pub async fn pending(&self, key: Key, ttl: Duration, tables: Vec<String>) -> Pending {
+        let generations = {
+            let gens = self.generations.lock().expect("cache lock");
+            tables
+                .iter()
+                .map(|t| gens.get(t).copied().unwrap_or(0))
+                .collect()
+        };
+        let versions = match &self.l2 {
+            Some(l2) => l2.versions(&tables).await,
+            None => None,
+        };
         Pending {
             key,
             ttl,
             tables,
             generations,
+            versions,
         }
     }
 
@@ -232,11 +253,10 @@ impl ResultCache {
         let result = Arc::new(result);
         self.insert_local(pending.key, result.clone(), pending.ttl);
         self.stats.stores.fetch_add(1, Relaxed);
-        if let Some(l2) = self.l2.clone() {
+        if let (Some(l2), Some(versions)) = (self.l2.clone(), pending.versions) {
             let bytes = result.encode();
             tokio::spawn(async move {
-                l2.set(&pending.key, bytes, pending.ttl, &result.tables)
-                    .await;
+                l2.set(&pending.key, bytes, pending.ttl, &versions).await;
             });
         }
     }
@@ -263,6 +283,7 @@ impl ResultCache {
             return;
         }
         let mut dropped = 0;
+        self.epoch.fetch_add(1, Relaxed);
         {
             let mut gens = self.generations.lock().expect("cache lock");
             for t in tables {
@@ -284,7 +305,7 @@ impl ResultCache {
     }
 
     /// Drops `tables` here, in Redis and in every other proxy; returns when Redis has it (or
-    /// gave up within its timeout).
+    /// gave up within its timeout: then it is retried until Redis acknowledges it).
     pub async fn invalidate(&self, tables: &[String]) {
         if tables.iter().any(|t| t == EVERYTHING) {
             return self.invalidate_all().await;
@@ -296,6 +317,7 @@ impl ResultCache {
     }
 
     fn clear_local(&self) {
+        self.epoch.fetch_add(1, Relaxed);
         let n = self.l1.entry_count();
         self.l1.invalidate_all();
         self.tags.lock().expect("cache lock").clear();

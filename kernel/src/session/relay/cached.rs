@@ -128,7 +128,7 @@ impl Relay {
 
     /// After a miss: copy the result when the catalog vouches for every relation and
     /// function; when it does not know yet, ask it in the background.
-    fn capture_for(
+    async fn capture_for(
         &self,
         cache: &Arc<ResultCache>,
         subject: Subject,
@@ -141,7 +141,7 @@ impl Relay {
             .verdict(database, &subject.relations, &subject.functions)
         {
             Some(true) => {
-                let pending = cache.pending(key, cache.ttl(ttl_ms), subject.tables);
+                let pending = cache.pending(key, cache.ttl(ttl_ms), subject.tables).await;
                 CacheStep::Capture(Capture::new(cache.clone(), pending))
             }
             Some(false) => CacheStep::Pass,
@@ -202,7 +202,7 @@ impl Relay {
             return CacheStep::Answered;
         }
         self.note_analytics(sql, false);
-        self.capture_for(&cache, subject, key, ttl_ms)
+        self.capture_for(&cache, subject, key, ttl_ms).await
     }
 
     /// A `Bind` of a statement a policy asked to cache: a hit binds a portal the proxy
@@ -230,7 +230,7 @@ impl Relay {
             return true;
         }
         self.note_analytics(p.sql(), false);
-        if let CacheStep::Capture(c) = self.capture_for(&cache, subject, key, ttl_ms) {
+        if let CacheStep::Capture(c) = self.capture_for(&cache, subject, key, ttl_ms).await {
             if let Some(t) = self.cached.described.get(&p.hash) {
                 c.set_row_description(t.clone());
             }
