@@ -30,6 +30,7 @@ pub(super) async fn show(State(shared): State<Arc<AdminState>>, headers: HeaderM
         "skipped": cache.stats.skipped.load(Relaxed),
         "redis_up": cache.l2.as_ref().map(|l2| l2.up()),
         "redis_errors": cache.l2.as_ref().map(|l2| l2.stats.errors.load(Relaxed)),
+        "redis_unacked_invalidations": cache.l2.as_ref().map(|l2| l2.unacked()),
     }))
     .into_response()
 }
