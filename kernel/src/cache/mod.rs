@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod entry;
 pub mod key;
 pub mod l2;
+pub mod spread;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -99,6 +100,8 @@ pub struct ResultCache {
     pub l2: Option<Arc<l2::L2>>,
     /// Catalog verdicts (tables only, immutable functions only).
     pub catalog: Arc<catalog::Catalog>,
+    /// Relations whose writes reach rows their name does not cover.
+    pub spread: Arc<spread::Spread>,
     /// Statement descriptions (`ParameterDescription`, `RowDescription`) of cached
     /// statements, so a driver that prepares first needs no server on a hit.
     descriptions: moka::sync::Cache<Key, Arc<Description>>,
@@ -142,6 +145,7 @@ impl ResultCache {
             epoch: AtomicU64::new(0),
             l2,
             catalog: Arc::default(),
+            spread: Arc::default(),
             descriptions: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(config.max_ttl_s))

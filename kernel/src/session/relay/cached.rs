@@ -146,10 +146,8 @@ impl Relay {
             }
             Some(false) => CacheStep::Pass,
             None => {
-                let primary = self.env.topology.primary();
-                let pool = self.node_pools[primary]
-                    .clone()
-                    .unwrap_or_else(|| self.pool.clone());
+                let pool = self.primary_pool();
+                cache.spread.load(pool.clone());
                 cache
                     .catalog
                     .resolve(pool, subject.relations, subject.functions);
@@ -326,34 +324,85 @@ impl Relay {
         }
     }
 
-    /// Notes the tables a statement about to run writes (DML, DDL, TRUNCATE, COPY FROM).
+    /// Notes the tables a statement about to run writes (DML, DDL, TRUNCATE, COPY FROM, and
+    /// what an `EXECUTE` runs). A write that reaches rows the text does not name — to a
+    /// relation the catalog says spreads (views, partitions, inheritance, triggers, rules,
+    /// cascading foreign keys), a `TRUNCATE … CASCADE`, opaque code, an `EXECUTE` of an
+    /// unknown statement, or any write while the catalog has not said — is noted as a
+    /// write to everything.
     pub(super) fn note_cache_writes(&mut self, sql: &str) {
-        let Some(cache) = self.env.cache.as_ref() else {
+        let Some(cache) = self.env.cache.clone() else {
             return;
         };
         let (_, analysis) = crate::plugins::facts::analyzer().analyze(sql);
         let path = self.search_path();
-        let database = &self.pool.key.database;
+        let database = self.pool.key.database.clone();
+        let mut everything = false;
+        let mut named = Vec::new();
         for s in &analysis.statements {
-            if changes_unnamed_relations(s) {
-                let everything = crate::cache::EVERYTHING.to_owned();
-                if !self.cached.writes.contains(&everything) {
-                    self.cached.writes.push(everything);
-                }
+            let executed;
+            let s = match s.executes.as_deref() {
+                Some(name) => match self.state.prepare_text(name) {
+                    Some(text) => {
+                        executed = crate::plugins::facts::analyzer().analyze(&text).1;
+                        match executed.statements.first() {
+                            Some(body) => body,
+                            None => continue,
+                        }
+                    }
+                    None => {
+                        everything = true;
+                        continue;
+                    }
+                },
+                None => s,
+            };
+            if changes_unnamed_relations(s) || truncates_with_cascade(s) {
+                everything = true;
+            }
+            if s.class == helios_analysis::StatementClass::Ddl {
+                cache.spread.forget(&database);
             }
             for t in s
                 .writes
                 .iter()
                 .chain(s.modifications.iter().map(|m| &m.table))
             {
-                let name = t.resolved(&path);
-                cache.catalog.forget(database, &name);
-                let tag = format!("{database}\0{name}");
-                if !self.cached.writes.contains(&tag) {
-                    self.cached.writes.push(tag);
+                named.push(t.resolved(&path));
+            }
+        }
+        if !named.is_empty() {
+            match cache.spread.of(&database) {
+                Some(known) => everything |= named.iter().any(|n| known.spreads(n)),
+                None => {
+                    everything = true;
+                    cache.spread.load(self.primary_pool());
                 }
             }
         }
+        if everything {
+            let all = crate::cache::EVERYTHING.to_owned();
+            if !self.cached.writes.contains(&all) {
+                self.cached.writes.push(all);
+            }
+        }
+        for name in named {
+            cache.catalog.forget(&database, &name);
+            let tag = format!("{database}\0{name}");
+            if !self.cached.writes.contains(&tag) {
+                self.cached.writes.push(tag);
+            }
+        }
+    }
+
+    /// A pool on the primary, for catalog lookups.
+    fn primary_pool(&self) -> Arc<crate::pool::Pool> {
+        let primary = self.env.topology.primary();
+        self.node_pools
+            .get(primary)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| self.pool.clone())
     }
 
     /// `ReadyForQuery`: writes of a transaction that committed invalidate (the shared tier
@@ -397,6 +446,12 @@ impl Relay {
             cache.invalidate(&tables).await;
         }
     }
+}
+
+/// Whether a statement is a `TRUNCATE … CASCADE` (it empties every table referencing the
+/// named ones). Read from the text: a false positive only invalidates more.
+fn truncates_with_cascade(s: &helios_analysis::StatementFacts) -> bool {
+    s.kind == "truncate" && s.text.to_ascii_lowercase().contains("cascade")
 }
 
 /// Whether a statement may change cached answers of relations the analysis does not name:
