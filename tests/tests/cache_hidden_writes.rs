@@ -169,3 +169,51 @@ async fn writes_the_text_does_not_name_invalidate_what_they_change() {
         "a write to a plain table kept the cached read of another"
     );
 }
+
+/// With the default `search_path` (`"$user", public`), a role with a schema of its own name
+/// reads its own table under an unqualified name: a write naming that table qualified (or
+/// unqualified, from that role) must invalidate the role's cached read, and the other way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_reached_through_the_user_schema_is_invalidated_by_its_writes() {
+    let pg = shared_pg();
+    create_database(pg, "cache_user_schema").await;
+    connect(&pg.direct("cache_user_schema"))
+        .await
+        .unwrap()
+        .batch_execute(
+            "do $$ begin create role cache_owner login; exception when duplicate_object then null; end $$;
+             create table public.notes (id int primary key, v text);
+             insert into public.notes values (1, 'public');
+             create schema cache_owner authorization cache_owner;
+             create table cache_owner.notes (id int primary key, v text);
+             insert into cache_owner.notes values (1, 'own');
+             alter table cache_owner.notes owner to cache_owner;",
+        )
+        .await
+        .unwrap();
+    let proxy = start_proxy(cached_config(pg, None)).await;
+    let owner = connect(&via_proxy(&proxy, "cache_owner", "cache_user_schema"))
+        .await
+        .unwrap();
+    let admin = connect(&via_proxy(&proxy, "postgres", "cache_user_schema"))
+        .await
+        .unwrap();
+    let read = "select v from notes where id = 1";
+    assert_eq!(warm(&owner, read).await[0][0].as_deref(), Some("own"));
+    admin
+        .batch_execute("update cache_owner.notes set v = 'changed' where id = 1")
+        .await
+        .unwrap();
+    assert_eq!(one(&owner, read).await.as_deref(), Some("changed"));
+
+    let qualified = "select v from cache_owner.notes where id = 1";
+    assert_eq!(
+        warm(&admin, qualified).await[0][0].as_deref(),
+        Some("changed")
+    );
+    owner
+        .batch_execute("update notes set v = 'again' where id = 1")
+        .await
+        .unwrap();
+    assert_eq!(one(&admin, qualified).await.as_deref(), Some("again"));
+}

@@ -95,15 +95,42 @@ impl Relay {
         let path = self.search_path();
         let relations: Vec<String> = s.reads.iter().map(|t| t.resolved(&path)).collect();
         let database = &self.pool.key.database;
+        let mut tables: Vec<String> = relations
+            .iter()
+            .map(|r| format!("{database}\0{r}"))
+            .collect();
+        for t in &s.reads {
+            if let Some(other) = self.user_schema_name(&path, t).ok()? {
+                tables.push(format!("{database}\0{other}"));
+            }
+        }
         Some(Subject {
             spelling: helios_analysis::spelling(sql)?,
-            tables: relations
-                .iter()
-                .map(|r| format!("{database}\0{r}"))
-                .collect(),
+            tables,
             relations,
             functions: s.functions.clone(),
         })
+    }
+
+    /// For an unqualified name when `search_path` holds `"$user"` (or is the server's): the same name in the
+    /// schema `"$user"` stands for (the server login role), which PostgreSQL reads first when
+    /// it exists. `Err` when a `SET ROLE` may have changed whom `"$user"` means.
+    fn user_schema_name(
+        &self,
+        path: &[String],
+        t: &helios_analysis::TableName,
+    ) -> Result<Option<String>, ()> {
+        // No path of the session's own: the server's default, `"$user", public` unless
+        // configured otherwise there.
+        let has_user =
+            path.is_empty() || path.iter().any(|s| s.trim().trim_matches('"') == "$user");
+        if t.schema.is_some() || !has_user {
+            return Ok(None);
+        }
+        if !self.state.role_sets().is_empty() {
+            return Err(());
+        }
+        Ok(Some(format!("{}.{}", self.server_user, t.name)))
     }
 
     fn key_of(
@@ -369,6 +396,11 @@ impl Relay {
                 .chain(s.modifications.iter().map(|m| &m.table))
             {
                 named.push(t.resolved(&path));
+                match self.user_schema_name(&path, t) {
+                    Ok(Some(other)) => named.push(other),
+                    Ok(None) => {}
+                    Err(()) => everything = true,
+                }
             }
         }
         if !named.is_empty() {
