@@ -429,7 +429,7 @@ pub async fn start_ha_pair(sync: bool) -> (Pg, Pg) {
     // Promotion must not wait for the 5 s default WAL-source retry (see the README).
     let info = start_standby_of(
         &primary,
-        "\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\n",
+        "\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\nwal_receiver_timeout = '2s'\n",
     );
     let p = connect(&primary.direct("postgres")).await.unwrap();
     if sync {

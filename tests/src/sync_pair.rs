@@ -10,7 +10,7 @@ pub async fn start_inheriting_sync_pair() -> (Pg, Pg) {
     let primary = start_pg(HostAuth::Trust, None);
     let standby = start_standby_of(
         &primary,
-        "\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\nsynchronous_standby_names = 'replica'\n",
+        "\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\nwal_receiver_timeout = '2s'\nsynchronous_standby_names = 'replica'\n",
     );
     let p = connect(&primary.direct("postgres")).await.unwrap();
     // Each alone: ALTER SYSTEM refuses to run inside a multi-statement query.

@@ -1,5 +1,6 @@
 //! A primary that stops answering without crashing, under 8 writing clients: frozen with
-//! SIGSTOP for 6 s, or cut off by a chaos partition. The proxy promotes the standby, the
+//! SIGSTOP for 6 s, or cut off from the proxy (a chaos partition) and from its standby (its
+//! replication stopped), so the standby has lost it too. The proxy promotes the standby, the
 //! requests in flight on the old primary move like after a crash (no client stays blocked,
 //! no acknowledged commit is lost), and when the old primary answers again it is fenced:
 //! read-only, so nothing more commits there.
@@ -114,6 +115,13 @@ async fn a_partitioned_primary_is_replaced_and_fenced_when_it_is_reachable_again
     let proxy = start_proxy(config).await;
     let load = WriteLoad::start(&via_proxy(&proxy, "postgres", "postgres"), 8);
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // The standby loses the primary too: without that evidence the proxy would not promote
+    // (see ha_evidence.rs).
+    let s = connect(&standby.direct("postgres")).await.unwrap();
+    s.batch_execute("alter system set primary_conninfo = ''")
+        .await
+        .unwrap();
+    s.batch_execute("select pg_reload_conf()").await.unwrap();
     let (code, body) = admin_http(
         proxy.admin_addr,
         "POST",

@@ -61,7 +61,8 @@ async fn after_a_failover_the_standbys_follow_the_new_primary_and_the_old_one_re
     drop(c);
     stop(&primary);
     restart(&primary);
-    let retry = "\nwal_retrieve_retry_interval = '200ms'\n";
+    // A frozen primary is lost to its standbys after 2 s: the evidence failover waits for.
+    let retry = "\nwal_retrieve_retry_interval = '200ms'\nwal_receiver_timeout = '2s'\n";
     let a = start_standby_of(&primary, &format!("cluster_name = 'replica'{retry}"));
     let b = start_standby_of(&primary, &format!("cluster_name = 'replica2'{retry}"));
     for s in [&a, &b] {

@@ -30,18 +30,33 @@ impl LocalPostgres {
             .arg(format!("--source-server={source}"))
             .arg("--write-recovery-conf")
             .arg("--no-sync");
-        run(rewind, "pg_rewind")?;
         let log = data_dir.join("server.log");
-        let mut start = pg.command("pg_ctl");
-        start
-            .args(["start", "-w", "-t", "60", "-D"])
-            .arg(data_dir)
-            .arg("-l")
-            .arg(&log)
-            .arg("-o")
-            .arg(opts)
-            .stdin(std::process::Stdio::null());
-        run(start, "pg_ctl start")?;
+        let start = |pg: &Self| {
+            let mut start = pg.command("pg_ctl");
+            start
+                .args(["start", "-w", "-t", "60", "-D"])
+                .arg(data_dir)
+                .arg("-l")
+                .arg(&log)
+                .arg("-o")
+                .arg(&opts)
+                .stdin(std::process::Stdio::null());
+            start
+        };
+        if let Err(e) = run(rewind, "pg_rewind") {
+            // A node left stopped serves no one: start it again as it was, fenced (its
+            // read-only setting was written with ALTER SYSTEM), and say so.
+            let again = match run(start(&pg), "pg_ctl start") {
+                Ok(_) => "it was started again, read-only".to_owned(),
+                Err(start_error) => format!("starting it again failed too: {start_error}"),
+            };
+            pg.running = false;
+            return Err(EmbeddedError::Failed {
+                program: "pg_rewind".into(),
+                output: format!("{e}; {again}"),
+            });
+        }
+        run(start(&pg), "pg_ctl start")?;
         pg.running = false;
         Ok(())
     }

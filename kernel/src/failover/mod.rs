@@ -91,6 +91,8 @@ pub struct Coordinator {
     pub completed: std::sync::atomic::AtomicU64,
     /// Failovers and switchovers that failed.
     pub failed: std::sync::atomic::AtomicU64,
+    /// A failover is held back because a standby still hears the primary (logged once).
+    pub held_back: std::sync::atomic::AtomicBool,
     ha: Option<HaConfig>,
     topology: Arc<Topology>,
     servers: Arc<dyn ServerConnections>,
@@ -109,6 +111,7 @@ impl Coordinator {
             last: Mutex::new(None),
             completed: Default::default(),
             failed: Default::default(),
+            held_back: Default::default(),
             ha,
             topology,
             servers,
@@ -159,11 +162,29 @@ pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
     if topology.primary() != failed || !topology.nodes[failed].is_down() {
         return;
     }
+    let candidate = best_standby(topology, failed);
+    if let Some(target) = candidate
+        && let Some(why) = primary_alive_for(topology, target, &ha).await
+    {
+        // Evidence, not hope: the standby still hears the primary, so the fault is between
+        // this proxy and the primary. The primary stays; the checks go on.
+        if !coordinator.held_back.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(
+                primary = topology.nodes[failed].name(),
+                standby = topology.nodes[target].name(),
+                "not failing over: {why}"
+            );
+        }
+        return;
+    }
+    coordinator
+        .held_back
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let started_at_ms = now_ms();
     topology.begin_switch();
     let from = topology.nodes[failed].name().to_owned();
-    let result = match best_standby(topology, failed) {
+    let result = match candidate {
         None => Err(FailoverError::NoCandidate),
         Some(target) => promote(topology, target, &ha).await.map(|_| target),
     };
@@ -214,6 +235,27 @@ pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
     };
     topology.end_switch();
     coordinator.remember(report);
+}
+
+/// Why the primary is still alive as `standby` sees it (its WAL receiver streams from it),
+/// or `None` when the standby has lost it too (or cannot be asked: then it cannot be
+/// promoted either, and the promotion fails on its own).
+async fn primary_alive_for(topology: &Topology, standby: usize, ha: &HaConfig) -> Option<String> {
+    let client = tracker::connect(topology, standby, ha).await.ok()?;
+    let facts = tokio::time::timeout(
+        Duration::from_millis(ha.check_timeout_ms),
+        tracker::check(&client),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    (facts.in_recovery && facts.receiving).then(|| {
+        format!(
+            "standby {} still streams WAL from the primary (pg_stat_wal_receiver), so the \
+             primary is alive and only this proxy cannot reach it",
+            topology.nodes[standby].name()
+        )
+    })
 }
 
 /// A planned switchover to `target` (or the best standby): new queries wait, transactions

@@ -75,6 +75,10 @@ pub struct CheckReport {
     pub replay_lag_s: Option<f64>,
     /// `pg_stat_replication.sync_state` of this standby as the primary reports it.
     pub sync_state: Option<String>,
+    /// The timeline a writable node writes on (from its current WAL file's name).
+    pub timeline: Option<u32>,
+    /// Whether a standby's WAL receiver is streaming from its primary.
+    pub receiving: Option<bool>,
 }
 
 /// One backend node.

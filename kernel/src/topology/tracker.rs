@@ -24,6 +24,10 @@ pub struct Facts {
     pub replay_lag_s: f64,
     /// `(application_name, sync_state)` of the standbys of a primary.
     pub standbys: Vec<(String, String)>,
+    /// The timeline a writable node writes on (0 on a standby).
+    pub timeline: u32,
+    /// A standby's WAL receiver streams from its primary (evidence the primary is alive).
+    pub receiving: bool,
 }
 
 const CHECK_SQL: &str = "select pg_is_in_recovery(), \
@@ -31,7 +35,10 @@ const CHECK_SQL: &str = "select pg_is_in_recovery(), \
            else pg_current_wal_lsn() end - '0/0'::pg_lsn)::int8, \
      case when not pg_is_in_recovery() or pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() \
           then 0::float8 \
-          else coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0)::float8 end";
+          else coalesce(extract(epoch from now() - pg_last_xact_replay_timestamp()), 0)::float8 end, \
+     case when pg_is_in_recovery() then 0 \
+          else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end, \
+     exists (select 1 from pg_stat_wal_receiver where status = 'streaming')";
 
 const STANDBYS_SQL: &str = "select application_name, sync_state from pg_stat_replication";
 
@@ -68,6 +75,8 @@ pub async fn check(client: &Client) -> Result<Facts, String> {
     let in_recovery: bool = row.get(0);
     let lsn: i64 = row.get(1);
     let replay_lag_s: f64 = row.get(2);
+    let timeline: i32 = row.get(3);
+    let receiving: bool = row.get(4);
     let standbys = if in_recovery {
         Vec::new()
     } else {
@@ -89,6 +98,8 @@ pub async fn check(client: &Client) -> Result<Facts, String> {
         lsn: lsn as u64,
         replay_lag_s,
         standbys,
+        timeline: timeline as u32,
+        receiving,
     })
 }
 
@@ -135,6 +146,8 @@ pub fn apply(topology: &Topology, node: usize, facts: &Facts) {
         report.error = None;
         report.consecutive_failures = 0;
         report.replay_lag_s = facts.in_recovery.then_some(facts.replay_lag_s);
+        report.timeline = (!facts.in_recovery).then_some(facts.timeline);
+        report.receiving = facts.in_recovery.then_some(facts.receiving);
     }
     let primary = topology.primary();
     if facts.in_recovery {
@@ -150,11 +163,24 @@ pub fn apply(topology: &Topology, node: usize, facts: &Facts) {
                     .sync_state = Some(sync.clone());
             }
         }
-    } else if n.role() != Role::Fenced && !topology.switching() {
+    } else if !topology.switching() && (n.role() != Role::Fenced || newer_timeline(topology, facts))
+    {
         let current = &topology.nodes[primary];
         let current_lost =
             current.is_down() || matches!(current.role(), Role::Fenced | Role::Replica);
-        if current_lost {
+        if newer_timeline(topology, facts) {
+            // Promoted by someone else (another proxy, an operator): it is the primary
+            // now, and the one this proxy believed in is the one to fence.
+            tracing::warn!(
+                node = n.name(),
+                old = current.name(),
+                timeline = facts.timeline,
+                "a node writes on a newer timeline than the primary: following it"
+            );
+            current.set_role(Role::Fenced);
+            n.set_role(Role::Primary);
+            topology.set_primary(node);
+        } else if current_lost {
             tracing::warn!(
                 node = n.name(),
                 old = current.name(),
@@ -171,6 +197,12 @@ pub fn apply(topology: &Topology, node: usize, facts: &Facts) {
             n.set_role(Role::Fenced);
         }
     }
+}
+
+/// Whether a writable node's timeline is newer than the primary's as last seen.
+fn newer_timeline(topology: &Topology, facts: &Facts) -> bool {
+    let current = topology.nodes[topology.primary()].report().timeline;
+    !facts.in_recovery && current.is_some_and(|t| facts.timeline > t)
 }
 
 /// Records a failed check; returns the consecutive failure count.
@@ -196,15 +228,17 @@ pub async fn discover(topology: &Topology, ha: &HaConfig) {
         (i, check_node(topology, i, ha, &mut client).await)
     });
     let results = futures_util::future::join_all(checks).await;
-    // Settle the primary first so replicas are judged against it.
-    if let Some((i, _)) = results
-        .iter()
-        .find(|(_, r)| matches!(r, Ok(f) if !f.in_recovery))
+    // Settle the primary first so replicas are judged against it: of the writable nodes,
+    // the one on the newest timeline (after a failover the old primary may be writable
+    // again, on the old timeline); on a tie, the configured primary, then config order.
+    let current = topology.primary();
+    let writable = results.iter().filter_map(|(i, r)| match r {
+        Ok(f) if !f.in_recovery => Some((*i, f.timeline)),
+        _ => None,
+    });
+    if let Some((i, _)) = writable.max_by_key(|&(i, timeline)| (timeline, i == current, std::cmp::Reverse(i)))
     {
-        let current = topology.primary();
-        if *i != current && topology.nodes[current].configured != crate::config::NodeRole::Primary {
-            topology.primary.store(*i, Relaxed);
-        }
+        topology.primary.store(i, Relaxed);
     }
     for (i, result) in results {
         match result {
