@@ -107,11 +107,22 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
     let c = connect(&old.direct("shop")).await.unwrap();
     c.batch_execute(
         "create table orders (id serial primary key, note text); \
-         insert into orders (note) select 'before' from generate_series(1, 5)",
+         insert into orders (note) select 'before' from generate_series(1, 5); \
+         create table outside (n int); \
+         create role outside_app login; grant all on outside to outside_app",
     )
     .await
     .unwrap();
     drop(c);
+    // A client that talks to the old server directly, not through the proxy.
+    let outside = |pg: &Pg| {
+        let url = format!("host=127.0.0.1 port={} user=outside_app dbname=shop", pg.port);
+        async move {
+            let c = connect(&url).await.unwrap();
+            c.batch_execute("insert into outside values (1)").await
+        }
+    };
+    outside(&old).await.unwrap();
 
     let mut config = proxy_config(&old, PoolMode::Transaction, 8);
     config.nodes[0].name = "pg15".into();
@@ -265,6 +276,11 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // After the cut the old server refuses writes from clients outside the proxy too (the
+    // rollback path above still applied there).
+    let refused = outside(&old).await.expect_err("the old server refuses writes");
+    assert_eq!(refused.code().map(|c| c.code()), Some("25006"), "{refused}");
+
     // Rollback: writes go to PostgreSQL 15 again, with nothing lost.
     let (code, body) = api(&proxy, "POST", "/api/upgrade/rollback", None).await;
     assert_eq!(code, 202, "{body}");
@@ -279,4 +295,7 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
         count(&old, "select count(*) from pgbench_history").await,
         processed + 1
     );
+    outside(&old)
+        .await
+        .expect("after the rollback the old server takes writes from everyone again");
 }

@@ -81,6 +81,22 @@ pub async fn switch(
                 replication::unpublish(s, REVERSE).await?;
             }
         }
+        // Clients outside the proxy move too: the sending server refuses their writes
+        // from now on (the upgrade's role still applies the rollback path there), the
+        // receiving one takes them.
+        let mut ended = 0;
+        for (i, (s, r)) in pairs.iter().enumerate() {
+            let db = &up.config.databases[i];
+            ended += super::writes::refuse(s, db, &send.user).await?;
+            super::writes::accept(r, db, &recv.user).await?;
+        }
+        if ended > 0 {
+            tracing::warn!(
+                server = %sender_name,
+                ended,
+                "upgrade: sessions outside the proxy on the old server were ended"
+            );
+        }
         Ok::<_, String>((severed, catch_up_ms, sequences))
     }
     .await;

@@ -10,6 +10,7 @@
 mod cut;
 mod replication;
 mod stages;
+mod writes;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
