@@ -79,7 +79,11 @@ async fn a_proxy_cut_off_from_a_live_primary_promotes_and_fences_nothing() {
     }
     assert!(!in_recovery(&primary).await);
     assert!(in_recovery(&standby).await, "the standby was not promoted");
-    assert_eq!(read_only(&primary).await, "off", "the live primary was not fenced");
+    assert_eq!(
+        read_only(&primary).await,
+        "off",
+        "the live primary was not fenced"
+    );
     let t = topology(&b).await;
     assert_eq!(t["primary"], "pg1", "{t:#}");
     // Once its link is back, proxy B writes to pg1 again.
@@ -132,7 +136,11 @@ async fn a_proxy_started_after_a_failover_adopts_the_new_primary() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(port, i32::from(standby.port), "queries go to the new primary");
+    assert_eq!(
+        port,
+        i32::from(standby.port),
+        "queries go to the new primary"
+    );
     c.batch_execute("create table after_restart (n int)")
         .await
         .unwrap_or_else(|e| panic!("{}", db_message(&e)));

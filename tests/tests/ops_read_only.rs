@@ -130,3 +130,51 @@ async fn a_replay_without_allow_writes_never_commits_a_read_that_writes() {
     }
     assert_eq!(orders(shared_pg(), db).await, 2);
 }
+
+/// The live-primary guard asks the servers who they are: a DSN naming the primary as
+/// `localhost` (not the `127.0.0.1` of `[[nodes]]`) is the primary all the same, and a
+/// shadow run or a replay without `allow_writes` is refused (409). A different server is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_under_another_name_is_still_the_live_primary() {
+    let db = "ops_identity";
+    let (proxy, candidate) = setup(db).await;
+    let c = connect(&via_proxy(&proxy, "postgres", db)).await.unwrap();
+    let from = now_ms();
+    c.simple_query("select count(*) from orders").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let disguised = format!("postgres://postgres@localhost:{}/{db}", shared_pg().port);
+    let (code, body) = admin_json(
+        &proxy,
+        JOURNAL_KEY,
+        "POST",
+        "/api/shadow/start",
+        Some(&format!(r#"{{"target":"{disguised}"}}"#)),
+    )
+    .await;
+    assert_eq!(code, 409, "shadowing the primary itself: {body}");
+    let (code, body) = admin_json(
+        &proxy,
+        JOURNAL_KEY,
+        "POST",
+        "/api/replay",
+        Some(&format!(
+            r#"{{"from":{from},"to":{},"target":"{disguised}","shadow":true}}"#,
+            now_ms()
+        )),
+    )
+    .await;
+    assert_eq!(code, 409, "replaying onto the primary itself: {body}");
+    let other = format!("postgres://postgres@localhost:{}/{db}", candidate.port);
+    let (code, body) = admin_json(
+        &proxy,
+        JOURNAL_KEY,
+        "POST",
+        "/api/replay",
+        Some(&format!(
+            r#"{{"from":{from},"to":{},"target":"{other}"}}"#,
+            now_ms()
+        )),
+    )
+    .await;
+    assert_eq!(code, 202, "another server is a fine target: {body}");
+}

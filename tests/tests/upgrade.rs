@@ -116,7 +116,10 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
     drop(c);
     // A client that talks to the old server directly, not through the proxy.
     let outside = |pg: &Pg| {
-        let url = format!("host=127.0.0.1 port={} user=outside_app dbname=shop", pg.port);
+        let url = format!(
+            "host=127.0.0.1 port={} user=outside_app dbname=shop",
+            pg.port
+        );
         async move {
             let c = connect(&url).await.unwrap();
             c.batch_execute("insert into outside values (1)").await
@@ -278,7 +281,9 @@ async fn pg15_to_pg17_under_pgbench_cuts_with_no_failed_transaction_and_rolls_ba
 
     // After the cut the old server refuses writes from clients outside the proxy too (the
     // rollback path above still applied there).
-    let refused = outside(&old).await.expect_err("the old server refuses writes");
+    let refused = outside(&old)
+        .await
+        .expect_err("the old server refuses writes");
     assert_eq!(refused.code().map(|c| c.code()), Some("25006"), "{refused}");
 
     // Rollback: writes go to PostgreSQL 15 again, with nothing lost.

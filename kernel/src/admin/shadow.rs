@@ -21,7 +21,7 @@ pub(super) async fn start(
         Ok(r) => r,
         Err(r) => return *r,
     };
-    match shared.shadows.start(req) {
+    match shared.shadows.start(req).await {
         Ok(run) => (StatusCode::CREATED, Json(run.status())).into_response(),
         Err(e) => {
             let code = match &e {

@@ -168,7 +168,10 @@ pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
     {
         // Evidence, not hope: the standby still hears the primary, so the fault is between
         // this proxy and the primary. The primary stays; the checks go on.
-        if !coordinator.held_back.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        if !coordinator
+            .held_back
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
             tracing::error!(
                 primary = topology.nodes[failed].name(),
                 standby = topology.nodes[target].name(),

@@ -80,12 +80,52 @@ impl Target {
         })
     }
 
-    /// Whether this is the node the proxy sends writes to now (a DSN naming the primary's
-    /// host and port counts too).
-    pub fn is_live_primary(&self, env: &SessionEnv) -> bool {
-        let primary = &env.topology.nodes[env.topology.primary()].target;
-        self.node == Some(env.topology.primary())
-            || (self.connect.host == primary.host && self.connect.port == primary.port)
+    /// Whether this is the server the proxy sends writes to now: the primary node by name or
+    /// by host and port, or — whatever name a DSN gives it (`localhost`, another address) —
+    /// the same server as the primary by its own word: the same system identifier and
+    /// postmaster start time, asked of both. A clone restored from the primary's backup
+    /// shares its system identifier but not its start time.
+    pub async fn is_live_primary(&self, env: &SessionEnv) -> bool {
+        let primary = env.topology.primary();
+        let at = &env.topology.nodes[primary].target;
+        if self.node == Some(primary)
+            || (self.connect.host == at.host && self.connect.port == at.port)
+        {
+            return true;
+        }
+        let Some(dsn) = &self.dsn_login else {
+            return false;
+        };
+        let user = dsn.user.as_deref().unwrap_or("postgres");
+        let database = dsn.database.as_deref().unwrap_or("postgres");
+        let Some(here) = self.identity(env, user, database).await else {
+            return false;
+        };
+        let primary_target = Target {
+            connect: at.clone(),
+            node: Some(primary),
+            dsn_login: None,
+        };
+        primary_target.identity(env, user, database).await == Some(here)
+    }
+
+    /// The server's identity (system identifier and postmaster start time), when it answers.
+    async fn identity(&self, env: &SessionEnv, user: &str, database: &str) -> Option<String> {
+        let ask = async {
+            let mut conn = self.connect(env, None, user, database).await.ok()?;
+            let a = conn
+                .query_rows(
+                    "SELECT system_identifier::text || ':' || pg_postmaster_start_time()::text \
+                     FROM pg_control_system()",
+                )
+                .await
+                .ok()?;
+            a.rows.first()?.first()?.clone()
+        };
+        tokio::time::timeout(Duration::from_secs(5), ask)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Logs in on `database` (a DSN's database wins) as `as_user`, else the DSN's user,

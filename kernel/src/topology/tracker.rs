@@ -236,7 +236,8 @@ pub async fn discover(topology: &Topology, ha: &HaConfig) {
         Ok(f) if !f.in_recovery => Some((*i, f.timeline)),
         _ => None,
     });
-    if let Some((i, _)) = writable.max_by_key(|&(i, timeline)| (timeline, i == current, std::cmp::Reverse(i)))
+    if let Some((i, _)) =
+        writable.max_by_key(|&(i, timeline)| (timeline, i == current, std::cmp::Reverse(i)))
     {
         topology.primary.store(i, Relaxed);
     }

@@ -354,7 +354,8 @@ impl Replays {
             )));
         }
         let target = Target::resolve(&self.env, &req.target)?;
-        if target.is_live_primary(&self.env) && !req.allow_writes {
+        let generation = self.env.topology.generation();
+        if !req.allow_writes && target.is_live_primary(&self.env).await {
             return Err(ReplayError::LivePrimary(target.describe()));
         }
         if self.running() >= MAX_RUNNING {
@@ -415,6 +416,7 @@ impl Replays {
             diff_mode: req.diff_mode,
             speed: req.speed,
             max_connections,
+            generation,
         });
         tokio::spawn(run.all(plan, job.clone()));
         Ok(job)

@@ -32,6 +32,9 @@ pub struct Run {
     pub speed: f64,
     /// Connections at once.
     pub max_connections: usize,
+    /// The topology's generation when the target was judged not to be the live primary: a
+    /// failover since means judging again.
+    pub generation: u64,
 }
 
 impl Run {
@@ -62,6 +65,18 @@ impl Run {
     /// One recorded session.
     async fn session(&self, steps: Vec<Step>, job: &Job, started: Instant, first_us: u64) {
         let first = &steps[0].record;
+        if !self.allow_writes
+            && self.env.topology.generation() != self.generation
+            && self.target.is_live_primary(&self.env).await
+        {
+            job.note_error(
+                "the target is the primary now (a failover happened during the replay): \
+                 stopped without allow_writes"
+                    .into(),
+            );
+            job.cancel.store(true, Relaxed);
+            return;
+        }
         let login = self.target.connect(
             &self.env,
             self.as_user.as_deref(),

@@ -244,7 +244,7 @@ impl Shadows {
     }
 
     /// Starts a run.
-    pub fn start(&self, req: ShadowRequest) -> Result<Arc<Run>, ShadowError> {
+    pub async fn start(&self, req: ShadowRequest) -> Result<Arc<Run>, ShadowError> {
         let sample = req.sample.unwrap_or(1.0);
         if !(sample > 0.0 && sample <= 1.0) {
             return Err(ShadowError::Invalid("sample must be in (0, 1]".into()));
@@ -264,7 +264,7 @@ impl Shadows {
             return Err(ShadowError::Invalid("connections must be 1 to 16".into()));
         }
         let target = Target::resolve(&self.env, &req.target)?;
-        if target.is_live_primary(&self.env) {
+        if target.is_live_primary(&self.env).await {
             return Err(ShadowError::LivePrimary(target.describe()));
         }
         let mut current = self.current.lock().expect("current lock");

@@ -446,7 +446,7 @@ impl Upgrade {
             connections: None,
         };
         let run = loop {
-            match self.shadows.start(req.clone()) {
+            match self.shadows.start(req.clone()).await {
                 Ok(run) => break run,
                 Err(e) => {
                     // An operator's own shadow run holds the comparator: wait for it.
