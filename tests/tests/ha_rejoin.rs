@@ -150,3 +150,62 @@ async fn after_a_failover_the_standbys_follow_the_new_primary_and_the_old_one_re
     })
     .await;
 }
+
+/// A rewind that cannot work (the old primary has neither `wal_log_hints` nor checksums, so
+/// `pg_rewind` refuses) must not leave the old primary stopped: it is started again as it
+/// was, fenced read-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rewind_leaves_the_old_primary_running_read_only() {
+    let primary = start_pg(heliosproxy::embedded::HostAuth::Trust, None);
+    let standby = start_standby_of(
+        &primary,
+        "\ncluster_name = 'replica'\nwal_retrieve_retry_interval = '200ms'\nwal_receiver_timeout = '2s'\n",
+    );
+    poll("the standby streams", 20, || async {
+        streams_from(&standby).await.is_some()
+    })
+    .await;
+    let started_before: String = connect(&primary.direct("postgres"))
+        .await
+        .unwrap()
+        .query_one("select pg_postmaster_start_time()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut config = ha_proxy_config(&primary, &standby);
+    config.nodes[0].data_dir = Some(primary.data_dir.clone());
+    config.ha.as_mut().unwrap().rejoin = true;
+    config.admin.api_key = Some(KEY.into());
+    let proxy = start_proxy(config).await;
+    let frozen = helios_tests::signals::freeze(&primary);
+    poll("the standby was promoted", 20, || async {
+        let (_, body) = admin_http(proxy.admin_addr, "GET", "/api/topology", Some(KEY), None).await;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["primary"] == "replica"
+    })
+    .await;
+    frozen.thaw();
+    // Fenced, rewind tried and failed, started again: a new postmaster, read-only.
+    poll(
+        "the old primary runs again, read-only, after the failed rewind",
+        60,
+        || async {
+            let Ok(c) = connect(&primary.direct("postgres")).await else {
+                return false;
+            };
+            let Ok(row) = c
+                .query_one(
+                    "select pg_postmaster_start_time()::text, \
+                     current_setting('default_transaction_read_only'), pg_is_in_recovery()",
+                    &[],
+                )
+                .await
+            else {
+                return false;
+            };
+            let (started, read_only, recovering): (String, String, bool) =
+                (row.get(0), row.get(1), row.get(2));
+            started != started_before && read_only == "on" && !recovering
+        },
+    )
+    .await;
+}
