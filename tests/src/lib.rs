@@ -16,6 +16,7 @@ use heliosproxy::embedded::{self, HostAuth, InitOptions, LocalPostgres};
 use heliosproxy::server::{Proxy, ProxyHandle};
 
 pub mod admin_api;
+pub use admin_api::{admin_http, admin_http_with};
 pub mod cache;
 pub mod link;
 pub mod pg17;
@@ -493,57 +494,6 @@ pub fn restart(pg: &Pg) {
         .find(|s| s.port == pg.port)
         .expect("server registered");
     s.start(pg.port).expect("pg_ctl start");
-}
-
-/// One HTTP/1.1 request to the admin API; returns the status code and the body.
-pub async fn admin_http(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&str>,
-) -> (u16, String) {
-    let headers: Vec<(&str, &str)> = key.map(|k| ("X-API-Key", k)).into_iter().collect();
-    admin_http_with(addr, method, path, &headers, body).await
-}
-
-/// Like [`admin_http`], with any request `headers`.
-pub async fn admin_http_with(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    let body = body.unwrap_or("");
-    let content_type = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
 }
 
 /// Runs `tests/drivers/<script>` with python3 against the proxy (`HOST PORT DB USER`) and
