@@ -13,6 +13,7 @@ command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 # A real Redis for the shared result cache (L2) and its invalidation.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # pgrep, to freeze a server's every process in the failover tests.
 command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # openssl and signify make the keys and sidecar signatures of the trust-format tests.

@@ -16,6 +16,17 @@ pub struct Node {
     pub lag_bytes: Option<u64>,
 }
 
+/// A key [`verify_signature`] checks with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyingKey {
+    /// RSA modulus and public exponent, big-endian (a JWK's `n` and `e`).
+    Rsa(Vec<u8>, Vec<u8>),
+    /// An uncompressed EC point (`0x04 || x || y`), or an Ed25519 public key (32 bytes).
+    Point(Vec<u8>),
+    /// An HMAC secret.
+    Secret(Vec<u8>),
+}
+
 /// Log levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -33,8 +44,17 @@ pub enum Level {
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use super::{Level, Node};
+    use super::{Level, Node, VerifyingKey};
     use crate::bindings::helios::plugin::{clock, crypto, kv, log, topology};
+
+    pub fn verify_signature(alg: &str, key: &VerifyingKey, message: &[u8], sig: &[u8]) -> bool {
+        let key = match key {
+            VerifyingKey::Rsa(n, e) => crypto::VerifyingKey::Rsa((n.clone(), e.clone())),
+            VerifyingKey::Point(p) => crypto::VerifyingKey::Point(p.clone()),
+            VerifyingKey::Secret(s) => crypto::VerifyingKey::Secret(s.clone()),
+        };
+        crypto::verify_signature(alg, &key, message, sig)
+    }
 
     pub fn nodes() -> Vec<Node> {
         topology::nodes()
@@ -80,8 +100,50 @@ mod imp {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
-    use super::{Level, Node};
+    use super::{Level, Node, VerifyingKey};
     use crate::testing::with_fake;
+
+    /// The kernel's own algorithm table, on `ring` like the kernel: unit tests verify real
+    /// signatures.
+    pub fn verify_signature(alg: &str, key: &VerifyingKey, message: &[u8], sig: &[u8]) -> bool {
+        use ring::{hmac, signature};
+        match key {
+            VerifyingKey::Rsa(n, e) => {
+                let params: &signature::RsaParameters = match alg {
+                    "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
+                    "RS384" => &signature::RSA_PKCS1_2048_8192_SHA384,
+                    "RS512" => &signature::RSA_PKCS1_2048_8192_SHA512,
+                    "PS256" => &signature::RSA_PSS_2048_8192_SHA256,
+                    "PS384" => &signature::RSA_PSS_2048_8192_SHA384,
+                    "PS512" => &signature::RSA_PSS_2048_8192_SHA512,
+                    _ => return false,
+                };
+                signature::RsaPublicKeyComponents { n, e }
+                    .verify(params, message, sig)
+                    .is_ok()
+            }
+            VerifyingKey::Point(p) => {
+                let params: &dyn signature::VerificationAlgorithm = match alg {
+                    "ES256" => &signature::ECDSA_P256_SHA256_FIXED,
+                    "ES384" => &signature::ECDSA_P384_SHA384_FIXED,
+                    "EdDSA" => &signature::ED25519,
+                    _ => return false,
+                };
+                signature::UnparsedPublicKey::new(params, p)
+                    .verify(message, sig)
+                    .is_ok()
+            }
+            VerifyingKey::Secret(s) => {
+                let algorithm = match alg {
+                    "HS256" => hmac::HMAC_SHA256,
+                    "HS384" => hmac::HMAC_SHA384,
+                    "HS512" => hmac::HMAC_SHA512,
+                    _ => return false,
+                };
+                !s.is_empty() && hmac::verify(&hmac::Key::new(algorithm, s), message, sig).is_ok()
+            }
+        }
+    }
 
     pub fn nodes() -> Vec<Node> {
         with_fake(|f| f.nodes.clone())
@@ -112,8 +174,11 @@ mod imp {
         })
     }
     pub fn sha256_hex(data: &[u8]) -> String {
-        // The fake host does not need a real digest; a stable stand-in keeps tests simple.
-        format!("fake-sha256-{}", data.len())
+        ring::digest::digest(&ring::digest::SHA256, data)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
     pub fn log(level: Level, message: &str) {
         with_fake(|f| f.logs.push((level, message.to_owned())))
@@ -151,6 +216,18 @@ pub fn kv_incr(key: &str, delta: i64, ttl_ms: Option<u64>) -> i64 {
 /// Hex SHA-256 (requires `crypto`).
 pub fn sha256_hex(data: &[u8]) -> String {
     imp::sha256_hex(data)
+}
+
+/// Whether `signature` over `message` verifies under `key` with the JOSE algorithm
+/// `algorithm` (RS/PS 256/384/512, ES256, ES384, EdDSA, HS 256/384/512), checked by the
+/// kernel (requires `crypto`). A key of the wrong kind for the algorithm never verifies.
+pub fn verify_signature(
+    algorithm: &str,
+    key: &VerifyingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    imp::verify_signature(algorithm, key, message, signature)
 }
 
 /// Writes a log line attributed to the component (requires `log`).

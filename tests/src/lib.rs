@@ -21,10 +21,12 @@ pub mod cache;
 pub mod link;
 pub mod pg17;
 pub mod pgbench;
+pub mod published;
 pub mod raw;
 pub mod redis;
 pub mod signals;
 pub mod sync_pair;
+pub mod tokens;
 pub mod write_load;
 
 pub use heliosproxy;
@@ -198,7 +200,7 @@ pub fn component_wasm(crate_name: &str) -> PathBuf {
                 .env("CARGO_TARGET_DIR", &target)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args(["-p", "helios-router", "-p", "helios-llm-guardrail", "-p", "helios-misbehave"])
-                .args(["-p", "helios-legacy-v02", "-p", "helios-cache-policy"])
+                .args(["-p", "helios-legacy-v02", "-p", "helios-cache-policy", "-p", "helios-auth"])
                 .output()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
             if !out.status.success() {

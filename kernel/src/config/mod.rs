@@ -197,6 +197,10 @@ pub enum AuthMethod {
     /// `scram-sha-256` is the documented one.
     #[serde(rename = "scram-sha-256", alias = "scram-sha256")]
     ScramSha256,
+    /// The password is a token (a JWT, an API key) that Authenticate components judge: it is
+    /// asked in cleartext — over TLS only, unless `trusted_network` — and never checked
+    /// against the users file or the backend.
+    Component,
 }
 
 /// `[auth]`.
@@ -220,6 +224,13 @@ pub struct AuthConfig {
     pub max_failed_logins: u32,
     /// The window of `max_failed_logins`, in seconds.
     pub failed_login_window_s: u64,
+    /// With `method = "component"`: accept tokens over plain TCP (a network where no one can
+    /// read them); otherwise a client without TLS is refused before it sends one.
+    pub trusted_network: bool,
+    /// Backend roles an Authenticate component may map a session to (its `backend-role`);
+    /// any other is refused, so a forged claim cannot pick `postgres`. Empty: a component
+    /// may not change the role at all.
+    pub allowed_roles: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -232,6 +243,8 @@ impl Default for AuthConfig {
             passthrough_max_checks: 4,
             max_failed_logins: 10,
             failed_login_window_s: 60,
+            trusted_network: false,
+            allowed_roles: Vec::new(),
         }
     }
 }
@@ -381,6 +394,7 @@ impl AuthMethod {
             AuthMethod::Password => "password",
             AuthMethod::Md5 => "md5",
             AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::Component => "component",
         }
     }
 }

@@ -371,6 +371,22 @@ impl crypto::Host for HostState {
         mac.update(&data);
         hex::encode(mac.finalize().into_bytes())
     }
+
+    fn verify_signature(
+        &mut self,
+        algorithm: String,
+        key: crypto::VerifyingKey,
+        message: Vec<u8>,
+        signature: Vec<u8>,
+    ) -> bool {
+        use super::verify::{Key, verify};
+        let key = match &key {
+            crypto::VerifyingKey::Rsa((n, e)) => Key::Rsa(n, e),
+            crypto::VerifyingKey::Point(p) => Key::Point(p),
+            crypto::VerifyingKey::Secret(s) => Key::Secret(s),
+        };
+        verify(&algorithm, key, &message, &signature)
+    }
 }
 
 impl log::Host for HostState {

@@ -15,6 +15,7 @@ mod grants;
 pub mod host;
 pub mod registry;
 mod stats;
+pub mod verify;
 
 pub use config_values::flatten_config;
 pub use deadline::DeadlineWatch;

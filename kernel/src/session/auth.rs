@@ -227,7 +227,37 @@ async fn exchange(
             Ok(ok.then_some(None))
         }
         AuthMethod::ScramSha256 => scram_exchange(env, stream, buf, user, secret).await,
+        AuthMethod::Component => {
+            if !stream.is_tls() && !env.login.auth.trusted_network {
+                let msg =
+                    "token logins need TLS (sslmode=require), or [auth] trusted_network = true";
+                fatal(stream, sqlstate::INVALID_AUTHORIZATION, msg).await;
+                return Err(SessionError::Refused(msg.into()));
+            }
+            // The token is judged by the Authenticate components, not here.
+            send_auth(stream, 3, &[]).await?;
+            let body = read_password(stream, buf).await?;
+            let (token, _) = read_cstr(&body, "PasswordMessage").map_err(protocol)?;
+            Ok(Some(Some(String::from_utf8_lossy(token).into_owned())))
+        }
     }
+}
+
+/// A login the Authenticate components refused (or mapped to a role config does not allow):
+/// counted against the client's address, and answered with the same words whatever the
+/// reason, which goes to the log.
+pub async fn refuse_identity(
+    env: &SessionEnv,
+    stream: &mut Stream,
+    user: &str,
+    peer: IpAddr,
+    reason: &str,
+) -> SessionError {
+    env.login.auth_state.note_failure(peer);
+    tracing::warn!(user, client = %peer, "login refused: {reason}");
+    let msg = format!("password authentication failed for user \"{user}\"");
+    fatal(stream, sqlstate::INVALID_PASSWORD, &msg).await;
+    SessionError::Refused(msg)
 }
 
 async fn scram_exchange(

@@ -153,6 +153,11 @@ pub async fn login(
         return Ok(Some(Entered::Console(stream, buf, user)));
     }
     let pipeline = env.pipeline.load_full();
+    let by_component = env.login.auth.method == crate::config::AuthMethod::Component;
+    if by_component && !pipeline.has_authenticate() {
+        let reason = "[auth] method = \"component\" but no component has an Authenticate hook";
+        return Err(super::auth::refuse_identity(env, &mut stream, &user, peer.ip(), reason).await);
+    }
     let identity = if pipeline.has_authenticate() {
         let request = AuthRequest {
             user: user.clone(),
@@ -164,6 +169,16 @@ pub async fn login(
         };
         match pipeline.authenticate(&request) {
             Ok(identity) => Some(identity),
+            Err(refused) if by_component => {
+                return Err(super::auth::refuse_identity(
+                    env,
+                    &mut stream,
+                    &user,
+                    peer.ip(),
+                    &format!("{} ({})", refused.message, refused.code),
+                )
+                .await);
+            }
             Err(refused) => {
                 fatal(&mut stream, &refused.code, &refused.message).await;
                 return Err(SessionError::Refused(refused.message));
@@ -172,10 +187,19 @@ pub async fn login(
     } else {
         None
     };
-    let server_user = identity
-        .as_ref()
-        .and_then(|i| i.backend_role.clone())
-        .unwrap_or_else(|| user.clone());
+    let mapped = identity.as_ref().and_then(|i| i.backend_role.clone());
+    if let Some(role) = mapped.as_deref()
+        && role != user
+        && !env.login.auth.allowed_roles.iter().any(|r| r == role)
+    {
+        let reason = format!(
+            "a component mapped the session to role {role:?}, which [auth] allowed_roles does not list"
+        );
+        return Err(
+            super::auth::refuse_identity(env, &mut stream, &user, peer.ip(), &reason).await,
+        );
+    }
+    let server_user = mapped.unwrap_or_else(|| user.clone());
     let server_password = password
         .clone()
         .filter(|_| env.login.auth.passthrough)

@@ -1,0 +1,182 @@
+//! Token logins judged by the signed `auth` component, pulled from a real registry: a client
+//! sends a JWT (or an API key) as its password, through tokio-postgres and through `psql`
+//! (libpq); a valid RS256 or ES256 token lands on the role its claim maps to (checked with
+//! `current_user`), and what an attacker sends is refused with the same words every time.
+
+use helios_tests::heliosproxy::config::{AuthMethod, Config, Grant, HookName, PoolMode};
+use helios_tests::published::publish;
+use helios_tests::tokens::{Issuer, RSA_JWK, b64, now_s};
+use helios_tests::*;
+
+const ISSUER: &str = "https://idp.test";
+
+fn claims(sub: &str, role: &str, exp: i64) -> String {
+    format!(
+        r#"{{"sub":"{sub}","iss":"{ISSUER}","aud":"heliosproxy","exp":{exp},"iat":{},"role":"{role}","tenant":"acme"}}"#,
+        now_s() - 5
+    )
+}
+
+async fn proxy_with_auth(issuer: &Issuer, reg: &Registry, trusted: bool) -> ProxyHandle {
+    let pg = shared_pg();
+    let mut config: Config = proxy_config(pg, PoolMode::Transaction, 2);
+    config.auth.method = AuthMethod::Component;
+    config.auth.trusted_network = trusted;
+    config.auth.allowed_roles = vec!["token_reader".into()];
+    let api_key_hash = {
+        let d = ring::digest::digest(&ring::digest::SHA256, b"hpk_test_key");
+        d.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let plugin_config = format!(
+        "jwks = '{}'\nissuer = \"{ISSUER}\"\naudience = \"heliosproxy\"\n\
+         api_keys = [\"{api_key_hash}:svc:token_reader:0:20\"]\n",
+        issuer.jwks()
+    );
+    let mut p = plugin(
+        "auth",
+        "helios-auth",
+        &[Grant::Crypto, Grant::Clock, Grant::Log],
+        &plugin_config,
+    );
+    p.hooks = vec![HookName::Authenticate];
+    publish(&mut config, p, "helios-auth", reg).await;
+    start_proxy(config).await
+}
+
+use helios_tests::heliosproxy::server::ProxyHandle;
+
+async fn login(proxy: &ProxyHandle, user: &str, token: &str) -> Result<String, String> {
+    let url = format!(
+        "host=127.0.0.1 port={} user={user} dbname=postgres password='{token}'",
+        proxy.local_addr.port()
+    );
+    let c = connect(&url).await.map_err(|e| db_message(&e))?;
+    let row = c
+        .query_one("select current_user::text", &[])
+        .await
+        .map_err(|e| db_message(&e))?;
+    Ok(row.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_log_in_on_their_mapped_role_and_forgeries_are_refused() {
+    let admin = connect(&shared_pg().direct("postgres")).await.unwrap();
+    admin
+        .batch_execute(
+            "do $$ begin create role token_reader login; exception when duplicate_object then null; end $$",
+        )
+        .await
+        .unwrap();
+    let issuer = Issuer::new();
+    let reg = Registry::start();
+    let proxy = proxy_with_auth(&issuer, &reg, true).await;
+    let exp = now_s() + 300;
+
+    // Valid RS256 and ES256 tokens, and an API key.
+    let rs = issuer.sign("RS256", "rsa-1", &claims("alice", "token_reader", exp));
+    assert_eq!(login(&proxy, "alice", &rs).await.unwrap(), "token_reader");
+    let es = issuer.sign("ES256", "ec-1", &claims("alice", "token_reader", exp));
+    assert_eq!(login(&proxy, "alice", &es).await.unwrap(), "token_reader");
+    assert_eq!(
+        login(&proxy, "svc", "hpk_test_key").await.unwrap(),
+        "token_reader"
+    );
+    // libpq (psql) with the token in PGPASSWORD, as RDS IAM users pass theirs.
+    let (ok, out, err) = run_program(
+        "psql",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &proxy.local_addr.port().to_string(),
+            "-U",
+            "alice",
+            "-d",
+            "postgres",
+            "-tAc",
+            "select current_user",
+        ],
+        &[("PGPASSWORD", rs.as_str())],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "token_reader");
+
+    // What an attacker sends: every refusal reads the same.
+    let expect_refused = |what: &'static str| {
+        move |r: Result<String, String>| {
+            let e = r.expect_err(what);
+            assert!(
+                e.contains("password authentication failed for user"),
+                "{what}: {e}"
+            );
+        }
+    };
+    expect_refused("expired")(
+        login(
+            &proxy,
+            "alice",
+            &issuer.sign(
+                "RS256",
+                "rsa-1",
+                &claims("alice", "token_reader", now_s() - 120),
+            ),
+        )
+        .await,
+    );
+    let stranger = Issuer::new();
+    expect_refused("signed by another key")(
+        login(
+            &proxy,
+            "alice",
+            &stranger.sign("ES256", "ec-1", &claims("alice", "token_reader", exp)),
+        )
+        .await,
+    );
+    let body = claims("alice", "token_reader", exp);
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(body.as_bytes())
+    );
+    expect_refused("alg none")(login(&proxy, "alice", &none).await);
+    let n: serde_json::Value = serde_json::from_str(RSA_JWK).unwrap();
+    let n = n["n"].as_str().unwrap();
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","kid":"rsa-1"}"#),
+        b64(body.as_bytes())
+    );
+    for secret in [n.as_bytes().to_vec(), RSA_JWK.as_bytes().to_vec()] {
+        let mac = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+            signed.as_bytes(),
+        );
+        expect_refused("HS256 keyed with the RSA public key")(
+            login(&proxy, "alice", &format!("{signed}.{}", b64(mac.as_ref()))).await,
+        );
+    }
+    let wrong_aud = body.replace("\"heliosproxy\"", "\"another-service\"");
+    expect_refused("wrong audience")(
+        login(&proxy, "alice", &issuer.sign("RS256", "rsa-1", &wrong_aud)).await,
+    );
+    expect_refused("a claim naming a role config does not allow")(
+        login(
+            &proxy,
+            "alice",
+            &issuer.sign("RS256", "rsa-1", &claims("alice", "postgres", exp)),
+        )
+        .await,
+    );
+    expect_refused("another user's token")(login(&proxy, "mallory", &rs).await);
+    expect_refused("an unknown API key")(login(&proxy, "svc", "hpk_guess").await);
+    expect_refused("no token")(login(&proxy, "alice", "").await);
+
+    // Without TLS and without `trusted_network`, no token is even asked for.
+    let strict = proxy_with_auth(&issuer, &reg, false).await;
+    let e = login(&strict, "alice", &rs).await.expect_err("plain TCP");
+    assert!(e.contains("TLS"), "{e}");
+}
