@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::config::HaConfig;
 use crate::topology::tracker;
 mod candidate;
+mod lease;
 
 use crate::topology::{Role, Topology, format_lsn, now_ms};
 pub use candidate::best_standby;
@@ -167,6 +168,29 @@ pub async fn automatic(coordinator: Arc<Coordinator>, failed: usize) {
                 "not failing over: {why}"
             );
         }
+        return;
+    }
+    // One proxy decides: the holder of the lease, who then looks again.
+    let _lease = match lease::take(topology, &ha, failed).await {
+        Ok(lease) => lease,
+        Err(why) => {
+            if !coordinator
+                .held_back
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::error!(
+                    primary = topology.nodes[failed].name(),
+                    "not failing over: {why}"
+                );
+            }
+            return;
+        }
+    };
+    if let Some(node) = lease::promoted_elsewhere(topology, &ha, failed).await {
+        tracing::warn!(
+            node = topology.nodes[node].name(),
+            "not failing over: another proxy promoted this node; following it"
+        );
         return;
     }
     coordinator
