@@ -56,6 +56,7 @@ fn plugin(dir: &Path, name: &str, file: &str, grants: &[Grant], config: &str) ->
         instances: 1,
         config: toml::from_str(config).unwrap(),
         post_query_rows_bytes: 0,
+        documents: Default::default(),
     }
 }
 

@@ -171,6 +171,7 @@ fn first_party_components(state: &Path) -> Result<Option<(PathBuf, Vec<PluginCon
             instances: 2,
             config: toml::from_str(config)?,
             post_query_rows_bytes: 0,
+            documents: Default::default(),
         });
     }
     Ok(Some((trust_root, plugins)))

@@ -45,7 +45,11 @@ pub enum Level {
 #[cfg(target_arch = "wasm32")]
 mod imp {
     use super::{Level, Node, VerifyingKey};
-    use crate::bindings::helios::plugin::{clock, crypto, kv, log, topology};
+    use crate::bindings::helios::plugin::{clock, crypto, documents, kv, log, topology};
+
+    pub fn document(name: &str) -> Option<Vec<u8>> {
+        documents::get(name)
+    }
 
     pub fn verify_signature(alg: &str, key: &VerifyingKey, message: &[u8], sig: &[u8]) -> bool {
         let key = match key {
@@ -102,6 +106,10 @@ mod imp {
 mod imp {
     use super::{Level, Node, VerifyingKey};
     use crate::testing::with_fake;
+
+    pub fn document(name: &str) -> Option<Vec<u8>> {
+        with_fake(|f| f.documents.get(name).cloned())
+    }
 
     /// The kernel's own algorithm table, on `ring` like the kernel: unit tests verify real
     /// signatures.
@@ -228,6 +236,13 @@ pub fn verify_signature(
     signature: &[u8],
 ) -> bool {
     imp::verify_signature(algorithm, key, message, signature)
+}
+
+/// The current contents of the document `name` its `[[plugins]]` entry names (`documents =
+/// { name = "path" }`), read by the kernel and read again when the file changes; `None` when
+/// there is no such document. No grant needed.
+pub fn document(name: &str) -> Option<Vec<u8>> {
+    imp::document(name)
 }
 
 /// Writes a log line attributed to the component (requires `log`).

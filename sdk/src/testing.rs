@@ -46,6 +46,8 @@ pub struct FakeHost {
     pub pure: crate::Hooks,
     /// What the component asked through `context::cache_result` (reset it between calls).
     pub cache_ttl_ms: Option<u32>,
+    /// What `host::document(name)` returns.
+    pub documents: HashMap<String, Vec<u8>>,
 }
 
 impl Default for crate::Hooks {

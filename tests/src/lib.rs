@@ -231,6 +231,7 @@ pub fn plugin(name: &str, crate_name: &str, grants: &[Grant], config: &str) -> P
         instances: 2,
         config: toml::from_str(config).expect("plugin config parses"),
         post_query_rows_bytes: 0,
+        documents: Default::default(),
     }
 }
 

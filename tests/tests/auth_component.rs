@@ -1,7 +1,8 @@
 //! Token logins judged by the signed `auth` component, pulled from a real registry: a client
 //! sends a JWT (or an API key) as its password, through tokio-postgres and through `psql`
 //! (libpq); a valid RS256 or ES256 token lands on the role its claim maps to (checked with
-//! `current_user`), and what an attacker sends is refused with the same words every time.
+//! `current_user`), and what an attacker sends is refused with the same words every time;
+//! keys rotate and API keys are revoked through the files the kernel serves, without a restart.
 
 use helios_tests::heliosproxy::config::{AuthMethod, Config, Grant, HookName, PoolMode};
 use helios_tests::published::publish;
@@ -66,7 +67,7 @@ async fn tokens_log_in_on_their_mapped_role_and_forgeries_are_refused() {
     let admin = connect(&shared_pg().direct("postgres")).await.unwrap();
     admin
         .batch_execute(
-            "do $$ begin create role token_reader login; exception when duplicate_object then null; end $$",
+            "do $$ begin create role token_reader login; exception when duplicate_object or unique_violation then null; end $$",
         )
         .await
         .unwrap();
@@ -179,4 +180,79 @@ async fn tokens_log_in_on_their_mapped_role_and_forgeries_are_refused() {
     let strict = proxy_with_auth(&issuer, &reg, false).await;
     let e = login(&strict, "alice", &rs).await.expect_err("plain TCP");
     assert!(e.contains("TLS"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_and_api_keys_are_revoked_through_their_files_without_a_restart() {
+    let admin = connect(&shared_pg().direct("postgres")).await.unwrap();
+    admin
+        .batch_execute(
+            "do $$ begin create role token_reader login; exception when duplicate_object or unique_violation then null; end $$",
+        )
+        .await
+        .unwrap();
+    let issuer = Issuer::new();
+    let reg = Registry::start();
+    let dir = temp_dir("auth-documents");
+    let (jwks_file, keys_file) = (dir.join("jwks.json"), dir.join("api-keys"));
+    std::fs::write(&jwks_file, format!(r#"{{"keys":[{RSA_JWK}]}}"#)).unwrap();
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, b"hpk_rotating")
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        &keys_file,
+        format!("# service keys\n{hash}:svc:token_reader:0:0\n"),
+    )
+    .unwrap();
+    let mut config: Config = proxy_config(shared_pg(), PoolMode::Transaction, 2);
+    config.auth.method = AuthMethod::Component;
+    config.auth.trusted_network = true;
+    config.auth.allowed_roles = vec!["token_reader".into()];
+    let mut p = plugin(
+        "auth",
+        "helios-auth",
+        &[Grant::Crypto, Grant::Clock, Grant::Log],
+        &format!(
+            "jwks_document = \"jwks\"\napi_keys_document = \"keys\"\nissuer = \"{ISSUER}\"\naudience = \"heliosproxy\"\n"
+        ),
+    );
+    p.hooks = vec![HookName::Authenticate];
+    p.documents = [
+        ("jwks".to_owned(), jwks_file.clone()),
+        ("keys".to_owned(), keys_file.clone()),
+    ]
+    .into_iter()
+    .collect();
+    publish(&mut config, p, "helios-auth", &reg).await;
+    let proxy = start_proxy(config).await;
+    let es = issuer.sign(
+        "ES256",
+        "ec-1",
+        &claims("alice", "token_reader", now_s() + 300),
+    );
+    let rs = issuer.sign(
+        "RS256",
+        "rsa-1",
+        &claims("alice", "token_reader", now_s() + 300),
+    );
+    assert_eq!(login(&proxy, "alice", &rs).await.unwrap(), "token_reader");
+    login(&proxy, "alice", &es)
+        .await
+        .expect_err("the EC key is not published yet");
+    assert_eq!(
+        login(&proxy, "svc", "hpk_rotating").await.unwrap(),
+        "token_reader"
+    );
+
+    // The identity provider publishes its new key; the operator revokes the API key.
+    std::fs::write(&jwks_file, issuer.jwks()).unwrap();
+    std::fs::write(&keys_file, "# revoked\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(login(&proxy, "alice", &es).await.unwrap(), "token_reader");
+    let e = login(&proxy, "svc", "hpk_rotating")
+        .await
+        .expect_err("revoked");
+    assert!(e.contains("password authentication failed"), "{e}");
 }

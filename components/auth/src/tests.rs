@@ -141,7 +141,8 @@ fn valid_tokens_of_every_kind_map_to_role_tenant_and_attributes() {
         ("HS256", "hs-1"),
     ] {
         let t = token(&k, alg, kid, &claims("alice", NOW + 300));
-        let id = judge(&s, "alice", &t, NOW).unwrap_or_else(|e| panic!("{alg}: {e}"));
+        let id = judge(&s, (&s.keys, &s.api_keys), "alice", &t, NOW)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(id.backend_role.as_deref(), Some("app_ro"), "{alg}");
         assert_eq!(id.tenant.as_deref(), Some("acme"));
         assert!(id.attributes.contains(&("region".into(), "eu".into())));
@@ -155,7 +156,7 @@ fn what_an_attacker_sends_is_refused() {
     let s = settings_for(&k, &[]);
     let ok = claims("alice", NOW + 300);
     let refused = |t: &str, user: &str, why: &str| {
-        let e = judge(&s, user, t, NOW).expect_err(why);
+        let e = judge(&s, (&s.keys, &s.api_keys), user, t, NOW).expect_err(why);
         println!("{why}: {e}");
     };
     refused(
@@ -229,15 +230,21 @@ fn what_an_attacker_sends_is_refused() {
 fn api_keys_are_matched_by_hash_per_user_until_they_expire() {
     let k = keys();
     let s = settings_for(&k, &[]);
-    let id = judge(&s, "svc", "hpk_live_1", NOW).unwrap();
+    let id = judge(&s, (&s.keys, &s.api_keys), "svc", "hpk_live_1", NOW).unwrap();
     assert_eq!(id.backend_role.as_deref(), Some("app_rw"));
     assert!(id.attributes.contains(&("rate".into(), "50".into())));
     assert!(
-        judge(&s, "other", "hpk_live_1", NOW).is_err(),
+        judge(&s, (&s.keys, &s.api_keys), "other", "hpk_live_1", NOW).is_err(),
         "another user"
     );
-    assert!(judge(&s, "svc", "hpk_live_2", NOW).is_err(), "unknown key");
-    assert!(judge(&s, "svc", "hpk_live_1", NOW + 61).is_err(), "expired");
+    assert!(
+        judge(&s, (&s.keys, &s.api_keys), "svc", "hpk_live_2", NOW).is_err(),
+        "unknown key"
+    );
+    assert!(
+        judge(&s, (&s.keys, &s.api_keys), "svc", "hpk_live_1", NOW + 61).is_err(),
+        "expired"
+    );
 }
 
 #[test]
@@ -256,4 +263,50 @@ fn a_key_without_alg_or_a_short_hmac_secret_is_refused_at_init() {
         settings(&Config::new(vec![])).is_err(),
         "nothing configured"
     );
+}
+
+#[test]
+fn keys_and_api_keys_from_documents_follow_the_documents() {
+    let k = keys();
+    let s = settings(&Config::new(vec![
+        ("jwks_document".into(), ConfigValue::Text("jwks".into())),
+        ("api_keys_document".into(), ConfigValue::Text("keys".into())),
+        ("user_claim".into(), ConfigValue::Text(String::new())),
+    ]))
+    .unwrap();
+    let line = format!(
+        "# service keys\n{}:svc::0:0\n",
+        host::sha256_hex(b"hpk_doc")
+    );
+    helios_sdk::testing::with_fake(|f| {
+        f.documents.insert(
+            "jwks".into(),
+            format!(r#"{{"keys":[{RSA_JWK}]}}"#).into_bytes(),
+        );
+        f.documents.insert("keys".into(), line.into_bytes());
+    });
+    let es = token(&k, "ES256", "ec-1", &claims("alice", NOW + 300));
+    let rs = token(&k, "RS256", "rsa-1", &claims("alice", NOW + 300));
+    let now = |s: &Settings, user: &str, cred: &str| {
+        let (jwks, api) = in_force(s);
+        judge(s, (&jwks, &api), user, cred, NOW)
+    };
+    assert!(now(&s, "alice", &rs).is_ok());
+    assert!(
+        now(&s, "alice", &es).is_err(),
+        "the EC key is not published yet"
+    );
+    assert!(now(&s, "svc", "hpk_doc").is_ok());
+    // The key set rotates and the key is revoked: both by their documents alone.
+    helios_sdk::testing::with_fake(|f| {
+        f.documents.insert("jwks".into(), jwks(&k).into_bytes());
+        f.documents.insert("keys".into(), b"# none left\n".to_vec());
+    });
+    assert!(now(&s, "alice", &es).is_ok());
+    assert!(now(&s, "svc", "hpk_doc").is_err(), "revoked");
+    // A document that stops parsing keeps the last good keys.
+    helios_sdk::testing::with_fake(|f| {
+        f.documents.insert("jwks".into(), b"{not json".to_vec());
+    });
+    assert!(now(&s, "alice", &es).is_ok());
 }

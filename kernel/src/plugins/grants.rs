@@ -22,7 +22,12 @@ pub(super) fn check_grants(
             continue;
         };
         let interface = rest.split('@').next().unwrap_or(rest);
-        if interface == "types" || interface == "context" || granted.contains(interface) {
+        // `documents` serves only what the component's own entry names: no grant needed.
+        if interface == "types"
+            || interface == "context"
+            || interface == "documents"
+            || granted.contains(interface)
+        {
             continue;
         }
         let grant = [

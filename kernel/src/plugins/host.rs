@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::StoreLimits;
 
 use super::bindings::Hooks;
-use super::bindings::helios::plugin::{clock, context, crypto, kv, log, topology, types};
+use super::bindings::helios::plugin::{
+    clock, context, crypto, documents, kv, log, topology, types,
+};
 use super::facts::Facts;
 
 /// Limits on one component's key/value namespace.
@@ -233,6 +235,14 @@ pub struct HostState {
     pub pure: Hooks,
     /// Session values read through `context` during the call in progress.
     pub reads: Vec<Read>,
+    /// The files its `[[plugins]]` entry names.
+    pub documents: Arc<super::documents::Documents>,
+}
+
+impl documents::Host for HostState {
+    fn get(&mut self, name: String) -> Option<Vec<u8>> {
+        self.documents.get(&name).map(|b| b.as_ref().clone())
+    }
 }
 
 impl types::Host for HostState {}

@@ -9,6 +9,7 @@ pub mod cache;
 mod config_values;
 mod deadline;
 pub mod decisions;
+pub mod documents;
 mod errors;
 pub mod facts;
 mod grants;
@@ -211,6 +212,7 @@ impl Runtime {
             component_name: Arc::from(config.name.as_str()),
             memory_bytes: (config.memory_mb as usize) << 20,
             rows_bytes: config.post_query_rows_bytes,
+            documents: Arc::new(documents::Documents::new(&config.documents)),
             deadline_ticks: config.timeout_ms + 1,
             timeout_ms: config.timeout_ms,
             on_error: config.on_error,
@@ -335,6 +337,7 @@ pub struct LoadedPlugin {
     memory_bytes: usize,
     /// Bytes of result rows its PostQuery may read per statement (0 = none).
     pub rows_bytes: usize,
+    documents: Arc<documents::Documents>,
     deadline_ticks: u64,
     timeout_ms: u64,
     on_error: Option<OnError>,
@@ -394,6 +397,7 @@ impl LoadedPlugin {
             rows_bytes: self.rows_bytes,
             pure: Hooks::empty(),
             reads: Vec::new(),
+            documents: self.documents.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
