@@ -50,6 +50,9 @@ mod imp {
     pub fn document(name: &str) -> Option<Vec<u8>> {
         documents::get(name)
     }
+    pub fn refresh_document(name: &str) {
+        documents::refresh(name)
+    }
 
     pub fn verify_signature(alg: &str, key: &VerifyingKey, message: &[u8], sig: &[u8]) -> bool {
         let key = match key {
@@ -109,6 +112,9 @@ mod imp {
 
     pub fn document(name: &str) -> Option<Vec<u8>> {
         with_fake(|f| f.documents.get(name).cloned())
+    }
+    pub fn refresh_document(name: &str) {
+        with_fake(|f| f.refreshed.push(name.to_owned()))
     }
 
     /// The kernel's own algorithm table, on `ring` like the kernel: unit tests verify real
@@ -243,6 +249,12 @@ pub fn verify_signature(
 /// there is no such document. No grant needed.
 pub fn document(name: &str) -> Option<Vec<u8>> {
     imp::document(name)
+}
+
+/// Asks the kernel to fetch the URL document `name` again now (at most once per 5 s); a
+/// later [`document`] sees the new copy. For a key id the current key set lacks.
+pub fn refresh_document(name: &str) {
+    imp::refresh_document(name)
 }
 
 /// Writes a log line attributed to the component (requires `log`).

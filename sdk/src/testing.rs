@@ -48,6 +48,8 @@ pub struct FakeHost {
     pub cache_ttl_ms: Option<u32>,
     /// What `host::document(name)` returns.
     pub documents: HashMap<String, Vec<u8>>,
+    /// The documents the component asked to refresh, in order.
+    pub refreshed: Vec<String>,
 }
 
 impl Default for crate::Hooks {

@@ -256,3 +256,74 @@ async fn keys_rotate_and_api_keys_are_revoked_through_their_files_without_a_rest
         .expect_err("revoked");
     assert!(e.contains("password authentication failed"), "{e}");
 }
+
+/// A JWKS served over HTTP, as identity providers publish theirs: read at load, and fetched
+/// again when a token names a key id the proxy does not have yet.
+async fn jwks_server(body: std::sync::Arc<std::sync::Mutex<String>>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = body.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_at_the_jwks_url_is_picked_up() {
+    let admin = connect(&shared_pg().direct("postgres")).await.unwrap();
+    admin
+        .batch_execute(
+            "do $$ begin create role token_reader login; exception when duplicate_object or unique_violation then null; end $$",
+        )
+        .await
+        .unwrap();
+    let issuer = Issuer::new();
+    let reg = Registry::start();
+    let published = std::sync::Arc::new(std::sync::Mutex::new(format!(r#"{{"keys":[{RSA_JWK}]}}"#)));
+    let port = jwks_server(published.clone()).await;
+    let mut config: Config = proxy_config(shared_pg(), PoolMode::Transaction, 2);
+    config.auth.method = AuthMethod::Component;
+    config.auth.trusted_network = true;
+    config.auth.allowed_roles = vec!["token_reader".into()];
+    let mut p = plugin(
+        "auth",
+        "helios-auth",
+        &[Grant::Crypto, Grant::Clock, Grant::Log],
+        &format!("jwks_document = \"jwks\"\nissuer = \"{ISSUER}\"\naudience = \"heliosproxy\"\n"),
+    );
+    p.hooks = vec![HookName::Authenticate];
+    p.documents = [("jwks".to_owned(), format!("http://127.0.0.1:{port}/.well-known/jwks.json"))]
+        .into_iter()
+        .collect();
+    publish(&mut config, p, "helios-auth", &reg).await;
+    let proxy = start_proxy(config).await;
+    let rs = issuer.sign("RS256", "rsa-1", &claims("alice", "token_reader", now_s() + 300));
+    let es = issuer.sign("ES256", "ec-1", &claims("alice", "token_reader", now_s() + 300));
+    let until = |secs: u64| std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let deadline = until(10);
+    while login(&proxy, "alice", &rs).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the JWKS was never fetched");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    login(&proxy, "alice", &es).await.expect_err("ec-1 is not published yet");
+    // The issuer rotates in its new key; a token naming it makes the proxy fetch again.
+    *published.lock().unwrap() = issuer.jwks();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let deadline = until(10);
+    while let Err(e) = login(&proxy, "alice", &es).await {
+        assert!(std::time::Instant::now() < deadline, "the rotated key was never picked up: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

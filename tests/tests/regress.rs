@@ -21,6 +21,11 @@ const REUSE: &[(&str, &str)] = &[
         "stats",
         "pg_stat_database.sessions does not grow when a client reconnects to a pooled backend",
     ),
+    (
+        "indirect_toast",
+        "sometimes: on a connection `guc` used, its custom setting stays a placeholder \
+         (RESET ALL keeps it) and PostgreSQL warns about it when plpgsql loads",
+    ),
 ];
 
 /// What transaction pooling cannot give, beyond [`REUSE`].

@@ -220,7 +220,16 @@ impl Plugin for Auth {
         let (jwks, api) = in_force(s);
         match judge(s, (&jwks, &api), &request.user, credential, now_s) {
             Ok(identity) => AuthDecision::Allow(identity),
-            Err(reason) => AuthDecision::Deny(refusal("28P01", reason)),
+            Err(reason) => {
+                // A key id the key set lacks: the issuer may have rotated; fetch it again
+                // (the kernel does it in the background, at most once per 5 s).
+                if reason.starts_with("no key for kid")
+                    && let Some(doc) = &s.jwks_document
+                {
+                    host::refresh_document(doc);
+                }
+                AuthDecision::Deny(refusal("28P01", reason))
+            }
         }
     }
 }

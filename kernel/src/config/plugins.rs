@@ -128,10 +128,11 @@ pub struct PluginConfig {
     /// bytes of row data; 0 = none. The kernel copies rows only while some component asks.
     #[serde(default)]
     pub post_query_rows_bytes: usize,
-    /// Files the component may read through the `documents` interface, by the name it asks
-    /// for (`documents = { jwks = "/etc/heliosproxy/jwks.json" }`); read again when they change.
+    /// Files or `http(s)://` URLs the component may read through the `documents` interface,
+    /// by the name it asks for (`documents = { jwks = "/etc/heliosproxy/jwks.json" }`); read
+    /// again when they change (files) or fetched again (URLs).
     #[serde(default)]
-    pub documents: std::collections::BTreeMap<String, std::path::PathBuf>,
+    pub documents: std::collections::BTreeMap<String, String>,
 }
 
 fn default_plugin_timeout_ms() -> u64 {

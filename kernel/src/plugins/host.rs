@@ -243,6 +243,10 @@ impl documents::Host for HostState {
     fn get(&mut self, name: String) -> Option<Vec<u8>> {
         self.documents.get(&name).map(|b| b.as_ref().clone())
     }
+
+    fn refresh(&mut self, name: String) {
+        self.documents.refresh(&name);
+    }
 }
 
 impl types::Host for HostState {}
