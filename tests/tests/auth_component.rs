@@ -220,8 +220,8 @@ async fn keys_rotate_and_api_keys_are_revoked_through_their_files_without_a_rest
     );
     p.hooks = vec![HookName::Authenticate];
     p.documents = [
-        ("jwks".to_owned(), jwks_file.clone()),
-        ("keys".to_owned(), keys_file.clone()),
+        ("jwks".to_owned(), jwks_file.display().to_string()),
+        ("keys".to_owned(), keys_file.display().to_string()),
     ]
     .into_iter()
     .collect();
@@ -291,7 +291,8 @@ async fn a_key_rotated_at_the_jwks_url_is_picked_up() {
         .unwrap();
     let issuer = Issuer::new();
     let reg = Registry::start();
-    let published = std::sync::Arc::new(std::sync::Mutex::new(format!(r#"{{"keys":[{RSA_JWK}]}}"#)));
+    let published =
+        std::sync::Arc::new(std::sync::Mutex::new(format!(r#"{{"keys":[{RSA_JWK}]}}"#)));
     let port = jwks_server(published.clone()).await;
     let mut config: Config = proxy_config(shared_pg(), PoolMode::Transaction, 2);
     config.auth.method = AuthMethod::Component;
@@ -304,26 +305,45 @@ async fn a_key_rotated_at_the_jwks_url_is_picked_up() {
         &format!("jwks_document = \"jwks\"\nissuer = \"{ISSUER}\"\naudience = \"heliosproxy\"\n"),
     );
     p.hooks = vec![HookName::Authenticate];
-    p.documents = [("jwks".to_owned(), format!("http://127.0.0.1:{port}/.well-known/jwks.json"))]
-        .into_iter()
-        .collect();
+    p.documents = [(
+        "jwks".to_owned(),
+        format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
+    )]
+    .into_iter()
+    .collect();
     publish(&mut config, p, "helios-auth", &reg).await;
     let proxy = start_proxy(config).await;
-    let rs = issuer.sign("RS256", "rsa-1", &claims("alice", "token_reader", now_s() + 300));
-    let es = issuer.sign("ES256", "ec-1", &claims("alice", "token_reader", now_s() + 300));
+    let rs = issuer.sign(
+        "RS256",
+        "rsa-1",
+        &claims("alice", "token_reader", now_s() + 300),
+    );
+    let es = issuer.sign(
+        "ES256",
+        "ec-1",
+        &claims("alice", "token_reader", now_s() + 300),
+    );
     let until = |secs: u64| std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let deadline = until(10);
     while login(&proxy, "alice", &rs).await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the JWKS was never fetched");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the JWKS was never fetched"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    login(&proxy, "alice", &es).await.expect_err("ec-1 is not published yet");
+    login(&proxy, "alice", &es)
+        .await
+        .expect_err("ec-1 is not published yet");
     // The issuer rotates in its new key; a token naming it makes the proxy fetch again.
     *published.lock().unwrap() = issuer.jwks();
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     let deadline = until(10);
     while let Err(e) = login(&proxy, "alice", &es).await {
-        assert!(std::time::Instant::now() < deadline, "the rotated key was never picked up: {e}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated key was never picked up: {e}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -119,7 +119,10 @@ impl Documents {
         if let Some((_, fetched)) = self.urls.get(name) {
             let (bytes, stale) = {
                 let f = fetched.lock().expect("documents lock");
-                (f.bytes.clone(), f.started.is_none_or(|t| t.elapsed() >= URL_REFRESH))
+                (
+                    f.bytes.clone(),
+                    f.started.is_none_or(|t| t.elapsed() >= URL_REFRESH),
+                )
             };
             if stale {
                 self.fetch(name, URL_REFRESH);
