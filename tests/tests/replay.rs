@@ -39,23 +39,30 @@ async fn password_trap() -> (u16, tokio::task::JoinHandle<bool>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    // Every connection is asked (the proxy may first ask the server who it is, then log in
+    // for the replay); the trap ends once none came for 3 s.
     let trap = tokio::spawn(async move {
-        let Ok(Ok((mut s, _))) =
-            tokio::time::timeout(Duration::from_secs(20), listener.accept()).await
-        else {
-            return false;
-        };
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.unwrap();
-        let mut startup = vec![0u8; u32::from_be_bytes(len) as usize - 4];
-        s.read_exact(&mut startup).await.unwrap();
-        // AuthenticationCleartextPassword.
-        s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).await.unwrap();
-        let mut tag = [0u8; 1];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut tag)).await,
-            Ok(Ok(_)) if tag[0] == b'p'
-        )
+        let mut sent = false;
+        let mut wait = Duration::from_secs(20);
+        while let Ok(Ok((mut s, _))) = tokio::time::timeout(wait, listener.accept()).await {
+            wait = Duration::from_secs(3);
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).await.is_err() {
+                continue;
+            }
+            let mut startup = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+            if s.read_exact(&mut startup).await.is_err() {
+                continue;
+            }
+            // AuthenticationCleartextPassword.
+            let _ = s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).await;
+            let mut tag = [0u8; 1];
+            sent |= matches!(
+                tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut tag)).await,
+                Ok(Ok(_)) if tag[0] == b'p'
+            );
+        }
+        sent
     });
     (port, trap)
 }
