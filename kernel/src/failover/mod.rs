@@ -6,12 +6,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::config::HaConfig;
 use crate::topology::tracker;
 mod candidate;
 mod lease;
+mod report;
+
+pub use report::FailoverReport;
 
 use crate::topology::{Role, Topology, format_lsn, now_ms};
 pub use candidate::best_standby;
@@ -42,25 +43,6 @@ pub enum FailoverError {
         /// Why it failed.
         message: String,
     },
-}
-
-/// One failover or switchover, as `GET /api/topology` reports the last one.
-#[derive(Debug, Clone, Serialize)]
-pub struct FailoverReport {
-    /// "failover" (automatic) or "switchover" (planned).
-    pub kind: &'static str,
-    /// The old primary.
-    pub from: String,
-    /// The new primary.
-    pub to: String,
-    /// When it started, ms since the epoch.
-    pub started_at_ms: u64,
-    /// How long the gate was closed.
-    pub duration_ms: u64,
-    /// The old primary's WAL position the new one had to reach (switchover only).
-    pub caught_up_to: Option<String>,
-    /// The error, when it failed.
-    pub error: Option<String>,
 }
 
 /// What failover needs of the server pools: closing a node's idle connections once it is

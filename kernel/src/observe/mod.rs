@@ -5,6 +5,7 @@
 
 pub mod clients;
 pub mod metrics;
+pub mod owner;
 pub mod queries;
 pub mod tables;
 pub mod text_key;

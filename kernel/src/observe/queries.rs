@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::AnalyticsConfig;
 use crate::histogram::Histogram;
 
+pub use super::owner::Owner;
 use super::text_key::text_key;
 
 /// Shown for text PostgreSQL's scanner rejects (its own text could hold anything).
@@ -149,29 +150,6 @@ pub struct Outcome<'a> {
     pub user: &'a str,
     /// The client's database.
     pub database: &'a str,
-}
-
-/// Whose statements an entry counts: a database and a login user.
-#[derive(Debug, Clone, Copy)]
-pub struct Owner<'a> {
-    /// The database.
-    pub database: &'a str,
-    /// The login user.
-    pub user: &'a str,
-}
-
-impl Owner<'_> {
-    /// Mixed into a text key so two owners' equal texts get their own entries.
-    #[inline]
-    fn key(&self) -> u64 {
-        let mut k = text_key(self.database.as_bytes());
-        k = k.rotate_left(29) ^ text_key(self.user.as_bytes());
-        k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn owns(&self, e: &Entry) -> bool {
-        *e.database == *self.database && *e.user == *self.user
-    }
 }
 
 /// The statistics of every fingerprint seen, bounded by `max_entries`.
